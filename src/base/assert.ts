@@ -1,0 +1,30 @@
+/**
+ * Always-on assertions. Details are computed lazily so that an assert in a hot path costs one branch
+ * (the TypeScript compiler's debug.ts does the same).
+ */
+
+/** Thrown when the model breaks one of its own rules: a bug in hmmsim or in a driver using it. */
+export class AssertionError extends Error {
+  override readonly name = "AssertionError";
+}
+
+export type Details = () => string;
+
+export function assert(condition: unknown, message: string, details?: Details): asserts condition {
+  if (!condition) fail(message, details);
+}
+
+export function fail(message: string, details?: Details): never {
+  throw new AssertionError(details === undefined ? message : `${message}: ${details()}`);
+}
+
+/** For exhaustive switches: the compiler proves the value impossible, the runtime checks it. */
+export function assertNever(value: never, what: string): never {
+  throw new AssertionError(`unexpected ${what}: ${String(value)}`);
+}
+
+/** A non-negative safe integer, the shape of every page number and count in the model. */
+export function assertIndex(value: number, what: string): void {
+  if (!(Number.isSafeInteger(value) && value >= 0))
+    fail(`${what} must be a non-negative integer`, () => String(value));
+}

@@ -1,0 +1,111 @@
+/**
+ * get_user_pages and pin_user_pages (mm/gup.c): fault in a range of a process and take a reference
+ * (FOLL_GET) or a pin (FOLL_PIN, GUP_PIN_COUNTING_BIAS references) on each page, which is how a driver
+ * or a DMA user keeps pages in place. A pinned page fails migration's pin checks.
+ *
+ * Deliberate differences: no FOLL_LONGTERM migration out of movable zones, no huge pages. The caller
+ * holds mmap_lock for read, as with get_user_pages_remote.
+ */
+import { assert } from "../base/assert.js";
+import { EFAULT, ENOMEM } from "../base/errno.js";
+import type { Kfn } from "../sched/thread.js";
+import type { Kernel } from "./kernel.js";
+import {
+  FAULT_FLAG_WRITE,
+  type FaultContext,
+  GUP_PIN_COUNTING_BIAS,
+  handleMmFault,
+  VM_FAULT_ERROR,
+  VM_FAULT_OOM,
+} from "./memory.js";
+import { type MmStruct, VM_IO, VM_PFNMAP, VM_READ, VM_WRITE } from "./mm_types.js";
+import { pteFrame, ptePresent, pteProtNone, pteSpecial, pteWrite } from "./pgtable.js";
+
+export const FOLL_WRITE = 0x01;
+export const FOLL_GET = 0x04;
+export const FOLL_PIN = 0x40000;
+
+/** Per-page references taken through GUP, so the invariant checker can account for them. */
+export class GupLedger {
+  readonly gets = new Map<number, number>();
+  readonly pins = new Map<number, number>();
+}
+
+/**
+ * __get_user_pages: for `count` pages from vpn, faults each in as needed and takes a reference or a
+ * pin; fills `pfns`. Returns the number of pages done, or -errno if the first page failed.
+ */
+export function* getUserPages(
+  ctx: FaultContext,
+  ledger: GupLedger,
+  mm: MmStruct,
+  vpn: number,
+  count: number,
+  gupFlags: number,
+  pfns: number[],
+): Kfn<number> {
+  const k = ctx.k;
+  assert(mm.mmapLock.heldBy(k.sched.current()), "get_user_pages without mmap_lock");
+  assert(
+    ((gupFlags & FOLL_GET) !== 0) !== ((gupFlags & FOLL_PIN) !== 0),
+    "exactly one of FOLL_GET and FOLL_PIN",
+  );
+  const write = (gupFlags & FOLL_WRITE) !== 0;
+  for (let i = 0; i < count; i++) {
+    const at = vpn + i;
+    const vma = mm.findVma(at);
+    const bad =
+      vma === null ||
+      (vma.flags & (VM_IO | VM_PFNMAP)) !== 0 ||
+      (vma.flags & (write ? VM_WRITE : VM_READ)) === 0;
+    if (bad) return i > 0 ? i : -EFAULT;
+    let pfn = -1;
+    // follow_page_mask, then faultin_page, until the page is there with the access wanted. Bounded:
+    // each fault either installs the entry or reports an error; a racing unmap costs one more pass.
+    for (let attempt = 0; attempt < 64 && pfn < 0; attempt++) {
+      const pte = k.pt.read(mm.root, at);
+      const usable =
+        ptePresent(pte) && !pteProtNone(pte) && (!write || pteWrite(pte)) && !(write && pteSpecial(pte));
+      if (usable) {
+        pfn = pteFrame(pte);
+        break;
+      }
+      const ret = yield* handleMmFault(ctx, vma, at, write ? FAULT_FLAG_WRITE : 0);
+      if ((ret & VM_FAULT_ERROR) !== 0) {
+        if (i > 0) return i;
+        return (ret & VM_FAULT_OOM) !== 0 ? -ENOMEM : -EFAULT;
+      }
+    }
+    if (pfn < 0) return i > 0 ? i : -EFAULT;
+    if ((gupFlags & FOLL_PIN) !== 0) {
+      k.pages.refcount[pfn]! += GUP_PIN_COUNTING_BIAS;
+      ledger.pins.set(pfn, (ledger.pins.get(pfn) ?? 0) + 1);
+    } else {
+      k.pages.refcount[pfn]!++;
+      ledger.gets.set(pfn, (ledger.gets.get(pfn) ?? 0) + 1);
+    }
+    pfns.push(pfn);
+  }
+  return count;
+}
+
+function dropFromLedger(map: Map<number, number>, pfn: number): boolean {
+  const count = map.get(pfn) ?? 0;
+  if (count === 0) return false;
+  if (count === 1) map.delete(pfn);
+  else map.set(pfn, count - 1);
+  return true;
+}
+
+/** unpin_user_page. */
+export function unpinUserPage(k: Kernel, ledger: GupLedger, pfn: number): void {
+  assert(dropFromLedger(ledger.pins, pfn), "unpin of a page that is not pinned", () => k.pages.describe(pfn));
+  k.pages.refcount[pfn]! -= GUP_PIN_COUNTING_BIAS - 1;
+  k.pages.putStructural(pfn);
+}
+
+/** put_page for a reference taken with FOLL_GET. */
+export function putUserPage(k: Kernel, ledger: GupLedger, pfn: number): void {
+  assert(dropFromLedger(ledger.gets, pfn), "put of a page GUP did not get", () => k.pages.describe(pfn));
+  k.pages.putStructural(pfn);
+}

@@ -1,0 +1,129 @@
+/**
+ * The kernel's global state in one object: the struct page arrays, RAM, page contents, page tables,
+ * LRU, the rmap objects, every mm and every device pagemap. mm functions take it as their first
+ * argument, where the kernel reaches the same state through globals and per-node structures.
+ */
+import { assert } from "../base/assert.js";
+import { KeyedWaitQueues, LockTable, RwSem } from "../sched/locks.js";
+import { Scheduler, type SchedulerOptions } from "../sched/scheduler.js";
+import type { Thread } from "../sched/thread.js";
+import { AddressSpace, AnonVma, type Mapping, MmStruct } from "./mm_types.js";
+import { PageArrays, PG_lru } from "./page.js";
+import { PageAllocator } from "./page_alloc.js";
+import { createPageStore, type PageStore, type StoreKind } from "./page_store.js";
+import { PageTables } from "./pgtable.js";
+import { LruState, lruDel } from "./swap.js";
+
+/** Which migrate_vma protocol the kernel runs (see mm/migrate_vma.ts). */
+export type ProtocolVersion = "seed" | "4.14" | "modern";
+export const PROTOCOL_VERSIONS: readonly ProtocolVersion[] = ["seed", "4.14", "modern"];
+
+export interface KernelOptions {
+  /** Frames of system RAM, the zero page included. */
+  ramPages: number;
+  store: StoreKind;
+  protocol: ProtocolVersion;
+  cpus?: number;
+  scheduler?: SchedulerOptions;
+  /** Frames reserved above RAM for device memory ranges added later. */
+  devicePagesReserve?: number;
+}
+
+/** Something that takes back a free ZONE_DEVICE page (memremap.ts registers the pagemaps). */
+export interface DevicePageFreer {
+  freeDevicePage(pfn: number): void;
+}
+
+export class Kernel {
+  readonly sched: Scheduler;
+  readonly pages: PageArrays;
+  readonly store: PageStore;
+  readonly ram: PageAllocator;
+  readonly pt = new PageTables();
+  /** Split page-table locks, keyed by PTE table index. */
+  readonly ptl: LockTable;
+  /** Sleepers on page locks, keyed by pfn (folio_waitqueue). */
+  readonly pageWaiters = new KeyedWaitQueues();
+  readonly lru: LruState;
+  readonly protocol: ProtocolVersion;
+  readonly mms = new Map<number, MmStruct>();
+  private readonly mappingById: (Mapping | undefined)[] = [undefined];
+  private nextMmId = 1;
+  /** First pfn above RAM not yet given to a device range. */
+  nextDevicePfn: number;
+  devicePageFreer: DevicePageFreer | null = null;
+  /** Counters a user can read: page faults handled, by outcome. */
+  readonly stats = { faults: 0, cowFaults: 0, zeroPageMaps: 0, migrationWaits: 0, deviceFaults: 0 };
+
+  constructor(options: KernelOptions) {
+    assert(
+      Number.isSafeInteger(options.ramPages) && options.ramPages >= 2,
+      "ramPages must be at least 2",
+      () => String(options.ramPages),
+    );
+    this.sched = new Scheduler({ cpus: options.cpus ?? 2, ...options.scheduler });
+    const capacity = options.ramPages + (options.devicePagesReserve ?? 0);
+    this.pages = new PageArrays(capacity);
+    this.store = createPageStore(options.store, capacity);
+    this.ram = new PageAllocator(this.pages, options.ramPages);
+    this.ptl = new LockTable(this.sched, "page-table lock of PTE table");
+    this.lru = new LruState(this.sched.cpus);
+    this.protocol = options.protocol;
+    this.nextDevicePfn = Math.ceil(options.ramPages / 512) * 512;
+    this.pages.freer = {
+      freePage: (pfn) => this.freePage(pfn),
+    };
+  }
+
+  /** The last reference went: RAM returns to the allocator, device memory to its pagemap. */
+  private freePage(pfn: number): void {
+    if (this.pages.has(pfn, PG_lru)) lruDel(this, pfn);
+    if (this.pages.isZoneDevice(pfn)) {
+      assert(this.devicePageFreer !== null, "device page freed with no pagemap registered", () =>
+        String(pfn),
+      );
+      this.devicePageFreer.freeDevicePage(pfn);
+      return;
+    }
+    this.ram.freePage(pfn);
+  }
+
+  /** Grows the pfn space so that frames below `capacity` exist (memremap_pages). */
+  growPfnSpace(capacity: number): void {
+    this.pages.grow(capacity);
+    this.store.grow(capacity);
+  }
+
+  threadById(id: number): Thread | null {
+    return id === 0 ? null : this.sched.byId(id);
+  }
+
+  newMm(): MmStruct {
+    const id = this.nextMmId++;
+    const mm = new MmStruct(id, this.pt.newRoot(), new RwSem(this.sched, `mmap_lock of mm ${id}`));
+    this.mms.set(id, mm);
+    return mm;
+  }
+
+  newAnonVma(parent: AnonVma | null): AnonVma {
+    const anonVma = new AnonVma(this.mappingById.length, parent);
+    this.mappingById.push(anonVma);
+    return anonVma;
+  }
+
+  newAddressSpace(name: string, sizeBytes: number, anonymousShmem: boolean): AddressSpace {
+    const space = new AddressSpace(this.mappingById.length, name, sizeBytes, anonymousShmem);
+    this.mappingById.push(space);
+    return space;
+  }
+
+  /** The anon_vma or address_space behind page->mapping, or null. */
+  mappingOf(pfn: number): Mapping | null {
+    const id = this.pages.mapping[pfn]!;
+    return id === 0 ? null : (this.mappingById[id] ?? null);
+  }
+
+  addressSpaces(): AddressSpace[] {
+    return this.mappingById.filter((mapping): mapping is AddressSpace => mapping instanceof AddressSpace);
+  }
+}

@@ -1,0 +1,525 @@
+/**
+ * Page faults and page-table teardown and copy (mm/memory.c): handle_mm_fault with
+ * do_anonymous_page (zero page on read), do_fault (page cache, COW of file pages), do_wp_page (COW,
+ * reuse), do_swap_page (migration entries, device-private pages); zap_pte_range; copy_page_range.
+ *
+ * The caller of handleMmFault holds mmap_lock for read and has checked the VMA's permissions
+ * (access_error in the arch fault handler), as in the kernel. The fault path takes the page-table
+ * lock of the PTE table it changes and rechecks the PTE under it (pte_same).
+ */
+import { assert } from "../base/assert.js";
+import type { Kfn } from "../sched/thread.js";
+import { filemapGetPage, trylockPage, unlockPage, waitOnPageLocked } from "./filemap.js";
+import type { Kernel } from "./kernel.js";
+import type { Pagemaps } from "./memremap.js";
+import type { Vma } from "./mm_types.js";
+import { VM_SHARED, VM_WRITE } from "./mm_types.js";
+import {
+  hasNotifiers,
+  MMU_NOTIFY_CLEAR,
+  type MmuNotifierEvent,
+  mmuNotifierInvalidateRangeEnd,
+  mmuNotifierInvalidateRangeStart,
+  notifierRange,
+} from "./mmu_notifier.js";
+import { PG_anon_exclusive, PG_dirty, PG_lru } from "./page.js";
+import { ZERO_PFN } from "./page_alloc.js";
+import {
+  _PAGE_ACCESSED,
+  _PAGE_DIRTY,
+  _PAGE_RW,
+  _PAGE_SPECIAL,
+  isDeviceExclusiveEntry,
+  isDevicePrivateEntry,
+  isMigrationEntry,
+  isSwapPte,
+  isWritableDevicePrivateEntry,
+  isWritableMigrationEntry,
+  makeDevicePrivateEntry,
+  makeMigrationEntry,
+  mkPte,
+  PageTables,
+  pteDirty,
+  pteFrame,
+  ptePresent,
+  pteSpecial,
+  pteWithBits,
+  pteWrite,
+} from "./pgtable.js";
+import { anonVmaPrepare, pageAddNewAnonRmap, pageAddRmap, pageRemoveRmap } from "./rmap.js";
+import { lruAddDrain, lruCacheAdd } from "./swap.js";
+
+/** enum fault_flag. */
+export const FAULT_FLAG_WRITE = 0x1;
+export const FAULT_FLAG_REMOTE = 0x80;
+
+/** vm_fault_t bits. */
+export const VM_FAULT_OOM = 0x1;
+export const VM_FAULT_SIGBUS = 0x2;
+export const VM_FAULT_MAJOR = 0x4;
+export const VM_FAULT_SIGSEGV = 0x40;
+export const VM_FAULT_NOPAGE = 0x100;
+export const VM_FAULT_RETRY = 0x400;
+export const VM_FAULT_ERROR = VM_FAULT_OOM | VM_FAULT_SIGBUS | VM_FAULT_SIGSEGV;
+
+/**
+ * Behaviour switches of the fault path that changed across kernel versions (see migrate_vma.ts for
+ * where each is chosen).
+ */
+export interface FaultPathSwitches {
+  /**
+   * migration_entry_wait takes a page reference while waiting (true before 6.0, "mm/migrate.c: rework
+   * migration_entry_wait() to not take a pageref", ffa65753c431). Several CPUs waiting keep the refcount
+   * high, so a concurrent pin check fails (defect S4).
+   */
+  migrationWaitTakesRef: boolean;
+  /**
+   * do_swap_page locks the device page and takes a reference before calling migrate_to_ram (true from
+   * 16ce101db85d, 6.1, the fix for CVE-2022-3523).
+   */
+  deviceFaultHoldsPage: boolean;
+}
+
+/** Everything a fault needs beyond the kernel: the pagemaps and the version switches. */
+export interface FaultContext {
+  readonly k: Kernel;
+  readonly pagemaps: Pagemaps;
+  readonly switches: FaultPathSwitches;
+}
+
+/** Takes the PTE table lock, offering a scheduling point only when another thread could run. */
+function* ptlLock(k: Kernel, table: number): Kfn<void> {
+  if (k.sched.contended || !k.ptl.tryLock(table)) yield* k.ptl.lock(table);
+}
+
+/** handle_mm_fault: resolves one fault at vpn of vma. Returns 0 or VM_FAULT_* bits. */
+export function* handleMmFault(ctx: FaultContext, vma: Vma, vpn: number, flags: number): Kfn<number> {
+  const k = ctx.k;
+  assert(vma.contains(vpn), "fault outside its VMA", () => `${vpn} in ${vma}`);
+  assert(vma.mm.mmapLock.heldBy(k.sched.current()), "fault without mmap_lock", () => vma.toString());
+  k.stats.faults++;
+  const table = k.pt.ensureTable(vma.mm.root, vpn);
+  const slot = PageTables.slot(table, vpn);
+  const pte = k.pt.entries[slot]!;
+  if (pte === 0) {
+    return vma.isAnonymous
+      ? yield* doAnonymousPage(ctx, vma, vpn, flags, table)
+      : yield* doFault(ctx, vma, vpn, flags, table);
+  }
+  if (isSwapPte(pte)) return yield* doSwapPage(ctx, vma, vpn, flags, table, pte);
+  const write = (flags & FAULT_FLAG_WRITE) !== 0;
+  if (write && !pteWrite(pte)) return yield* doWpPage(ctx, vma, vpn, table, pte);
+  // handle_pte_fault: the entry is fine; mark it young (and dirty on write) under the lock.
+  yield* ptlLock(k, table);
+  if (k.pt.entries[slot] === pte)
+    k.pt.entries[slot] = pteWithBits(pte, _PAGE_ACCESSED | (write ? _PAGE_DIRTY : 0), 0);
+  k.ptl.unlock(table);
+  return 0;
+}
+
+/** do_anonymous_page: the zero page for a read, a new zeroed page for a write. */
+function* doAnonymousPage(
+  ctx: FaultContext,
+  vma: Vma,
+  vpn: number,
+  flags: number,
+  table: number,
+): Kfn<number> {
+  const k = ctx.k;
+  const slot = PageTables.slot(table, vpn);
+  if ((flags & FAULT_FLAG_WRITE) === 0) {
+    yield* ptlLock(k, table);
+    if (k.pt.entries[slot] === 0) {
+      k.pt.entries[slot] = mkPte(ZERO_PFN, _PAGE_SPECIAL | _PAGE_ACCESSED);
+      k.stats.zeroPageMaps++;
+    }
+    k.ptl.unlock(table);
+    return 0;
+  }
+  anonVmaPrepare(k, vma);
+  const pfn = k.ram.allocPage();
+  if (pfn < 0) return VM_FAULT_OOM;
+  k.store.zero(pfn);
+  yield* ptlLock(k, table);
+  if (k.pt.entries[slot] !== 0) {
+    // Another thread resolved it first (pte_same failed): give the page back.
+    k.ptl.unlock(table);
+    k.pages.put(pfn);
+    return 0;
+  }
+  mapNewAnonPage(ctx, vma, vpn, slot, pfn);
+  k.ptl.unlock(table);
+  return 0;
+}
+
+/** The tail of do_anonymous_page and wp_page_copy: rmap, LRU, PTE; the allocation ref becomes the mapping's. */
+function mapNewAnonPage(ctx: FaultContext, vma: Vma, vpn: number, slot: number, pfn: number): void {
+  const k = ctx.k;
+  pageAddNewAnonRmap(k, pfn, vma, vpn);
+  lruCacheAdd(k, pfn, k.sched.current().cpu);
+  const writable = (vma.flags & VM_WRITE) !== 0;
+  k.pt.entries[slot] = mkPte(pfn, (writable ? _PAGE_RW : 0) | _PAGE_DIRTY | _PAGE_ACCESSED);
+  k.pages.handOver(pfn);
+}
+
+/** do_fault: do_read_fault, do_cow_fault or do_shared_fault for a file or shmem VMA. */
+function* doFault(ctx: FaultContext, vma: Vma, vpn: number, flags: number, table: number): Kfn<number> {
+  const k = ctx.k;
+  const file = vma.file;
+  assert(file !== null, "do_fault in an anonymous VMA", () => vma.toString());
+  const write = (flags & FAULT_FLAG_WRITE) !== 0;
+  const shared = (vma.flags & VM_SHARED) !== 0;
+  const cpu = k.sched.current().cpu;
+  const pgoff = vma.linearIndex(vpn);
+  const page = filemapGetPage(k, file, pgoff, cpu);
+  if (page < 0) return VM_FAULT_OOM;
+  const slot = PageTables.slot(table, vpn);
+  if (write && !shared) {
+    // do_cow_fault: a private copy of the file page.
+    anonVmaPrepare(k, vma);
+    const copy = k.ram.allocPage();
+    if (copy < 0) {
+      k.pages.put(page);
+      return VM_FAULT_OOM;
+    }
+    k.store.copy(copy, page);
+    k.pages.put(page);
+    yield* ptlLock(k, table);
+    if (k.pt.entries[slot] !== 0) {
+      k.ptl.unlock(table);
+      k.pages.put(copy);
+      return 0;
+    }
+    mapNewAnonPage(ctx, vma, vpn, slot, copy);
+    k.ptl.unlock(table);
+    k.stats.cowFaults++;
+    return 0;
+  }
+  yield* ptlLock(k, table);
+  if (k.pt.entries[slot] !== 0) {
+    k.ptl.unlock(table);
+    k.pages.put(page);
+    return 0;
+  }
+  // A shared mapping of shmem needs no write notification, so its PTEs are writable from the start
+  // when the VMA is (vm_page_prot); a private mapping maps the page cache read-only for COW.
+  const writable = shared && (vma.flags & VM_WRITE) !== 0;
+  if (write) k.pages.set(page, PG_dirty);
+  pageAddRmap(k, page, vma);
+  k.pt.entries[slot] = mkPte(page, (writable ? _PAGE_RW : 0) | (write ? _PAGE_DIRTY : 0) | _PAGE_ACCESSED);
+  k.pages.handOver(page);
+  k.ptl.unlock(table);
+  return 0;
+}
+
+/** do_wp_page: a write to a present read-only PTE in a writable VMA. */
+function* doWpPage(ctx: FaultContext, vma: Vma, vpn: number, table: number, pte: number): Kfn<number> {
+  const k = ctx.k;
+  const slot = PageTables.slot(table, vpn);
+  const pfn = pteFrame(pte);
+  const special = pteSpecial(pte);
+  if (!special && (vma.flags & VM_SHARED) !== 0) {
+    // wp_page_shared: the page cache page itself becomes writable and dirty.
+    yield* ptlLock(k, table);
+    if (k.pt.entries[slot] === pte) {
+      k.pages.set(pfn, PG_dirty);
+      k.pt.entries[slot] = pteWithBits(pte, _PAGE_RW | _PAGE_DIRTY | _PAGE_ACCESSED, 0);
+    }
+    k.ptl.unlock(table);
+    return 0;
+  }
+  if (!special && k.pages.isAnon(pfn) && canReuseAnonPage(ctx, pfn)) {
+    // wp_page_reuse: this process is the only user; write in place.
+    yield* ptlLock(k, table);
+    if (k.pt.entries[slot] === pte) {
+      k.pages.set(pfn, PG_anon_exclusive);
+      k.pt.entries[slot] = pteWithBits(pte, _PAGE_RW | _PAGE_DIRTY | _PAGE_ACCESSED, 0);
+    }
+    k.ptl.unlock(table);
+    return 0;
+  }
+  return yield* wpPageCopy(ctx, vma, vpn, table, pte);
+}
+
+/**
+ * wp_can_reuse_anon_folio: exclusive pages are reused; otherwise only a page whose single reference is
+ * this mapping, checked after draining this CPU's LRU batch (whose reference would otherwise count) and
+ * under the page lock.
+ */
+function canReuseAnonPage(ctx: FaultContext, pfn: number): boolean {
+  const k = ctx.k;
+  if (k.pages.has(pfn, PG_anon_exclusive)) return true;
+  if (!k.pages.has(pfn, PG_lru)) lruAddDrain(k, k.sched.current().cpu);
+  if (k.pages.refcount[pfn]! > 1) return false;
+  if (!trylockPage(k, pfn)) return false;
+  const reuse = k.pages.refcount[pfn] === 1;
+  unlockPage(k, pfn);
+  return reuse;
+}
+
+/** wp_page_copy: a private copy of the page (zeroed for the zero page), replacing the PTE. */
+function* wpPageCopy(ctx: FaultContext, vma: Vma, vpn: number, table: number, pte: number): Kfn<number> {
+  const k = ctx.k;
+  const slot = PageTables.slot(table, vpn);
+  const old = pteFrame(pte);
+  const oldIsZero = pteSpecial(pte);
+  anonVmaPrepare(k, vma);
+  const copy = k.ram.allocPage();
+  if (copy < 0) return VM_FAULT_OOM;
+  if (oldIsZero) k.store.zero(copy);
+  else k.store.copy(copy, old);
+  const mm = vma.mm;
+  const range = hasNotifiers(mm, vpn, vpn + 1)
+    ? notifierRange(mm, vma, vpn, vpn + 1, MMU_NOTIFY_CLEAR)
+    : null;
+  if (range !== null) yield* mmuNotifierInvalidateRangeStart(k, range);
+  yield* ptlLock(k, table);
+  if (k.pt.entries[slot] !== pte) {
+    k.ptl.unlock(table);
+    if (range !== null) mmuNotifierInvalidateRangeEnd(k, range);
+    k.pages.put(copy);
+    return 0;
+  }
+  if (!oldIsZero) {
+    pageRemoveRmap(k, old, vma);
+    k.pages.putStructural(old);
+  }
+  mapNewAnonPage(ctx, vma, vpn, slot, copy);
+  k.ptl.unlock(table);
+  if (range !== null) mmuNotifierInvalidateRangeEnd(k, range);
+  k.stats.cowFaults++;
+  return 0;
+}
+
+/**
+ * do_swap_page for the swap-type entries hmmsim has: a migration entry waits for the migration to end
+ * (migration_entry_wait) and the access retries; a device-private entry asks the page's driver to
+ * migrate it back (migrate_to_ram). hmmsim has no swap device, so nothing else gets here.
+ */
+function* doSwapPage(
+  ctx: FaultContext,
+  vma: Vma,
+  vpn: number,
+  flags: number,
+  table: number,
+  pte: number,
+): Kfn<number> {
+  const k = ctx.k;
+  const pfn = pteFrame(pte);
+  if (isMigrationEntry(pte)) {
+    k.stats.migrationWaits++;
+    yield* migrationEntryWait(ctx, table, vpn, pte);
+    return 0;
+  }
+  if (isDevicePrivateEntry(pte)) {
+    k.stats.deviceFaults++;
+    const pgmap = ctx.pagemaps.of(pfn);
+    const slot = PageTables.slot(table, vpn);
+    if (!ctx.switches.deviceFaultHoldsPage) {
+      // Before 6.1: the driver is called with neither a reference nor the page lock (CVE-2022-3523).
+      return yield* pgmap.ops.migrateToRam({ vma, vpn, flags, page: pfn, origPte: pte });
+    }
+    yield* ptlLock(k, table);
+    if (k.pt.entries[slot] !== pte) {
+      k.ptl.unlock(table);
+      return 0;
+    }
+    if (!trylockPage(k, pfn)) {
+      // Someone else (a migration) holds the page: retry the access later.
+      k.ptl.unlock(table);
+      return 0;
+    }
+    k.pages.get(pfn);
+    k.ptl.unlock(table);
+    const ret = yield* pgmap.ops.migrateToRam({ vma, vpn, flags, page: pfn, origPte: pte });
+    unlockPage(k, pfn);
+    k.pages.put(pfn);
+    return ret;
+  }
+  if (isDeviceExclusiveEntry(pte)) return VM_FAULT_SIGBUS;
+  return VM_FAULT_SIGBUS;
+}
+
+/**
+ * migration_entry_wait: if the PTE still holds the migration entry, sleep until the page is unlocked,
+ * then return so that the access retries.
+ */
+function* migrationEntryWait(ctx: FaultContext, table: number, vpn: number, pte: number): Kfn<void> {
+  const k = ctx.k;
+  const slot = PageTables.slot(table, vpn);
+  const pfn = pteFrame(pte);
+  yield* ptlLock(k, table);
+  if (k.pt.entries[slot] !== pte) {
+    k.ptl.unlock(table);
+    return;
+  }
+  if (ctx.switches.migrationWaitTakesRef) {
+    // 4.14: get_page_unless_zero, then wait_on_page_locked, then put_page.
+    if (k.pages.refcount[pfn] === 0) {
+      k.ptl.unlock(table);
+      return;
+    }
+    k.pages.get(pfn);
+    k.ptl.unlock(table);
+    yield* waitOnPageLocked(k, pfn);
+    k.pages.put(pfn);
+    return;
+  }
+  // Since 6.0 the wait starts under the PTL without a reference (migration_entry_wait_on_locked).
+  k.ptl.unlock(table);
+  yield* waitOnPageLocked(k, pfn);
+}
+
+/**
+ * zap_pte_range over [start, end) of one VMA (munmap, MADV_DONTNEED, exit): every mapping's rmap and
+ * reference go; migration entries are dropped without a reference (the migrating thread holds one).
+ * The range is invalidated with `event` first.
+ */
+export function* zapPageRange(
+  k: Kernel,
+  vma: Vma,
+  start: number,
+  end: number,
+  event: MmuNotifierEvent,
+): Kfn<void> {
+  assert(
+    start >= vma.start && end <= vma.end && start < end,
+    "zap outside the VMA",
+    () => `${start}..${end} ${vma}`,
+  );
+  const mm = vma.mm;
+  const range = hasNotifiers(mm, start, end) ? notifierRange(mm, vma, start, end, event) : null;
+  if (range !== null) yield* mmuNotifierInvalidateRangeStart(k, range);
+  let vpn = start;
+  while (vpn < end) {
+    const tableEnd = Math.min(end, (Math.floor(vpn / 512) + 1) * 512);
+    const table = k.pt.lookupTable(mm.root, vpn);
+    if (table >= 0) {
+      yield* ptlLock(k, table);
+      for (let v = vpn; v < tableEnd; v++) zapPte(k, vma, PageTables.slot(table, v));
+      k.ptl.unlock(table);
+    }
+    vpn = tableEnd;
+  }
+  if (range !== null) mmuNotifierInvalidateRangeEnd(k, range);
+}
+
+function zapPte(k: Kernel, vma: Vma, slot: number): void {
+  const pte = k.pt.entries[slot]!;
+  if (pte === 0) return;
+  k.pt.entries[slot] = 0;
+  const pfn = pteFrame(pte);
+  if (ptePresent(pte)) {
+    if (pteSpecial(pte)) return;
+    if (pteDirty(pte)) k.pages.set(pfn, PG_dirty);
+  } else if (!isDevicePrivateEntry(pte)) {
+    return; // a migration entry: no reference, no rmap
+  }
+  pageRemoveRmap(k, pfn, vma);
+  k.pages.putStructural(pfn);
+}
+
+/** is_cow_mapping: private and may be written. */
+function isCowMapping(vma: Vma): boolean {
+  return (vma.flags & VM_SHARED) === 0 && (vma.flags & 0x20) !== 0; // VM_MAYWRITE
+}
+
+/**
+ * copy_page_range for fork: the child's VMA gets the parent's PTEs. In a COW mapping both sides lose
+ * write access and anonymous pages stop being exclusive; device-private and migration entries are
+ * copied (made read-only for COW), as copy_nonpresent_pte does. Returns 0 or -ENOMEM.
+ *
+ * Deliberate difference: an anonymous page that may be DMA-pinned is copied for the child at fork
+ * (copy_present_page) only when it is exclusive, as in the kernel, but without the mm->has_pinned test.
+ */
+export function* copyPageRange(k: Kernel, dst: Vma, src: Vma): Kfn<number> {
+  assert(dst.start === src.start && dst.end === src.end, "fork copies a VMA to the same range");
+  const cow = isCowMapping(src);
+  let vpn = src.start as number;
+  while (vpn < src.end) {
+    const tableEnd = Math.min(src.end, (Math.floor(vpn / 512) + 1) * 512);
+    const srcTable = k.pt.lookupTable(src.mm.root, vpn);
+    if (srcTable >= 0) {
+      const dstTable = k.pt.ensureTable(dst.mm.root, vpn);
+      yield* ptlLock(k, dstTable);
+      yield* ptlLock(k, srcTable);
+      let failed = false;
+      for (let v = vpn; v < tableEnd && !failed; v++) {
+        failed = !copyOnePte(k, dst, v, PageTables.slot(dstTable, v), PageTables.slot(srcTable, v), cow);
+      }
+      k.ptl.unlock(srcTable);
+      k.ptl.unlock(dstTable);
+      if (failed) return -12; // -ENOMEM
+    }
+    vpn = tableEnd;
+  }
+  return 0;
+}
+
+/** GUP_PIN_COUNTING_BIAS (include/linux/mm.h): what one FOLL_PIN adds to the refcount. */
+export const GUP_PIN_COUNTING_BIAS = 1024;
+
+function copyOnePte(
+  k: Kernel,
+  dst: Vma,
+  vpn: number,
+  dstSlot: number,
+  srcSlot: number,
+  cow: boolean,
+): boolean {
+  const pages = k.pages;
+  let pte = k.pt.entries[srcSlot]!;
+  if (pte === 0) return true;
+  const pfn = pteFrame(pte);
+  if (!ptePresent(pte)) {
+    if (isMigrationEntry(pte)) {
+      if (cow && isWritableMigrationEntry(pte)) {
+        pte = makeMigrationEntry(pfn, false, false, false);
+        k.pt.entries[srcSlot] = pte;
+      }
+      k.pt.entries[dstSlot] = pte;
+      return true;
+    }
+    if (isDevicePrivateEntry(pte)) {
+      pages.getStructural(pfn);
+      pageAddRmap(k, pfn, dst);
+      pages.clear(pfn, PG_anon_exclusive);
+      if (cow && isWritableDevicePrivateEntry(pte)) {
+        pte = makeDevicePrivateEntry(pfn, false);
+        k.pt.entries[srcSlot] = pte;
+      }
+      k.pt.entries[dstSlot] = pte;
+    }
+    return true;
+  }
+  if (pteSpecial(pte)) {
+    k.pt.entries[dstSlot] = pte;
+    return true;
+  }
+  if (
+    cow &&
+    pages.isAnon(pfn) &&
+    pages.has(pfn, PG_anon_exclusive) &&
+    pages.refcount[pfn]! >= GUP_PIN_COUNTING_BIAS
+  ) {
+    // copy_present_page: the parent keeps the pinned page; the child gets its own copy now.
+    const copy = k.ram.allocPage();
+    if (copy < 0) return false;
+    k.store.copy(copy, pfn);
+    anonVmaPrepare(k, dst);
+    pageAddNewAnonRmap(k, copy, dst, vpn);
+    lruCacheAdd(k, copy, k.sched.current().cpu);
+    k.pt.entries[dstSlot] = mkPte(copy, (pteWrite(pte) ? _PAGE_RW : 0) | _PAGE_DIRTY | _PAGE_ACCESSED);
+    pages.handOver(copy);
+    return true;
+  }
+  pages.getStructural(pfn);
+  pageAddRmap(k, pfn, dst);
+  if (pages.isAnon(pfn)) pages.clear(pfn, PG_anon_exclusive);
+  if (cow && pteWrite(pte)) {
+    pte = pteWithBits(pte, 0, _PAGE_RW);
+    k.pt.entries[srcSlot] = pte;
+  }
+  k.pt.entries[dstSlot] = pteWithBits(pte, 0, _PAGE_ACCESSED);
+  return true;
+}

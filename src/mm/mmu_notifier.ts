@@ -1,0 +1,157 @@
+/**
+ * MMU interval notifiers (mm/mmu_notifier.c, include/linux/mmu_notifier.h): a driver registers a range
+ * of an mm and is told, before the CPU page table changes in it, which change and on whose behalf.
+ *
+ * Deliberate differences: one sequence per mm; ranges are page numbers; the non-blocking variants are
+ * absent (every invalidation here may sleep).
+ */
+import { assert } from "../base/assert.js";
+import type { Vpn } from "../base/units.js";
+import { BLOCKED, type Kfn, PREEMPT } from "../sched/thread.js";
+import type { Kernel } from "./kernel.js";
+import type { MmStruct, Vma } from "./mm_types.js";
+
+/** enum mmu_notifier_event. */
+export const MMU_NOTIFY_UNMAP = 0;
+export const MMU_NOTIFY_CLEAR = 1;
+export const MMU_NOTIFY_PROTECTION_VMA = 2;
+export const MMU_NOTIFY_PROTECTION_PAGE = 3;
+export const MMU_NOTIFY_SOFT_DIRTY = 4;
+export const MMU_NOTIFY_RELEASE = 5;
+export const MMU_NOTIFY_MIGRATE = 6;
+export const MMU_NOTIFY_EXCLUSIVE = 7;
+export type MmuNotifierEvent = 0 | 1 | 2 | 3 | 4 | 5 | 6 | 7;
+
+export const EVENT_NAMES = [
+  "UNMAP",
+  "CLEAR",
+  "PROTECTION_VMA",
+  "PROTECTION_PAGE",
+  "SOFT_DIRTY",
+  "RELEASE",
+  "MIGRATE",
+  "EXCLUSIVE",
+];
+
+/** struct mmu_notifier_range. */
+export interface MmuNotifierRange {
+  readonly mm: MmStruct;
+  readonly vma: Vma | null;
+  readonly start: Vpn;
+  readonly end: Vpn;
+  readonly event: MmuNotifierEvent;
+  /** Who asked: for MMU_NOTIFY_MIGRATE and _EXCLUSIVE, the pgmap owner that started it. */
+  readonly owner: unknown;
+}
+
+/** struct mmu_interval_notifier_ops. */
+export interface MmuIntervalNotifierOps {
+  /** Returns false only for a non-blocking range it could not handle (never, here). */
+  invalidate(sub: MmuIntervalNotifier, range: MmuNotifierRange, curSeq: number): Kfn<boolean>;
+}
+
+export class MmuIntervalNotifier {
+  invalidateSeq = 0;
+  removed = false;
+  constructor(
+    readonly mm: MmStruct,
+    readonly start: Vpn,
+    readonly end: Vpn,
+    readonly ops: MmuIntervalNotifierOps,
+  ) {}
+
+  overlaps(start: number, end: number): boolean {
+    return this.start < end && start < this.end;
+  }
+}
+
+/** mmu_interval_notifier_insert. */
+export function mmuIntervalNotifierInsert(
+  mm: MmStruct,
+  start: Vpn,
+  end: Vpn,
+  ops: MmuIntervalNotifierOps,
+): MmuIntervalNotifier {
+  assert(end > start, "notifier range is empty", () => `${start}..${end}`);
+  const sub = new MmuIntervalNotifier(mm, start, end, ops);
+  // A new subscription starts out "valid now": its sequence is the mm's current one.
+  sub.invalidateSeq = mm.notifierSeq;
+  mm.notifiers.push(sub);
+  return sub;
+}
+
+/** mmu_interval_notifier_remove. */
+export function mmuIntervalNotifierRemove(sub: MmuIntervalNotifier): void {
+  const list = sub.mm.notifiers;
+  const index = list.indexOf(sub);
+  assert(index >= 0, "removing a notifier that is not registered");
+  list.splice(index, 1);
+  sub.removed = true;
+}
+
+/** mmu_interval_set_seq: called by the driver from invalidate, under its own lock. */
+export function mmuIntervalSetSeq(sub: MmuIntervalNotifier, curSeq: number): void {
+  sub.invalidateSeq = curSeq;
+}
+
+/**
+ * mmu_interval_read_begin: a sequence to check later with read_retry. Sleeps while an invalidation that
+ * has already told this subscription is still in progress.
+ */
+export function* mmuIntervalReadBegin(k: Kernel, sub: MmuIntervalNotifier): Kfn<number> {
+  const mm = sub.mm;
+  if (k.sched.contended) yield PREEMPT;
+  // Bounded: each pass waits for one invalidation to end.
+  while (mm.activeInvalidations > 0 && sub.invalidateSeq === mm.notifierSeq) {
+    mm.notifierWaiters.add(k.sched.current());
+    k.sched.sleep({ describe: () => `mmu notifier invalidation of mm ${mm.id}`, holders: () => [] });
+    yield BLOCKED;
+  }
+  return sub.invalidateSeq;
+}
+
+/** mmu_interval_read_retry: true when the range was invalidated since read_begin returned seq. */
+export function mmuIntervalReadRetry(sub: MmuIntervalNotifier, seq: number): boolean {
+  return sub.invalidateSeq !== seq;
+}
+
+/** mmu_notifier_invalidate_range_start: tells every overlapping subscription, which may sleep. */
+export function* mmuNotifierInvalidateRangeStart(_k: Kernel, range: MmuNotifierRange): Kfn<void> {
+  const mm = range.mm;
+  assert(range.end > range.start, "invalidating an empty range", () => `${range.start}..${range.end}`);
+  if (mm.activeInvalidations++ === 0) mm.notifierSeq++;
+  assert(mm.notifierSeq % 2 === 1, "notifier sequence must be odd during an invalidation");
+  // Copy: a callback may remove its own subscription.
+  for (const sub of [...mm.notifiers]) {
+    if (sub.removed || !sub.overlaps(range.start, range.end)) continue;
+    const ok = yield* sub.ops.invalidate(sub, range, mm.notifierSeq);
+    assert(ok, "blocking invalidation refused", () => EVENT_NAMES[range.event]!);
+  }
+}
+
+/** mmu_notifier_invalidate_range_end: ends the invalidation and wakes read_begin sleepers. */
+export function mmuNotifierInvalidateRangeEnd(k: Kernel, range: MmuNotifierRange): void {
+  const mm = range.mm;
+  assert(mm.activeInvalidations > 0, "range_end without range_start");
+  if (--mm.activeInvalidations === 0) {
+    mm.notifierSeq++;
+    mm.notifierWaiters.wakeAll(k.sched);
+  }
+}
+
+export function notifierRange(
+  mm: MmStruct,
+  vma: Vma | null,
+  start: number,
+  end: number,
+  event: MmuNotifierEvent,
+  owner: unknown = null,
+): MmuNotifierRange {
+  return { mm, vma, start: start as Vpn, end: end as Vpn, event, owner };
+}
+
+/** True when some subscription overlaps [start, end): lets hot paths skip building a range. */
+export function hasNotifiers(mm: MmStruct, start: number, end: number): boolean {
+  for (const sub of mm.notifiers) if (sub.overlaps(start, end)) return true;
+  return false;
+}

@@ -1,0 +1,244 @@
+/**
+ * struct page, as typed arrays indexed by pfn (include/linux/mm_types.h, page-flags.h, page_ref.h).
+ *
+ * Deliberate differences from the kernel:
+ * - `mapcount` holds the number of mappings (the kernel's `_mapcount` is that minus one).
+ * - `PG_anon` is a flag; the kernel keeps it as the low bit of `page->mapping`.
+ * - No compound pages: every page is order 0, so PageCompound and PageTransCompound are false.
+ * - `heldRefs` is the model's ledger of references held by kernel threads and drivers (everything
+ *   except page-table mappings, the page cache, LRU add batches and GUP), so the invariant checker can
+ *   tell a leaked reference from a legitimate one. The kernel keeps no such count.
+ */
+import { assert } from "../base/assert.js";
+
+export const PG_locked = 1 << 0;
+export const PG_referenced = 1 << 1;
+export const PG_uptodate = 1 << 2;
+export const PG_dirty = 1 << 3;
+export const PG_lru = 1 << 4;
+export const PG_active = 1 << 5;
+export const PG_swapbacked = 1 << 6;
+/** The shared zero page and other frames that are never allocated or freed. */
+export const PG_reserved = 1 << 7;
+/** page->mapping points at an anon_vma (PAGE_MAPPING_ANON). */
+export const PG_anon = 1 << 8;
+/** Free, owned by the page allocator (PageBuddy). */
+export const PG_buddy = 1 << 9;
+/** The page belongs to ZONE_DEVICE (is_zone_device_page), fixed for the life of the system. */
+export const PG_zone_device = 1 << 10;
+/** PageAnonExclusive: this anonymous page is mapped by exactly one process and may be reused on write. */
+export const PG_anon_exclusive = 1 << 11;
+
+const flagNames: readonly [number, string][] = [
+  [PG_locked, "locked"],
+  [PG_referenced, "referenced"],
+  [PG_uptodate, "uptodate"],
+  [PG_dirty, "dirty"],
+  [PG_lru, "lru"],
+  [PG_active, "active"],
+  [PG_swapbacked, "swapbacked"],
+  [PG_reserved, "reserved"],
+  [PG_anon, "anon"],
+  [PG_buddy, "buddy"],
+  [PG_zone_device, "zone_device"],
+  [PG_anon_exclusive, "anon_exclusive"],
+];
+
+export function describeFlags(flags: number): string {
+  const names = flagNames.filter(([bit]) => (flags & bit) !== 0).map(([, name]) => name);
+  return names.length === 0 ? "none" : names.join("|");
+}
+
+/** Where the last reference to a page goes: the buddy allocator or a device's page_free. */
+export interface PageFreer {
+  freePage(pfn: number): void;
+}
+
+/** A problem the kernel would report with bad_page() or a VM_BUG_ON and then live with. */
+export interface BadPageReport {
+  pfn: number;
+  reason: string;
+}
+
+export class PageArrays {
+  /** Number of frames described, RAM and device together. */
+  capacity: number;
+  flags: Uint32Array;
+  refcount: Int32Array;
+  mapcount: Int32Array;
+  /** Id of the anon_vma or address_space (see Mappings); 0 when none. */
+  mapping: Int32Array;
+  /** Page offset: in the file for file pages, the linear page index for anonymous pages. */
+  index: Float64Array;
+  /** Id of the thread that holds PG_locked, 0 when unlocked (model only, for deadlock reports). */
+  lockHolder: Int32Array;
+  /** References held by kernel threads and drivers (model only, see the file comment). */
+  heldRefs: Int32Array;
+  /** LRU list links (model of page->lru); -1 when not on a list. */
+  lruNext: Int32Array;
+  lruPrev: Int32Array;
+  /** Which LRU list the page is on; -1 when none. */
+  lruList: Int8Array;
+  /** page->zone_device_data: a number the device driver owns. */
+  zoneDeviceData: Float64Array;
+  /** Index of the dev_pagemap for ZONE_DEVICE pages; 0 for RAM. */
+  pgmapId: Uint16Array;
+  readonly badPages: BadPageReport[] = [];
+  freer: PageFreer | null = null;
+
+  constructor(capacity: number) {
+    assert(Number.isSafeInteger(capacity) && capacity > 0, "page array capacity must be positive", () =>
+      String(capacity),
+    );
+    this.capacity = capacity;
+    this.flags = new Uint32Array(capacity);
+    this.refcount = new Int32Array(capacity);
+    this.mapcount = new Int32Array(capacity);
+    this.mapping = new Int32Array(capacity);
+    this.index = new Float64Array(capacity);
+    this.lockHolder = new Int32Array(capacity);
+    this.heldRefs = new Int32Array(capacity);
+    this.lruNext = new Int32Array(capacity).fill(-1);
+    this.lruPrev = new Int32Array(capacity).fill(-1);
+    this.lruList = new Int8Array(capacity).fill(-1);
+    this.zoneDeviceData = new Float64Array(capacity);
+    this.pgmapId = new Uint16Array(capacity);
+  }
+
+  /** Extends the arrays to `capacity` frames (memremap_pages adding a device range). */
+  grow(capacity: number): void {
+    if (capacity <= this.capacity) return;
+    const growU32 = (a: Uint32Array) => {
+      const b = new Uint32Array(capacity);
+      b.set(a);
+      return b;
+    };
+    const growI32 = (a: Int32Array, fill = 0) => {
+      const b = new Int32Array(capacity);
+      if (fill !== 0) b.fill(fill, a.length);
+      b.set(a);
+      return b;
+    };
+    const growF64 = (a: Float64Array) => {
+      const b = new Float64Array(capacity);
+      b.set(a);
+      return b;
+    };
+    this.flags = growU32(this.flags);
+    this.refcount = growI32(this.refcount);
+    this.mapcount = growI32(this.mapcount);
+    this.mapping = growI32(this.mapping);
+    this.index = growF64(this.index);
+    this.lockHolder = growI32(this.lockHolder);
+    this.heldRefs = growI32(this.heldRefs);
+    this.lruNext = growI32(this.lruNext, -1);
+    this.lruPrev = growI32(this.lruPrev, -1);
+    const lruList = new Int8Array(capacity).fill(-1);
+    lruList.set(this.lruList);
+    this.lruList = lruList;
+    this.zoneDeviceData = growF64(this.zoneDeviceData);
+    const pgmapId = new Uint16Array(capacity);
+    pgmapId.set(this.pgmapId);
+    this.pgmapId = pgmapId;
+    this.capacity = capacity;
+  }
+
+  has(pfn: number, bit: number): boolean {
+    return (this.flags[pfn]! & bit) !== 0;
+  }
+
+  set(pfn: number, bit: number): void {
+    this.flags[pfn]! |= bit;
+  }
+
+  clear(pfn: number, bit: number): void {
+    this.flags[pfn]! &= ~bit;
+  }
+
+  isZoneDevice(pfn: number): boolean {
+    return (this.flags[pfn]! & PG_zone_device) !== 0;
+  }
+
+  isAnon(pfn: number): boolean {
+    return (this.flags[pfn]! & PG_anon) !== 0;
+  }
+
+  /** get_page by a kernel thread or driver: the reference is recorded as held. */
+  get(pfn: number): void {
+    assert(this.refcount[pfn]! > 0, "get_page on a page with no references", () => this.describe(pfn));
+    this.refcount[pfn]!++;
+    this.heldRefs[pfn]!++;
+  }
+
+  /** put_page by a kernel thread or driver, dropping a reference it held. Frees the page at zero. */
+  put(pfn: number): void {
+    if (this.heldRefs[pfn]! <= 0) this.reportBad(pfn, "put_page of a reference nobody recorded holding");
+    else this.heldRefs[pfn]!--;
+    this.dropRef(pfn);
+  }
+
+  /** A reference owned by a structure the checker counts itself (a PTE, the page cache, an LRU batch). */
+  getStructural(pfn: number): void {
+    assert(this.refcount[pfn]! > 0, "structural reference to a page with no references", () =>
+      this.describe(pfn),
+    );
+    this.refcount[pfn]!++;
+  }
+
+  putStructural(pfn: number): void {
+    this.dropRef(pfn);
+  }
+
+  /** A held reference now belongs to a structure (the page a fault allocated is now mapped). */
+  handOver(pfn: number): void {
+    assert(this.heldRefs[pfn]! > 0, "handing over a reference that is not held", () => this.describe(pfn));
+    this.heldRefs[pfn]!--;
+  }
+
+  /** A structure's reference is now held by the running thread (a PTE cleared, its reference kept). */
+  takeOver(pfn: number): void {
+    assert(this.refcount[pfn]! > this.heldRefs[pfn]!, "taking over a reference that does not exist", () =>
+      this.describe(pfn),
+    );
+    this.heldRefs[pfn]!++;
+  }
+
+  /** The page allocator's hand-off: a newly allocated page has one reference, held by the caller. */
+  initAllocated(pfn: number): void {
+    this.refcount[pfn] = 1;
+    this.heldRefs[pfn] = 1;
+  }
+
+  private dropRef(pfn: number): void {
+    const count = this.refcount[pfn]!;
+    if (count <= 0) {
+      this.reportBad(pfn, "put_page on a page with no references");
+      return;
+    }
+    this.refcount[pfn] = count - 1;
+    if (count === 1) this.release(pfn);
+  }
+
+  /** The last reference is gone: checks what free_pages_check would, then hands the page back. */
+  private release(pfn: number): void {
+    if (this.has(pfn, PG_reserved)) {
+      this.reportBad(pfn, "last reference to a reserved page dropped");
+      return;
+    }
+    if (this.mapcount[pfn] !== 0) this.reportBad(pfn, `freed while mapped ${this.mapcount[pfn]} times`);
+    if (this.has(pfn, PG_locked)) this.reportBad(pfn, "freed while locked");
+    assert(this.freer !== null, "page arrays have no allocator");
+    this.freer.freePage(pfn);
+  }
+
+  reportBad(pfn: number, reason: string): void {
+    this.badPages.push({ pfn, reason: `${reason} (${this.describe(pfn)})` });
+  }
+
+  describe(pfn: number): string {
+    return (
+      `pfn ${pfn} flags ${describeFlags(this.flags[pfn]!)} refcount ${this.refcount[pfn]} ` +
+      `mapcount ${this.mapcount[pfn]} held ${this.heldRefs[pfn]}`
+    );
+  }
+}

@@ -1,0 +1,183 @@
+/**
+ * What frames hold. The kernel keeps bytes in the frames themselves; hmmsim keeps them behind one
+ * interface with two stores:
+ * - `bytes`: real 4 KiB frames in ArrayBuffer slabs of at most 1 GiB, allocated when first touched;
+ * - `tokens`: one 32-bit content version per frame, for simulations of many GiB.
+ * Device memory is part of the same pfn space, so a page on a device really lives there.
+ * The kernel's counterparts are copy_highpage, clear_highpage and kmap + memcpy.
+ */
+import { assert } from "../base/assert.js";
+import { PAGE_SIZE } from "../base/units.js";
+
+export type StoreKind = "bytes" | "tokens";
+
+/** Thrown when a byte-level access is made on the tokens store, which keeps no bytes. */
+export class NoBytesError extends Error {
+  override readonly name = "NoBytesError";
+}
+
+export interface PageStore {
+  readonly kind: StoreKind;
+  /** copy_highpage: dst gets src's contents. */
+  copy(dstPfn: number, srcPfn: number): void;
+  /** clear_highpage. */
+  zero(pfn: number): void;
+  /** Fills the frame with a 32-bit value (bytes: every word; tokens: the version). */
+  fill(pfn: number, value: number): void;
+  /** True when the frame holds exactly what fill(pfn, value) left. */
+  holds(pfn: number, value: number): boolean;
+  /** The frame's first 32-bit word (bytes) or its version (tokens). */
+  word(pfn: number): number;
+  /** Reads `length` bytes at `offset` in the frame into `into` at `at`. */
+  readBytes(pfn: number, offset: number, into: Uint8Array, at: number, length: number): void;
+  /** Writes `length` bytes from `from` at `at` into the frame at `offset`. */
+  writeBytes(pfn: number, offset: number, from: Uint8Array, at: number, length: number): void;
+  /** Makes room for frames up to `capacity` (device memory added). */
+  grow(capacity: number): void;
+  /** Bytes of host memory the store has allocated. */
+  residentBytes(): number;
+}
+
+const SLAB_PAGES = 2 ** 18; // 1 GiB of 4 KiB frames
+const WORDS_PER_PAGE = PAGE_SIZE / 4;
+
+export class BytesStore implements PageStore {
+  readonly kind = "bytes";
+  private readonly slabs: (Uint8Array | undefined)[] = [];
+  private readonly slabWords: (Uint32Array | undefined)[] = [];
+  private capacity: number;
+
+  constructor(capacity: number) {
+    this.capacity = capacity;
+  }
+
+  grow(capacity: number): void {
+    this.capacity = Math.max(this.capacity, capacity);
+  }
+
+  residentBytes(): number {
+    let total = 0;
+    for (const slab of this.slabs) total += slab?.byteLength ?? 0;
+    return total;
+  }
+
+  /** The slab that holds pfn, allocated on first use (zero-filled, like fresh RAM in the model). */
+  private slab(pfn: number): Uint8Array {
+    assert(pfn >= 0 && pfn < this.capacity, "pfn outside the page store", () => `${pfn} of ${this.capacity}`);
+    const index = Math.floor(pfn / SLAB_PAGES);
+    let slab = this.slabs[index];
+    if (slab === undefined) {
+      const pages = Math.min(SLAB_PAGES, this.capacity - index * SLAB_PAGES);
+      slab = new Uint8Array(pages * PAGE_SIZE);
+      this.slabs[index] = slab;
+      this.slabWords[index] = new Uint32Array(slab.buffer);
+    }
+    return slab;
+  }
+
+  private frame(pfn: number): Uint8Array {
+    const slab = this.slab(pfn);
+    const start = (pfn % SLAB_PAGES) * PAGE_SIZE;
+    return slab.subarray(start, start + PAGE_SIZE);
+  }
+
+  private frameWords(pfn: number): Uint32Array {
+    this.slab(pfn);
+    const words = this.slabWords[Math.floor(pfn / SLAB_PAGES)]!;
+    const start = (pfn % SLAB_PAGES) * WORDS_PER_PAGE;
+    return words.subarray(start, start + WORDS_PER_PAGE);
+  }
+
+  copy(dstPfn: number, srcPfn: number): void {
+    this.frame(dstPfn).set(this.frame(srcPfn));
+  }
+
+  zero(pfn: number): void {
+    this.frame(pfn).fill(0);
+  }
+
+  fill(pfn: number, value: number): void {
+    this.frameWords(pfn).fill(value >>> 0);
+  }
+
+  holds(pfn: number, value: number): boolean {
+    const words = this.frameWords(pfn);
+    const wanted = value >>> 0;
+    for (let i = 0; i < WORDS_PER_PAGE; i++) if (words[i] !== wanted) return false;
+    return true;
+  }
+
+  word(pfn: number): number {
+    return this.frameWords(pfn)[0]!;
+  }
+
+  readBytes(pfn: number, offset: number, into: Uint8Array, at: number, length: number): void {
+    assert(
+      offset >= 0 && length >= 0 && offset + length <= PAGE_SIZE,
+      "read crosses a frame",
+      () => `${offset}+${length}`,
+    );
+    into.set(this.frame(pfn).subarray(offset, offset + length), at);
+  }
+
+  writeBytes(pfn: number, offset: number, from: Uint8Array, at: number, length: number): void {
+    assert(
+      offset >= 0 && length >= 0 && offset + length <= PAGE_SIZE,
+      "write crosses a frame",
+      () => `${offset}+${length}`,
+    );
+    this.frame(pfn).set(from.subarray(at, at + length), offset);
+  }
+}
+
+export class TokensStore implements PageStore {
+  readonly kind = "tokens";
+  private versions: Uint32Array;
+
+  constructor(capacity: number) {
+    this.versions = new Uint32Array(capacity);
+  }
+
+  grow(capacity: number): void {
+    if (capacity <= this.versions.length) return;
+    const grown = new Uint32Array(capacity);
+    grown.set(this.versions);
+    this.versions = grown;
+  }
+
+  residentBytes(): number {
+    return this.versions.byteLength;
+  }
+
+  copy(dstPfn: number, srcPfn: number): void {
+    this.versions[dstPfn] = this.versions[srcPfn]!;
+  }
+
+  zero(pfn: number): void {
+    this.versions[pfn] = 0;
+  }
+
+  fill(pfn: number, value: number): void {
+    this.versions[pfn] = value >>> 0;
+  }
+
+  holds(pfn: number, value: number): boolean {
+    return this.versions[pfn] === value >>> 0;
+  }
+
+  word(pfn: number): number {
+    return this.versions[pfn]!;
+  }
+
+  readBytes(): void {
+    throw new NoBytesError("the tokens store keeps one version per page, not bytes; use the bytes store");
+  }
+
+  writeBytes(): void {
+    throw new NoBytesError("the tokens store keeps one version per page, not bytes; use the bytes store");
+  }
+}
+
+export function createPageStore(kind: StoreKind, capacity: number): PageStore {
+  return kind === "bytes" ? new BytesStore(capacity) : new TokensStore(capacity);
+}

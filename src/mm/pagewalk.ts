@@ -1,0 +1,49 @@
+/**
+ * walk_page_range (mm/pagewalk.c) at the granularity hmmsim has: the range is cut at VMA boundaries
+ * and at PMD boundaries; each PMD span gets `pmdEntry` with its PTE table, or `pteHole` when no PTE
+ * table exists there or no VMA covers it (`vma` null). A callback returning non-zero stops the walk,
+ * and the walk returns that value.
+ *
+ * Deliberate differences: no PUD/PMD leaf callbacks (no huge pages); no test_walk hook (callers check
+ * their VMAs themselves); the caller holds mmap_lock.
+ */
+import type { Kfn } from "../sched/thread.js";
+import type { Kernel } from "./kernel.js";
+import type { MmStruct, Vma } from "./mm_types.js";
+
+export interface MmWalkOps {
+  pmdEntry(table: number, start: number, end: number, vma: Vma): Kfn<number>;
+  pteHole(start: number, end: number, vma: Vma | null): Kfn<number>;
+}
+
+export function* walkPageRange(
+  k: Kernel,
+  mm: MmStruct,
+  start: number,
+  end: number,
+  ops: MmWalkOps,
+): Kfn<number> {
+  let vpn = start;
+  // Bounded: vpn advances by at least one page per pass and never past end.
+  while (vpn < end) {
+    const vma = mm.findVma(vpn);
+    if (vma === null) {
+      const next = mm.findVmaFrom(vpn);
+      const holeEnd = next === null ? end : Math.min(end, next.start);
+      const ret = yield* ops.pteHole(vpn, holeEnd, null);
+      if (ret !== 0) return ret;
+      vpn = holeEnd;
+      continue;
+    }
+    const vmaEnd = Math.min(end, vma.end);
+    while (vpn < vmaEnd) {
+      const spanEnd = Math.min(vmaEnd, (Math.floor(vpn / 512) + 1) * 512);
+      const table = k.pt.lookupTable(mm.root, vpn);
+      const ret =
+        table < 0 ? yield* ops.pteHole(vpn, spanEnd, vma) : yield* ops.pmdEntry(table, vpn, spanEnd, vma);
+      if (ret !== 0) return ret;
+      vpn = spanEnd;
+    }
+  }
+  return 0;
+}

@@ -1,0 +1,307 @@
+/**
+ * Page tables (arch/x86/include/asm/pgtable*.h, include/linux/swapops.h): four levels of 512 entries
+ * over a 48-bit address space, as typed-array pools shared by every mm.
+ *
+ * A PTE is one number: `frame * 1024 + bits`, where frame is a pfn (present entries) or a swap offset
+ * (swap-type entries: migration, device-private, device-exclusive), and bits are below.
+ * Deliberate differences: bit positions are hmmsim's own; huge PMD/PUD mappings do not exist (no THP);
+ * page-table pages are freed when the mm goes away, not by free_pgtables at munmap.
+ */
+import { assert } from "../base/assert.js";
+import { PTRS_PER_TABLE } from "../base/units.js";
+
+export const _PAGE_PRESENT = 1;
+export const _PAGE_RW = 2;
+export const _PAGE_DIRTY = 4;
+export const _PAGE_ACCESSED = 8;
+/** pte_special: no struct page is reference-counted through this entry (the zero page). */
+export const _PAGE_SPECIAL = 16;
+/** Present to the kernel but inaccessible to the CPU (PROT_NONE). */
+export const _PAGE_PROTNONE = 32;
+const BITS_SCALE = 1024;
+const SWAP_TYPE_SHIFT_SCALE = 64; // swap type lives in bits 6..8
+const SWAP_TYPE_MASK = 7 * SWAP_TYPE_SHIFT_SCALE;
+
+/** Swap entry types (include/linux/swap.h): hmmsim has no real swap, only these special types. */
+export const SWP_MIGRATION_READ = 1;
+export const SWP_MIGRATION_WRITE = 2;
+export const SWP_DEVICE_READ = 3;
+export const SWP_DEVICE_WRITE = 4;
+export const SWP_DEVICE_EXCLUSIVE = 5;
+export const SWP_MIGRATION_READ_EXCLUSIVE = 6;
+
+/** pte_none. */
+export function pteNone(pte: number): boolean {
+  return pte === 0;
+}
+
+export function ptePresent(pte: number): boolean {
+  return (pte & _PAGE_PRESENT) !== 0;
+}
+
+/** pte_pfn for present entries, swp_offset for swap entries. */
+export function pteFrame(pte: number): number {
+  return (pte - (pte & (BITS_SCALE - 1))) / BITS_SCALE;
+}
+
+export function pteBits(pte: number): number {
+  return pte & (BITS_SCALE - 1);
+}
+
+export function pteWrite(pte: number): boolean {
+  return (pte & _PAGE_RW) !== 0;
+}
+
+export function pteDirty(pte: number): boolean {
+  return (pte & _PAGE_DIRTY) !== 0;
+}
+
+export function pteYoung(pte: number): boolean {
+  return (pte & _PAGE_ACCESSED) !== 0;
+}
+
+export function pteSpecial(pte: number): boolean {
+  return (pte & _PAGE_SPECIAL) !== 0;
+}
+
+export function pteProtNone(pte: number): boolean {
+  return (pte & _PAGE_PROTNONE) !== 0;
+}
+
+/** pfn_pte: a present entry for `pfn` with the given bits (present is added). */
+export function mkPte(pfn: number, bits: number): number {
+  assert(pfn >= 0 && Number.isSafeInteger(pfn), "pte pfn out of range", () => String(pfn));
+  return pfn * BITS_SCALE + (bits | _PAGE_PRESENT);
+}
+
+export function pteWithBits(pte: number, set: number, clear: number): number {
+  const bits = (pteBits(pte) | set) & ~clear;
+  return pte - pteBits(pte) + bits;
+}
+
+/** is_swap_pte: not none and not present. */
+export function isSwapPte(pte: number): boolean {
+  return pte !== 0 && (pte & _PAGE_PRESENT) === 0;
+}
+
+export function swapType(pte: number): number {
+  return (pte & SWAP_TYPE_MASK) / SWAP_TYPE_SHIFT_SCALE;
+}
+
+/** A swap-type entry; `young`/`dirty` carry the old PTE's bits (migration entries since 6.1). */
+export function mkSwapPte(type: number, offset: number, young = false, dirty = false): number {
+  assert(type >= 1 && type <= 6, "bad swap type", () => String(type));
+  assert(offset >= 0 && Number.isSafeInteger(offset), "swap offset out of range", () => String(offset));
+  return (
+    offset * BITS_SCALE +
+    type * SWAP_TYPE_SHIFT_SCALE +
+    (young ? _PAGE_ACCESSED : 0) +
+    (dirty ? _PAGE_DIRTY : 0)
+  );
+}
+
+export function isMigrationEntry(pte: number): boolean {
+  if (!isSwapPte(pte)) return false;
+  const type = swapType(pte);
+  return type === SWP_MIGRATION_READ || type === SWP_MIGRATION_WRITE || type === SWP_MIGRATION_READ_EXCLUSIVE;
+}
+
+export function isWritableMigrationEntry(pte: number): boolean {
+  return isSwapPte(pte) && swapType(pte) === SWP_MIGRATION_WRITE;
+}
+
+export function isDevicePrivateEntry(pte: number): boolean {
+  if (!isSwapPte(pte)) return false;
+  const type = swapType(pte);
+  return type === SWP_DEVICE_READ || type === SWP_DEVICE_WRITE;
+}
+
+export function isWritableDevicePrivateEntry(pte: number): boolean {
+  return isSwapPte(pte) && swapType(pte) === SWP_DEVICE_WRITE;
+}
+
+export function isDeviceExclusiveEntry(pte: number): boolean {
+  return isSwapPte(pte) && swapType(pte) === SWP_DEVICE_EXCLUSIVE;
+}
+
+export function makeMigrationEntry(pfn: number, write: boolean, young = false, dirty = false): number {
+  return mkSwapPte(write ? SWP_MIGRATION_WRITE : SWP_MIGRATION_READ, pfn, young, dirty);
+}
+
+export function makeDevicePrivateEntry(pfn: number, write: boolean): number {
+  return mkSwapPte(write ? SWP_DEVICE_WRITE : SWP_DEVICE_READ, pfn);
+}
+
+/** Human-readable PTE, for traces and reports. */
+export function describePte(pte: number): string {
+  if (pte === 0) return "none";
+  const frame = pteFrame(pte);
+  if (ptePresent(pte)) {
+    const bits = [
+      pteWrite(pte) ? "W" : "R",
+      pteDirty(pte) ? "D" : "",
+      pteYoung(pte) ? "A" : "",
+      pteSpecial(pte) ? "S" : "",
+      pteProtNone(pte) ? "N" : "",
+    ].join("");
+    return `pfn ${frame} ${bits}`;
+  }
+  const names = [
+    "?",
+    "migration-read",
+    "migration-write",
+    "device-read",
+    "device-write",
+    "device-exclusive",
+    "migration-read-exclusive",
+  ];
+  return `${names[swapType(pte)] ?? "swap"} ${frame}`;
+}
+
+const LEVEL_SPAN_PMD = PTRS_PER_TABLE; // pages under one PMD entry
+const LEVEL_SPAN_PUD = PTRS_PER_TABLE * PTRS_PER_TABLE;
+const LEVEL_SPAN_PGD = PTRS_PER_TABLE * PTRS_PER_TABLE * PTRS_PER_TABLE;
+
+/**
+ * The page-table pools. Directory nodes (PGD, PUD, PMD) hold child indices + 1 (0 = none); PTE tables
+ * hold PTE words. A PTE table's index is also its split page-table lock's key.
+ */
+export class PageTables {
+  private dirs: Int32Array;
+  private dirCount = 0;
+  private readonly dirFree: number[] = [];
+  /** PTE words of every PTE table: table t, slot i is at t * 512 + i. */
+  entries: Float64Array;
+  private tableCount = 0;
+  private readonly tableFree: number[] = [];
+
+  constructor() {
+    this.dirs = new Int32Array(PTRS_PER_TABLE * 64);
+    this.entries = new Float64Array(PTRS_PER_TABLE * 64);
+  }
+
+  get tablesInUse(): number {
+    return this.tableCount - this.tableFree.length;
+  }
+
+  /** A new empty PGD: the root of one mm's tables. */
+  newRoot(): number {
+    return this.allocDir();
+  }
+
+  private allocDir(): number {
+    const reused = this.dirFree.pop();
+    if (reused !== undefined) {
+      this.dirs.fill(0, reused * PTRS_PER_TABLE, (reused + 1) * PTRS_PER_TABLE);
+      return reused;
+    }
+    const index = this.dirCount++;
+    if (this.dirCount * PTRS_PER_TABLE > this.dirs.length) {
+      const grown = new Int32Array(this.dirs.length * 2);
+      grown.set(this.dirs);
+      this.dirs = grown;
+    }
+    return index;
+  }
+
+  private allocTable(): number {
+    const reused = this.tableFree.pop();
+    if (reused !== undefined) {
+      this.entries.fill(0, reused * PTRS_PER_TABLE, (reused + 1) * PTRS_PER_TABLE);
+      return reused;
+    }
+    const index = this.tableCount++;
+    if (this.tableCount * PTRS_PER_TABLE > this.entries.length) {
+      const grown = new Float64Array(this.entries.length * 2);
+      grown.set(this.entries);
+      this.entries = grown;
+    }
+    return index;
+  }
+
+  /** pte_offset_map: the PTE table that covers vpn, or -1 when a level above is empty (pmd_none). */
+  lookupTable(root: number, vpn: number): number {
+    const dirs = this.dirs;
+    const pud = dirs[root * PTRS_PER_TABLE + (Math.floor(vpn / LEVEL_SPAN_PGD) & 511)]! - 1;
+    if (pud < 0) return -1;
+    const pmd = dirs[pud * PTRS_PER_TABLE + (Math.floor(vpn / LEVEL_SPAN_PUD) & 511)]! - 1;
+    if (pmd < 0) return -1;
+    return dirs[pmd * PTRS_PER_TABLE + (Math.floor(vpn / LEVEL_SPAN_PMD) & 511)]! - 1;
+  }
+
+  /** pte_alloc: the PTE table that covers vpn, creating missing levels. */
+  ensureTable(root: number, vpn: number): number {
+    const pud = this.ensureChild(root, Math.floor(vpn / LEVEL_SPAN_PGD) & 511, false);
+    const pmd = this.ensureChild(pud, Math.floor(vpn / LEVEL_SPAN_PUD) & 511, false);
+    return this.ensureChild(pmd, Math.floor(vpn / LEVEL_SPAN_PMD) & 511, true);
+  }
+
+  private ensureChild(dir: number, slot: number, leaf: boolean): number {
+    const at = dir * PTRS_PER_TABLE + slot;
+    const existing = this.dirs[at]! - 1;
+    if (existing >= 0) return existing;
+    const child = leaf ? this.allocTable() : this.allocDir();
+    // allocDir may have grown this.dirs; index again.
+    this.dirs[at] = child + 1;
+    return child;
+  }
+
+  /** Index into `entries` of vpn's PTE within table `table`. */
+  static slot(table: number, vpn: number): number {
+    return table * PTRS_PER_TABLE + (vpn & 511);
+  }
+
+  /** The PTE for vpn, 0 when there is no table. */
+  read(root: number, vpn: number): number {
+    const table = this.lookupTable(root, vpn);
+    return table < 0 ? 0 : this.entries[PageTables.slot(table, vpn)]!;
+  }
+
+  /**
+   * Calls `visit(table, firstVpn)` for every PTE table under root, in address order; used by exit and
+   * by the invariant checker.
+   */
+  forEachTable(root: number, visit: (table: number, firstVpn: number) => void): void {
+    const dirs = this.dirs;
+    for (let g = 0; g < PTRS_PER_TABLE; g++) {
+      const pud = dirs[root * PTRS_PER_TABLE + g]! - 1;
+      if (pud < 0) continue;
+      for (let u = 0; u < PTRS_PER_TABLE; u++) {
+        const pmd = dirs[pud * PTRS_PER_TABLE + u]! - 1;
+        if (pmd < 0) continue;
+        for (let m = 0; m < PTRS_PER_TABLE; m++) {
+          const table = dirs[pmd * PTRS_PER_TABLE + m]! - 1;
+          if (table >= 0) visit(table, g * LEVEL_SPAN_PGD + u * LEVEL_SPAN_PUD + m * LEVEL_SPAN_PMD);
+        }
+      }
+    }
+  }
+
+  /** Frees every node under root and root itself (free_pgtables at exit). All PTEs must be none. */
+  freeRoot(root: number): void {
+    const dirs = this.dirs;
+    for (let g = 0; g < PTRS_PER_TABLE; g++) {
+      const pud = dirs[root * PTRS_PER_TABLE + g]! - 1;
+      if (pud < 0) continue;
+      for (let u = 0; u < PTRS_PER_TABLE; u++) {
+        const pmd = dirs[pud * PTRS_PER_TABLE + u]! - 1;
+        if (pmd < 0) continue;
+        for (let m = 0; m < PTRS_PER_TABLE; m++) {
+          const table = dirs[pmd * PTRS_PER_TABLE + m]! - 1;
+          if (table < 0) continue;
+          for (let i = 0; i < PTRS_PER_TABLE; i++) {
+            assert(
+              this.entries[table * PTRS_PER_TABLE + i] === 0,
+              "freeing a page table that still maps",
+              () => describePte(this.entries[table * PTRS_PER_TABLE + i]!),
+            );
+          }
+          this.tableFree.push(table);
+        }
+        this.dirFree.push(pmd);
+      }
+      this.dirFree.push(pud);
+    }
+    this.dirFree.push(root);
+  }
+}

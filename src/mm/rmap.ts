@@ -1,0 +1,189 @@
+/**
+ * The reverse map (mm/rmap.c): which PTEs map a page, for anonymous pages through their anon_vma and
+ * for file pages through their address_space; and the two rmap users migration needs, try_to_migrate
+ * and remove_migration_ptes.
+ *
+ * Deliberate differences: the anon_vma and i_mmap locks are not modelled (the walkers here never
+ * yield while looking at the VMA sets); there are no huge mappings.
+ */
+import { assert } from "../base/assert.js";
+import type { Kfn } from "../sched/thread.js";
+import type { Kernel } from "./kernel.js";
+import type { AnonVma, Vma } from "./mm_types.js";
+import { VM_WRITE } from "./mm_types.js";
+import {
+  hasNotifiers,
+  MMU_NOTIFY_CLEAR,
+  mmuNotifierInvalidateRangeEnd,
+  mmuNotifierInvalidateRangeStart,
+  notifierRange,
+} from "./mmu_notifier.js";
+import { PG_anon, PG_anon_exclusive, PG_dirty } from "./page.js";
+import {
+  _PAGE_ACCESSED,
+  _PAGE_DIRTY,
+  _PAGE_RW,
+  isDevicePrivateEntry,
+  isMigrationEntry,
+  isWritableDevicePrivateEntry,
+  isWritableMigrationEntry,
+  makeDevicePrivateEntry,
+  makeMigrationEntry,
+  mkPte,
+  PageTables,
+  pteDirty,
+  pteFrame,
+  ptePresent,
+  pteSpecial,
+  pteWrite,
+  pteYoung,
+} from "./pgtable.js";
+
+/** anon_vma_prepare: gives a VMA its own anon_vma on its first anonymous page. */
+export function anonVmaPrepare(k: Kernel, vma: Vma): AnonVma {
+  if (vma.anonVma !== null) return vma.anonVma;
+  const anonVma = k.newAnonVma(null);
+  anonVma.vmas.add(vma);
+  vma.anonVma = anonVma;
+  vma.anonVmaChain.push(anonVma);
+  return anonVma;
+}
+
+/** Links `vma` into every anon_vma `from` is linked into (anon_vma_clone, for split and fork). */
+export function anonVmaClone(vma: Vma, from: Vma): void {
+  for (const anonVma of from.anonVmaChain) {
+    anonVma.vmas.add(vma);
+    vma.anonVmaChain.push(anonVma);
+  }
+  vma.anonVma = from.anonVma;
+}
+
+/** unlink_anon_vmas: the VMA is going away. */
+export function unlinkAnonVmas(vma: Vma): void {
+  for (const anonVma of vma.anonVmaChain) anonVma.vmas.delete(vma);
+  vma.anonVmaChain = [];
+  if (vma.file !== null) vma.file.mmaps.delete(vma);
+}
+
+/** folio_add_new_anon_rmap: a new anonymous page, mapped once, exclusively. */
+export function pageAddNewAnonRmap(k: Kernel, pfn: number, vma: Vma, vpn: number): void {
+  const pages = k.pages;
+  assert(vma.anonVma !== null, "new anon rmap in a VMA with no anon_vma", () => vma.toString());
+  assert(pages.mapcount[pfn] === 0, "new anon rmap of a mapped page", () => pages.describe(pfn));
+  pages.mapcount[pfn] = 1;
+  pages.set(pfn, PG_anon | PG_anon_exclusive);
+  pages.mapping[pfn] = vma.anonVma.id;
+  pages.index[pfn] = vma.linearIndex(vpn);
+  vma.mm.rssAnon++;
+}
+
+/** page_add_anon_rmap / page_dup_rmap / page_add_file_rmap: one more PTE maps the page. */
+export function pageAddRmap(k: Kernel, pfn: number, vma: Vma): void {
+  k.pages.mapcount[pfn]!++;
+  if (k.pages.isAnon(pfn)) vma.mm.rssAnon++;
+  else vma.mm.rssFile++;
+}
+
+/** page_remove_rmap: one PTE no longer maps the page. */
+export function pageRemoveRmap(k: Kernel, pfn: number, vma: Vma): void {
+  const pages = k.pages;
+  assert(pages.mapcount[pfn]! > 0, "removing rmap of an unmapped page", () => pages.describe(pfn));
+  pages.mapcount[pfn]!--;
+  if (pages.isAnon(pfn)) vma.mm.rssAnon--;
+  else vma.mm.rssFile--;
+}
+
+/** page_mapped. */
+export function pageMapped(k: Kernel, pfn: number): boolean {
+  return k.pages.mapcount[pfn]! > 0;
+}
+
+/**
+ * rmap_walk: the (VMA, vpn) pairs where the page could be mapped, from page->mapping and page->index.
+ * The caller checks the PTE at each.
+ */
+export function rmapTargets(k: Kernel, pfn: number): { vma: Vma; vpn: number }[] {
+  const mapping = k.mappingOf(pfn);
+  if (mapping === null) return [];
+  const index = k.pages.index[pfn]!;
+  const vmas = "pages" in mapping ? mapping.mmaps : mapping.vmas;
+  const targets: { vma: Vma; vpn: number }[] = [];
+  for (const vma of vmas) {
+    if (vma.mm.exited) continue;
+    const vpn = vma.vpnOfIndex(index);
+    if (vpn >= 0) targets.push({ vma, vpn });
+  }
+  return targets;
+}
+
+/** Does this PTE map pfn (a present PTE, or a device-private entry for it)? */
+export function pteMapsPfn(pte: number, pfn: number): boolean {
+  if (pte === 0 || pteFrame(pte) !== pfn) return false;
+  return (ptePresent(pte) && !pteSpecial(pte)) || isDevicePrivateEntry(pte);
+}
+
+/**
+ * try_to_migrate (TTU_MIGRATION in older kernels): replaces every PTE that maps the page with a
+ * migration entry, moving its dirty bit to the page and dropping the mapping's reference and rmap.
+ * Each VMA's range is invalidated (MMU_NOTIFY_CLEAR) first. Takes each PTE table's lock.
+ */
+export function* tryToMigrate(k: Kernel, pfn: number): Kfn<void> {
+  const pages = k.pages;
+  assert(pages.refcount[pfn]! > 0, "unmapping a free page", () => pages.describe(pfn));
+  for (const { vma, vpn } of rmapTargets(k, pfn)) {
+    const mm = vma.mm;
+    const table = k.pt.lookupTable(mm.root, vpn);
+    if (table < 0) continue;
+    const notify = hasNotifiers(mm, vpn, vpn + 1);
+    const range = notify ? notifierRange(mm, vma, vpn, vpn + 1, MMU_NOTIFY_CLEAR) : null;
+    if (range !== null) yield* mmuNotifierInvalidateRangeStart(k, range);
+    if (k.sched.contended || !k.ptl.tryLock(table)) yield* k.ptl.lock(table);
+    const slot = PageTables.slot(table, vpn);
+    const pte = k.pt.entries[slot]!;
+    if (pteMapsPfn(pte, pfn)) {
+      let entry: number;
+      if (ptePresent(pte)) {
+        if (pteDirty(pte)) pages.set(pfn, PG_dirty);
+        entry = makeMigrationEntry(pfn, pteWrite(pte), pteYoung(pte), pteDirty(pte));
+      } else {
+        entry = makeMigrationEntry(pfn, isWritableDevicePrivateEntry(pte));
+      }
+      k.pt.entries[slot] = entry;
+      pageRemoveRmap(k, pfn, vma);
+      pages.putStructural(pfn);
+    }
+    k.ptl.unlock(table);
+    if (range !== null) mmuNotifierInvalidateRangeEnd(k, range);
+  }
+}
+
+/**
+ * remove_migration_ptes(src, dst): every migration entry for `src` in the rmap of `dst` becomes a
+ * mapping of `dst` (dst == src when the migration of this page failed). A device-private dst gets a
+ * device-private entry; otherwise a present PTE, writable if the entry was, with the entry's
+ * young and dirty bits. Takes a reference and an rmap for each.
+ */
+export function* removeMigrationPtes(k: Kernel, src: number, dst: number): Kfn<void> {
+  const pages = k.pages;
+  assert(pages.refcount[dst]! > 0, "remapping to a free page", () => pages.describe(dst));
+  const dstIsDevice = pages.isZoneDevice(dst);
+  for (const { vma, vpn } of rmapTargets(k, dst)) {
+    const table = k.pt.lookupTable(vma.mm.root, vpn);
+    if (table < 0) continue;
+    if (k.sched.contended || !k.ptl.tryLock(table)) yield* k.ptl.lock(table);
+    const slot = PageTables.slot(table, vpn);
+    const pte = k.pt.entries[slot]!;
+    if (isMigrationEntry(pte) && pteFrame(pte) === src) {
+      const write = isWritableMigrationEntry(pte) && (vma.flags & VM_WRITE) !== 0;
+      pages.getStructural(dst);
+      pageAddRmap(k, dst, vma);
+      if (dstIsDevice) {
+        k.pt.entries[slot] = makeDevicePrivateEntry(dst, write);
+      } else {
+        const bits = (write ? _PAGE_RW : 0) | (pte & (_PAGE_ACCESSED | _PAGE_DIRTY));
+        k.pt.entries[slot] = mkPte(dst, bits);
+      }
+    }
+    k.ptl.unlock(table);
+  }
+}

@@ -1,0 +1,263 @@
+/**
+ * Sleeping and spinning locks of the kernel, modelled for a scheduler that interleaves threads at
+ * scheduling points. A spinning CPU is modelled as a blocked thread: it makes no progress until the
+ * holder releases, and a cycle of such waits is reported as a deadlock rather than spinning forever.
+ */
+import { assert } from "../base/assert.js";
+import type { Scheduler } from "./scheduler.js";
+import { BLOCKED, type Kfn, PREEMPT, type Thread, type Waitable } from "./thread.js";
+
+/** Threads asleep on one event, woken all at once (the kernel's wake_up_all on a wait_queue_head). */
+export class WaitQueue {
+  private readonly sleepers: Thread[] = [];
+
+  get length(): number {
+    return this.sleepers.length;
+  }
+
+  add(thread: Thread): void {
+    this.sleepers.push(thread);
+  }
+
+  wakeAll(sched: Scheduler): void {
+    // Bounded by the number of sleepers present at the call; woken threads re-add themselves if needed.
+    const woken = this.sleepers.splice(0, this.sleepers.length);
+    for (const thread of woken) sched.wake(thread);
+  }
+
+  remove(thread: Thread): void {
+    const index = this.sleepers.indexOf(thread);
+    if (index >= 0) this.sleepers.splice(index, 1);
+  }
+}
+
+/**
+ * A lock with one holder: `spinlock_t` (kind "spin") or `struct mutex` (kind "mutex"). Both sleep in
+ * the model; the kind only names it in reports.
+ */
+export class Lock implements Waitable {
+  private holder: Thread | null = null;
+  private readonly waiters = new WaitQueue();
+
+  constructor(
+    private readonly sched: Scheduler,
+    private readonly label: string,
+  ) {}
+
+  describe(): string {
+    return this.label;
+  }
+
+  holders(): readonly Thread[] {
+    return this.holder === null ? [] : [this.holder];
+  }
+
+  get locked(): boolean {
+    return this.holder !== null;
+  }
+
+  heldBy(thread: Thread): boolean {
+    return this.holder === thread;
+  }
+
+  /** spin_lock / mutex_lock: a scheduling point, then wait until free. */
+  *lock(): Kfn<void> {
+    const me = this.sched.current();
+    assert(this.holder !== me, "recursive lock", () => `${me} on ${this.label}`);
+    if (this.sched.contended) yield PREEMPT;
+    while (this.holder !== null) {
+      this.waiters.add(me);
+      this.sched.sleep(this);
+      yield BLOCKED;
+    }
+    this.holder = me;
+  }
+
+  /** spin_trylock / mutex_trylock: never sleeps. */
+  tryLock(): boolean {
+    if (this.holder !== null) return false;
+    this.holder = this.sched.current();
+    return true;
+  }
+
+  unlock(): void {
+    const me = this.sched.current();
+    assert(this.holder === me, "unlock of a lock not held by this thread", () => `${me} on ${this.label}`);
+    this.holder = null;
+    this.waiters.wakeAll(this.sched);
+  }
+}
+
+/**
+ * `struct rw_semaphore` (mmap_lock). Readers share; a writer excludes all. A reader arriving while a
+ * writer waits queues behind it, as the kernel's rwsem does to keep writers from starving.
+ */
+export class RwSem implements Waitable {
+  private writer: Thread | null = null;
+  private readonly readers: Thread[] = [];
+  private writersWaiting = 0;
+  private readonly waiters = new WaitQueue();
+
+  constructor(
+    private readonly sched: Scheduler,
+    private readonly label: string,
+  ) {}
+
+  describe(): string {
+    return this.label;
+  }
+
+  holders(): readonly Thread[] {
+    return this.writer === null ? this.readers : [this.writer];
+  }
+
+  get readLocked(): boolean {
+    return this.readers.length > 0;
+  }
+
+  get writeLocked(): boolean {
+    return this.writer !== null;
+  }
+
+  heldBy(thread: Thread): boolean {
+    return this.writer === thread || this.readers.includes(thread);
+  }
+
+  *downRead(): Kfn<void> {
+    const me = this.sched.current();
+    assert(!this.heldBy(me), "rwsem taken twice by one thread", () => `${me} on ${this.label}`);
+    if (this.sched.contended) yield PREEMPT;
+    while (this.writer !== null || this.writersWaiting > 0) {
+      this.waiters.add(me);
+      this.sched.sleep(this);
+      yield BLOCKED;
+    }
+    this.readers.push(me);
+  }
+
+  *downWrite(): Kfn<void> {
+    const me = this.sched.current();
+    assert(!this.heldBy(me), "rwsem taken twice by one thread", () => `${me} on ${this.label}`);
+    if (this.sched.contended) yield PREEMPT;
+    this.writersWaiting++;
+    while (this.writer !== null || this.readers.length > 0) {
+      this.waiters.add(me);
+      this.sched.sleep(this);
+      yield BLOCKED;
+    }
+    this.writersWaiting--;
+    this.writer = me;
+  }
+
+  upRead(): void {
+    const me = this.sched.current();
+    const index = this.readers.indexOf(me);
+    assert(index >= 0, "up_read by a thread that holds no read lock", () => `${me} on ${this.label}`);
+    this.readers.splice(index, 1);
+    if (this.readers.length === 0) this.waiters.wakeAll(this.sched);
+  }
+
+  upWrite(): void {
+    const me = this.sched.current();
+    assert(this.writer === me, "up_write by a thread that is not the writer", () => `${me} on ${this.label}`);
+    this.writer = null;
+    this.waiters.wakeAll(this.sched);
+  }
+}
+
+/**
+ * Wait queues keyed by a number, for locks that live as bits in typed arrays (the page lock, split
+ * page-table locks): the kernel hashes such waiters into a table of queues (folio_waitqueue).
+ */
+export class KeyedWaitQueues {
+  private readonly queues = new Map<number, WaitQueue>();
+
+  add(key: number, thread: Thread): void {
+    let queue = this.queues.get(key);
+    if (queue === undefined) {
+      queue = new WaitQueue();
+      this.queues.set(key, queue);
+    }
+    queue.add(thread);
+  }
+
+  wakeAll(key: number, sched: Scheduler): void {
+    const queue = this.queues.get(key);
+    if (queue === undefined) return;
+    this.queues.delete(key);
+    queue.wakeAll(sched);
+  }
+
+  hasWaiters(key: number): boolean {
+    return this.queues.has(key);
+  }
+}
+
+/**
+ * A table of locks indexed by number, each with a holder: split page-table locks, one per PTE table.
+ */
+export class LockTable {
+  private readonly holderByKey: (Thread | null)[] = [];
+  private readonly waiters = new KeyedWaitQueues();
+
+  constructor(
+    private readonly sched: Scheduler,
+    private readonly label: string,
+  ) {}
+
+  holderOf(key: number): Thread | null {
+    return this.holderByKey[key] ?? null;
+  }
+
+  isLocked(key: number): boolean {
+    return this.holderOf(key) !== null;
+  }
+
+  *lock(key: number): Kfn<void> {
+    const me = this.sched.current();
+    assert(this.holderOf(key) !== me, "recursive lock", () => `${me} on ${this.label} ${key}`);
+    if (this.sched.contended) yield PREEMPT;
+    while (this.holderOf(key) !== null) {
+      this.waiters.add(key, me);
+      this.sched.sleep(this.waitable(key));
+      yield BLOCKED;
+    }
+    this.holderByKey[key] = me;
+  }
+
+  tryLock(key: number): boolean {
+    if (this.holderOf(key) !== null) return false;
+    this.holderByKey[key] = this.sched.current();
+    return true;
+  }
+
+  unlock(key: number): void {
+    const me = this.sched.current();
+    assert(
+      this.holderOf(key) === me,
+      "unlock of a lock not held by this thread",
+      () => `${me} on ${this.label} ${key}`,
+    );
+    this.holderByKey[key] = null;
+    if (this.waiters.hasWaiters(key)) this.waiters.wakeAll(key, this.sched);
+  }
+
+  /** Keys of the locks now held, for the invariant checker. */
+  heldKeys(): number[] {
+    const keys: number[] = [];
+    this.holderByKey.forEach((holder, key) => {
+      if (holder !== null) keys.push(key);
+    });
+    return keys;
+  }
+
+  private waitable(key: number): Waitable {
+    return {
+      describe: () => `${this.label} ${key}`,
+      holders: () => {
+        const holder = this.holderOf(key);
+        return holder === null ? [] : [holder];
+      },
+    };
+  }
+}

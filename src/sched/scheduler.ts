@@ -1,0 +1,246 @@
+/**
+ * The scheduler: at each step it asks a chooser which runnable thread continues, then runs that
+ * thread to its next scheduling point. Every choice between two or more threads is recorded, so the
+ * schedule (with the system's seed) replays the run exactly.
+ */
+import { assert } from "../base/assert.js";
+import { BLOCKED, type Kfn, Thread, type Waitable } from "./thread.js";
+
+/** Picks the index, in `runnable` (ordered by thread id), of the thread that runs next. */
+export type Chooser = (runnable: readonly Thread[], choiceIndex: number) => number;
+
+/** The default: the lowest-numbered runnable thread continues, so a lone call runs to completion. */
+export const firstRunnable: Chooser = () => 0;
+
+/** Replays a recorded schedule; past its end it falls back to `then`. */
+export function replayChooser(schedule: readonly number[], then: Chooser = firstRunnable): Chooser {
+  return (runnable, choiceIndex) => {
+    if (choiceIndex >= schedule.length) return then(runnable, choiceIndex);
+    const wantedId = schedule[choiceIndex]!;
+    const index = runnable.findIndex((thread) => thread.id === wantedId);
+    assert(
+      index >= 0,
+      "replayed schedule names a thread that cannot run",
+      () => `choice ${choiceIndex}: thread ${wantedId}`,
+    );
+    return index;
+  };
+}
+
+/** Every live thread is blocked: reported with who waits on what and who holds it. */
+export class DeadlockError extends Error {
+  override readonly name = "DeadlockError";
+  constructor(
+    readonly waits: readonly string[],
+    readonly schedule: readonly number[],
+  ) {
+    super(`deadlock: every thread is blocked\n  ${waits.join("\n  ")}`);
+  }
+}
+
+/** A thread threw: the error is wrapped with the thread and the schedule that led to it. */
+export class ThreadFailure extends Error {
+  override readonly name = "ThreadFailure";
+  constructor(
+    readonly thread: Thread,
+    override readonly cause: unknown,
+    readonly schedule: readonly number[],
+  ) {
+    super(`${thread} failed: ${cause instanceof Error ? cause.message : String(cause)}`);
+  }
+}
+
+export interface SchedulerOptions {
+  chooser?: Chooser;
+  /** CPUs in the system; threads are placed on them round-robin unless a CPU is given. */
+  cpus?: number;
+  /** Limit on scheduling steps of one run, so a livelock ends with an error instead of hanging. */
+  stepsMax?: number;
+}
+
+export class Scheduler {
+  private readonly threads: Thread[] = [];
+  private readonly liveById = new Map<number, Thread>();
+  private nextThreadId = 1;
+  private nextCpu = 0;
+  private running: Thread | null = null;
+  private chooser: Chooser;
+  readonly cpus: number;
+  readonly stepsMax: number;
+  /** Thread ids chosen at each point where two or more threads could run. */
+  readonly schedule: number[] = [];
+  /** Scheduling steps taken so far, all threads together. */
+  stepsTaken = 0;
+  /** Live threads; when it is 1 a scheduling point has nothing to decide and is skipped. */
+  liveCount = 0;
+
+  constructor(options: SchedulerOptions = {}) {
+    this.chooser = options.chooser ?? firstRunnable;
+    this.cpus = options.cpus ?? 2;
+    this.stepsMax = options.stepsMax ?? 2 ** 40;
+    assert(Number.isInteger(this.cpus) && this.cpus >= 1 && this.cpus <= 256, "cpus must be 1 to 256", () =>
+      String(options.cpus),
+    );
+  }
+
+  setChooser(chooser: Chooser): void {
+    this.chooser = chooser;
+  }
+
+  /** True when more than one thread is alive, so a scheduling point must be offered to the chooser. */
+  get contended(): boolean {
+    return this.liveCount > 1;
+  }
+
+  /** The thread now running. Kernel code runs only inside a thread. */
+  current(): Thread {
+    const thread = this.running;
+    assert(thread !== null, "kernel code ran outside a thread");
+    return thread;
+  }
+
+  currentOrNull(): Thread | null {
+    return this.running;
+  }
+
+  spawn<T>(name: string, body: Kfn<T>, cpu?: number): Thread {
+    const onCpu = cpu ?? this.nextCpu++ % this.cpus;
+    assert(onCpu >= 0 && onCpu < this.cpus, "no such cpu", () => `${onCpu} of ${this.cpus}`);
+    const thread = new Thread(this.nextThreadId++, name, onCpu, body);
+    this.threads.push(thread);
+    this.liveById.set(thread.id, thread);
+    this.liveCount++;
+    return thread;
+  }
+
+  /** Marks the running thread asleep on `on`; the caller then yields BLOCKED. */
+  sleep(on: Waitable): void {
+    const thread = this.current();
+    assert(thread.state === "runnable", "only a running thread can sleep", () => thread.toString());
+    thread.state = "blocked";
+    thread.waitingOn = on;
+  }
+
+  wake(thread: Thread): void {
+    if (thread.state !== "blocked") return;
+    thread.state = "runnable";
+    thread.waitingOn = null;
+  }
+
+  /** The live thread with this id, or null (finished, or never existed). */
+  byId(id: number): Thread | null {
+    return this.liveById.get(id) ?? null;
+  }
+
+  /** Threads that have not finished, in id order. */
+  liveThreads(): Thread[] {
+    return this.threads.filter((thread) => thread.live);
+  }
+
+  allThreads(): readonly Thread[] {
+    return this.threads;
+  }
+
+  /**
+   * Runs one step: chooses a runnable thread and advances it to its next scheduling point.
+   * Returns false when no thread is live. Throws DeadlockError when live threads are all blocked.
+   */
+  step(): boolean {
+    if (this.liveCount === 0) return false;
+    const runnable = this.threads.filter((thread) => thread.state === "runnable");
+    if (runnable.length === 0) throw new DeadlockError(this.describeWaits(), [...this.schedule]);
+    let thread: Thread;
+    if (runnable.length === 1) {
+      thread = runnable[0]!;
+    } else {
+      const index = this.chooser(runnable, this.schedule.length);
+      thread = runnable[index]!;
+      assert(
+        thread !== undefined,
+        "chooser picked no runnable thread",
+        () => `index ${index} of ${runnable.length}`,
+      );
+      this.schedule.push(thread.id);
+    }
+    this.advance(thread);
+    return true;
+  }
+
+  /** Runs until `thread` finishes, other threads interleaving as the chooser decides; returns its result. */
+  run<T>(thread: Thread): T {
+    while (thread.live) this.step();
+    this.reap();
+    if (thread.state === "failed") throw thread.error;
+    return thread.result as T;
+  }
+
+  /** Runs until every thread has finished. */
+  runAll(): void {
+    while (this.step()) {
+      // each step advances one thread
+    }
+    this.reap();
+  }
+
+  /** Spawns `body` as a thread and runs it to completion: how plain API calls execute. */
+  call<T>(name: string, body: Kfn<T>, cpu?: number): T {
+    assert(this.running === null, "a blocking call was made from inside a thread", () => name);
+    return this.run<T>(this.spawn(name, body, cpu));
+  }
+
+  private advance(thread: Thread): void {
+    assert(this.running === null, "scheduler re-entered", () => thread.toString());
+    this.running = thread;
+    this.stepsTaken++;
+    thread.steps++;
+    try {
+      const next = thread.body.next();
+      if (next.done === true) {
+        thread.state = "done";
+        thread.result = next.value;
+        this.liveCount--;
+        this.liveById.delete(thread.id);
+      } else if (next.value === BLOCKED) {
+        assert(thread.state === "blocked", "thread yielded BLOCKED without sleeping", () =>
+          thread.toString(),
+        );
+      } else {
+        assert(thread.state === "runnable", "thread yielded PREEMPT while asleep", () => thread.toString());
+      }
+    } catch (error) {
+      thread.state = "failed";
+      thread.error = error;
+      this.liveCount--;
+      this.liveById.delete(thread.id);
+      this.running = null;
+      throw new ThreadFailure(thread, error, [...this.schedule]);
+    } finally {
+      this.running = null;
+    }
+    if (this.stepsTaken > this.stepsMax) {
+      throw new Error(
+        `scheduler passed its limit of ${this.stepsMax} steps: livelock?\n  ${this.describeWaits().join("\n  ")}`,
+      );
+    }
+  }
+
+  /** Drops finished threads so long-lived systems do not accumulate them. */
+  private reap(): void {
+    if (this.threads.length < 64) return;
+    let kept = 0;
+    for (const thread of this.threads) if (thread.live) this.threads[kept++] = thread;
+    this.threads.length = kept;
+  }
+
+  /** One line per blocked thread: what it waits on and who holds that. */
+  describeWaits(): string[] {
+    const lines: string[] = [];
+    for (const thread of this.threads) {
+      if (thread.state !== "blocked" || thread.waitingOn === null) continue;
+      const holders = thread.waitingOn.holders();
+      const heldBy = holders.length === 0 ? "" : ` held by ${holders.map(String).join(", ")}`;
+      lines.push(`${thread} waits on ${thread.waitingOn.describe()}${heldBy}`);
+    }
+    return lines;
+  }
+}

@@ -1,0 +1,49 @@
+/**
+ * Kernel threads as generators. A kernel path that can sleep or be preempted is a generator function
+ * (a `Kfn`): it yields at every scheduling point and the scheduler decides who runs next. A path that
+ * never sleeps is a plain function.
+ */
+
+/** The value a thread yields: a plain scheduling point, or "I put myself to sleep on a wait queue". */
+export const PREEMPT = 0;
+export const BLOCKED = 1;
+export type SchedPoint = typeof PREEMPT | typeof BLOCKED;
+
+/** A kernel code path that may yield to the scheduler and finally returns a T. */
+export type Kfn<T> = Generator<SchedPoint, T, void>;
+
+/** Something a thread can sleep on; it describes itself for deadlock reports. */
+export interface Waitable {
+  /** "page lock of pfn 17", "mmap_lock of mm 2 (write)". */
+  describe(): string;
+  /** Threads that hold it, if it is a lock; the deadlock report follows these edges. */
+  holders(): readonly Thread[];
+}
+
+export type ThreadState = "runnable" | "blocked" | "done" | "failed";
+
+export class Thread {
+  state: ThreadState = "runnable";
+  /** What the thread sleeps on while blocked. */
+  waitingOn: Waitable | null = null;
+  result: unknown = undefined;
+  error: unknown = undefined;
+  /** Scheduling points this thread has passed; bounded by the scheduler's step limit. */
+  steps = 0;
+
+  constructor(
+    readonly id: number,
+    readonly name: string,
+    /** The CPU it runs on: selects per-CPU state such as the LRU add batches. */
+    readonly cpu: number,
+    readonly body: Kfn<unknown>,
+  ) {}
+
+  get live(): boolean {
+    return this.state === "runnable" || this.state === "blocked";
+  }
+
+  toString(): string {
+    return `thread ${this.id} "${this.name}"`;
+  }
+}

@@ -1,0 +1,135 @@
+/**
+ * The friendly surface: a System is one simulated machine (RAM, CPUs, a page store, a protocol
+ * version); it spawns processes and creates tmpfs files.
+ */
+import { checkReturn, KernelError } from "./base/errno.js";
+import { PAGE_SIZE, parsePages } from "./base/units.js";
+import { checkInvariants } from "./explore/invariants.js";
+import { filemapRead, filemapWrite } from "./mm/filemap.js";
+import { GupLedger } from "./mm/gup.js";
+import { Kernel, type ProtocolVersion } from "./mm/kernel.js";
+import type { FaultContext, FaultPathSwitches } from "./mm/memory.js";
+import { Pagemaps } from "./mm/memremap.js";
+import type { AddressSpace, MmStruct } from "./mm/mm_types.js";
+import type { StoreKind } from "./mm/page_store.js";
+import { Process } from "./process.js";
+import type { Chooser } from "./sched/scheduler.js";
+
+export interface SystemOptions {
+  /** System RAM, e.g. "256MiB" (default) or a byte count. */
+  ram?: string | number;
+  store?: StoreKind;
+  protocol?: ProtocolVersion;
+  cpus?: number;
+  /** The scheduler's chooser (default: the lowest-numbered runnable thread). */
+  chooser?: Chooser;
+  /** Frames to reserve for device memory, so device ranges do not grow the arrays. */
+  devicePagesReserve?: number;
+}
+
+/** Fault-path behaviour of each protocol version (see mm/memory.ts FaultPathSwitches). */
+export function faultSwitchesFor(protocol: ProtocolVersion): FaultPathSwitches {
+  return {
+    migrationWaitTakesRef: protocol !== "modern",
+    deviceFaultHoldsPage: protocol === "modern",
+  };
+}
+
+/** A tmpfs file: bytes in the page cache, mappable with MAP_SHARED or MAP_PRIVATE. */
+export class TmpFile {
+  constructor(
+    private readonly system: System,
+    readonly space: AddressSpace,
+  ) {}
+
+  get name(): string {
+    return this.space.name;
+  }
+
+  get size(): number {
+    return this.space.sizeBytes;
+  }
+
+  /** pwrite(2): returns bytes written. */
+  write(offset: number, data: Uint8Array): number {
+    const k = this.system.kernel;
+    return checkReturn(filemapWrite(k, this.space, offset, data, 0), "pwrite");
+  }
+
+  /** pread(2): returns the bytes read (short at end of file). */
+  read(offset: number, length: number): Uint8Array {
+    const into = new Uint8Array(length);
+    const n = checkReturn(filemapRead(this.system.kernel, this.space, offset, into), "pread");
+    return into.subarray(0, n);
+  }
+}
+
+export class System {
+  readonly kernel: Kernel;
+  readonly pagemaps: Pagemaps;
+  readonly gup = new GupLedger();
+  readonly faultContext: FaultContext;
+  readonly protocol: ProtocolVersion;
+  private readonly processes = new Map<number, Process>();
+  private nextPid = 1;
+
+  constructor(options: SystemOptions = {}) {
+    const ramPages = parsePages(options.ram ?? "256MiB", "ram");
+    this.protocol = options.protocol ?? "modern";
+    this.kernel = new Kernel({
+      ramPages,
+      store: options.store ?? "bytes",
+      protocol: this.protocol,
+      cpus: options.cpus ?? 2,
+      scheduler: options.chooser === undefined ? {} : { chooser: options.chooser },
+      devicePagesReserve: options.devicePagesReserve ?? 0,
+    });
+    this.pagemaps = new Pagemaps(this.kernel);
+    this.faultContext = {
+      k: this.kernel,
+      pagemaps: this.pagemaps,
+      switches: faultSwitchesFor(this.protocol),
+    };
+  }
+
+  /** A new process with an empty address space. */
+  spawn(): Process {
+    return this.adoptProcess(this.kernel.newMm());
+  }
+
+  /** Wraps an mm made by fork in a Process. */
+  adoptProcess(mm: MmStruct): Process {
+    const pid = this.nextPid++;
+    const process = new Process(this, pid, mm, (pid - 1) % this.kernel.sched.cpus);
+    this.processes.set(pid, process);
+    return process;
+  }
+
+  forgetProcess(process: Process): void {
+    this.processes.delete(process.pid);
+  }
+
+  liveProcesses(): Process[] {
+    return [...this.processes.values()];
+  }
+
+  /** A tmpfs file of `size` bytes (zero-filled), like open(O_TMPFILE) plus ftruncate. */
+  createFile(name: string, size = 0): TmpFile {
+    if (!Number.isSafeInteger(size) || size < 0) throw new KernelError(22, `file size ${size}`);
+    return new TmpFile(this, this.kernel.newAddressSpace(name, size, false));
+  }
+
+  /** Every violated invariant, one line each; empty when the whole state is consistent. */
+  checkInvariants(): string[] {
+    return checkInvariants(this);
+  }
+
+  /** RAM in use, in pages. */
+  get usedPages(): number {
+    return this.kernel.ram.usedPages;
+  }
+
+  get pageSize(): number {
+    return PAGE_SIZE;
+  }
+}
