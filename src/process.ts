@@ -152,7 +152,8 @@ export class Process {
           return pteFrame(pte);
         }
       }
-      yield* mm.mmapLock.downRead();
+      // mmap_read_trylock first, as do_user_addr_fault does; uncontended it needs no scheduling point.
+      if (k.sched.contended || !mm.mmapLock.tryDownRead()) yield* mm.mmapLock.downRead();
       const vma = mm.findVma(vpn);
       let ret: number;
       if (vma === null || (vma.flags & (write ? VM_WRITE : VM_READ)) === 0) {

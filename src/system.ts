@@ -4,12 +4,17 @@
  */
 import { checkReturn, KernelError } from "./base/errno.js";
 import { PAGE_SIZE, parsePages } from "./base/units.js";
+import { Device } from "./device.js";
+import { MemcpyEngine } from "./drivers/copy_engine.js";
+import { DmirrorDevice } from "./drivers/dmirror.js";
 import { checkInvariants } from "./explore/invariants.js";
 import { filemapRead, filemapWrite } from "./mm/filemap.js";
 import { GupLedger } from "./mm/gup.js";
 import { Kernel, type ProtocolVersion } from "./mm/kernel.js";
 import type { FaultContext, FaultPathSwitches } from "./mm/memory.js";
 import { Pagemaps } from "./mm/memremap.js";
+import type { MigrateContext } from "./mm/migrate_device.js";
+import { layoutFor, switchesFor } from "./mm/migrate_pfn.js";
 import type { AddressSpace, MmStruct } from "./mm/mm_types.js";
 import type { StoreKind } from "./mm/page_store.js";
 import { Process } from "./process.js";
@@ -23,8 +28,11 @@ export interface SystemOptions {
   cpus?: number;
   /** The scheduler's chooser (default: the lowest-numbered runnable thread). */
   chooser?: Chooser;
-  /** Frames to reserve for device memory, so device ranges do not grow the arrays. */
-  devicePagesReserve?: number;
+  /**
+   * Devices (dmirror 0, 1, ...) and the private memory of each, e.g. [{ memory: "64MiB" }]. Default:
+   * two devices of 64 MiB, as lib/test_hmm.c always creates two private devices.
+   */
+  devices?: { memory: string | number }[];
 }
 
 /** Fault-path behaviour of each protocol version (see mm/memory.ts FaultPathSwitches). */
@@ -69,7 +77,9 @@ export class System {
   readonly pagemaps: Pagemaps;
   readonly gup = new GupLedger();
   readonly faultContext: FaultContext;
+  readonly migrateContext: MigrateContext;
   readonly protocol: ProtocolVersion;
+  readonly devices: Device[] = [];
   private readonly processes = new Map<number, Process>();
   private nextPid = 1;
 
@@ -82,7 +92,6 @@ export class System {
       protocol: this.protocol,
       cpus: options.cpus ?? 2,
       scheduler: options.chooser === undefined ? {} : { chooser: options.chooser },
-      devicePagesReserve: options.devicePagesReserve ?? 0,
     });
     this.pagemaps = new Pagemaps(this.kernel);
     this.faultContext = {
@@ -90,6 +99,25 @@ export class System {
       pagemaps: this.pagemaps,
       switches: faultSwitchesFor(this.protocol),
     };
+    this.migrateContext = {
+      ...this.faultContext,
+      migrate: switchesFor(this.protocol),
+      layout: layoutFor(this.protocol),
+    };
+    const copier = new MemcpyEngine(this.kernel.store);
+    const specs = options.devices ?? [{ memory: "64MiB" }, { memory: "64MiB" }];
+    specs.forEach((spec, minor) => {
+      const pages = parsePages(spec.memory, `device ${minor} memory`);
+      this.devices.push(new Device(this, new DmirrorDevice(this.migrateContext, minor, pages, copier)));
+    });
+  }
+
+  /** Device `minor` (0-based). */
+  device(minor: number): Device {
+    const device = this.devices[minor];
+    if (device === undefined)
+      throw new KernelError(19, `no device ${minor}: the system has ${this.devices.length}`);
+    return device;
   }
 
   /** A new process with an empty address space. */

@@ -8,6 +8,7 @@
  * lock of the PTE table it changes and rechecks the PTE under it (pte_same).
  */
 import { assert } from "../base/assert.js";
+import { PAGE_SIZE } from "../base/units.js";
 import type { Kfn } from "../sched/thread.js";
 import { filemapGetPage, trylockPage, unlockPage, waitOnPageLocked } from "./filemap.js";
 import type { Kernel } from "./kernel.js";
@@ -128,7 +129,7 @@ function* doAnonymousPage(
   const k = ctx.k;
   const slot = PageTables.slot(table, vpn);
   if ((flags & FAULT_FLAG_WRITE) === 0) {
-    yield* ptlLock(k, table);
+    if (k.sched.contended || !k.ptl.tryLock(table)) yield* k.ptl.lock(table);
     if (k.pt.entries[slot] === 0) {
       k.pt.entries[slot] = mkPte(ZERO_PFN, _PAGE_SPECIAL | _PAGE_ACCESSED);
       k.stats.zeroPageMaps++;
@@ -140,7 +141,7 @@ function* doAnonymousPage(
   const pfn = k.ram.allocPage();
   if (pfn < 0) return VM_FAULT_OOM;
   k.store.zero(pfn);
-  yield* ptlLock(k, table);
+  if (k.sched.contended || !k.ptl.tryLock(table)) yield* k.ptl.lock(table);
   if (k.pt.entries[slot] !== 0) {
     // Another thread resolved it first (pte_same failed): give the page back.
     k.ptl.unlock(table);
@@ -171,6 +172,8 @@ function* doFault(ctx: FaultContext, vma: Vma, vpn: number, flags: number, table
   const shared = (vma.flags & VM_SHARED) !== 0;
   const cpu = k.sched.current().cpu;
   const pgoff = vma.linearIndex(vpn);
+  // shmem_get_folio: a page wholly beyond the end of the file is SIGBUS, not a new page.
+  if (pgoff >= Math.ceil(file.sizeBytes / PAGE_SIZE)) return VM_FAULT_SIGBUS;
   const page = filemapGetPage(k, file, pgoff, cpu);
   if (page < 0) return VM_FAULT_OOM;
   const slot = PageTables.slot(table, vpn);

@@ -61,18 +61,22 @@ export class BytesStore implements PageStore {
     return total;
   }
 
-  /** The slab that holds pfn, allocated on first use (zero-filled, like fresh RAM in the model). */
+  /**
+   * The slab that holds pfn, allocated on first use (zero-filled, like fresh RAM in the model). A slab
+   * covers what the pfn space held when it was made and is enlarged (copied) when the space grows.
+   */
   private slab(pfn: number): Uint8Array {
     assert(pfn >= 0 && pfn < this.capacity, "pfn outside the page store", () => `${pfn} of ${this.capacity}`);
     const index = Math.floor(pfn / SLAB_PAGES);
-    let slab = this.slabs[index];
-    if (slab === undefined) {
-      const pages = Math.min(SLAB_PAGES, this.capacity - index * SLAB_PAGES);
-      slab = new Uint8Array(pages * PAGE_SIZE);
-      this.slabs[index] = slab;
-      this.slabWords[index] = new Uint32Array(slab.buffer);
-    }
-    return slab;
+    const slab = this.slabs[index];
+    const offset = (pfn % SLAB_PAGES) * PAGE_SIZE;
+    if (slab !== undefined && offset < slab.byteLength) return slab;
+    const pages = Math.min(SLAB_PAGES, this.capacity - index * SLAB_PAGES);
+    const grown = new Uint8Array(pages * PAGE_SIZE);
+    if (slab !== undefined) grown.set(slab);
+    this.slabs[index] = grown;
+    this.slabWords[index] = new Uint32Array(grown.buffer);
+    return grown;
   }
 
   private frame(pfn: number): Uint8Array {

@@ -18,7 +18,7 @@ import {
   mmuNotifierInvalidateRangeStart,
   notifierRange,
 } from "./mmu_notifier.js";
-import { PG_anon, PG_anon_exclusive, PG_dirty } from "./page.js";
+import { PG_anon, PG_anon_exclusive, PG_dirty, PG_swapbacked } from "./page.js";
 import {
   _PAGE_ACCESSED,
   _PAGE_DIRTY,
@@ -71,7 +71,8 @@ export function pageAddNewAnonRmap(k: Kernel, pfn: number, vma: Vma, vpn: number
   assert(vma.anonVma !== null, "new anon rmap in a VMA with no anon_vma", () => vma.toString());
   assert(pages.mapcount[pfn] === 0, "new anon rmap of a mapped page", () => pages.describe(pfn));
   pages.mapcount[pfn] = 1;
-  pages.set(pfn, PG_anon | PG_anon_exclusive);
+  // Anonymous pages are swap-backed (__folio_set_swapbacked), so they go on the anon LRU lists.
+  pages.set(pfn, PG_anon | PG_anon_exclusive | PG_swapbacked);
   pages.mapping[pfn] = vma.anonVma.id;
   pages.index[pfn] = vma.linearIndex(vpn);
   vma.mm.rssAnon++;

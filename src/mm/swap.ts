@@ -89,12 +89,16 @@ export function lruCacheAdd(k: Kernel, pfn: number, cpu: number): void {
 }
 
 function drainBatch(k: Kernel, batch: number[]): void {
-  // Bounded by PAGEVEC_SIZE: a batch never holds more.
-  const pfns = batch.splice(0, batch.length);
-  for (const pfn of pfns) {
+  // Bounded by PAGEVEC_SIZE: a batch never holds more. Iterated in place (no copy): nothing below
+  // adds to a batch.
+  const count = batch.length;
+  for (let i = 0; i < count; i++) {
+    const pfn = batch[i]!;
     addToList(k, pfn);
     k.pages.putStructural(pfn);
   }
+  assert(batch.length === count, "LRU add batch changed while draining");
+  batch.length = 0;
 }
 
 /** lru_add_drain: empties the calling CPU's add batch. */

@@ -20,6 +20,7 @@ export class WaitQueue {
   }
 
   wakeAll(sched: Scheduler): void {
+    if (this.sleepers.length === 0) return;
     // Bounded by the number of sleepers present at the call; woken threads re-add themselves if needed.
     const woken = this.sleepers.splice(0, this.sleepers.length);
     for (const thread of woken) sched.wake(thread);
@@ -135,6 +136,15 @@ export class RwSem implements Waitable {
     this.readers.push(me);
   }
 
+  /** down_read_trylock: takes the lock for read if no writer holds or waits for it; never sleeps. */
+  tryDownRead(): boolean {
+    const me = this.sched.current();
+    assert(!this.heldBy(me), "rwsem taken twice by one thread", () => `${me} on ${this.label}`);
+    if (this.writer !== null || this.writersWaiting > 0) return false;
+    this.readers.push(me);
+    return true;
+  }
+
   *downWrite(): Kfn<void> {
     const me = this.sched.current();
     assert(!this.heldBy(me), "rwsem taken twice by one thread", () => `${me} on ${this.label}`);
@@ -153,7 +163,9 @@ export class RwSem implements Waitable {
     const me = this.sched.current();
     const index = this.readers.indexOf(me);
     assert(index >= 0, "up_read by a thread that holds no read lock", () => `${me} on ${this.label}`);
-    this.readers.splice(index, 1);
+    // Removing the last reader without splice, which would allocate an array per call.
+    if (index === this.readers.length - 1) this.readers.pop();
+    else this.readers.splice(index, 1);
     if (this.readers.length === 0) this.waiters.wakeAll(this.sched);
   }
 

@@ -4,6 +4,7 @@
  * schedule (with the system's seed) replays the run exactly.
  */
 import { assert } from "../base/assert.js";
+import { KernelError } from "../base/errno.js";
 import { BLOCKED, type Kfn, Thread, type Waitable } from "./thread.js";
 
 /** Picks the index, in `runnable` (ordered by thread id), of the thread that runs next. */
@@ -185,7 +186,16 @@ export class Scheduler {
   /** Spawns `body` as a thread and runs it to completion: how plain API calls execute. */
   call<T>(name: string, body: Kfn<T>, cpu?: number): T {
     assert(this.running === null, "a blocking call was made from inside a thread", () => name);
-    return this.run<T>(this.spawn(name, body, cpu));
+    const thread = this.spawn(name, body, cpu);
+    try {
+      return this.run<T>(thread);
+    } catch (error) {
+      // A plain call fails as a system call does: its own KernelError (or SignalError) comes out
+      // unwrapped. Any other failure, or another thread's, keeps the ThreadFailure with its schedule.
+      if (error instanceof ThreadFailure && error.thread === thread && error.cause instanceof KernelError)
+        throw error.cause;
+      throw error;
+    }
   }
 
   private advance(thread: Thread): void {

@@ -1,0 +1,47 @@
+/**
+ * The struct-page half of migration (mm/migrate.c): migrate_page_move_mapping and migrate_page in
+ * MIGRATE_SYNC_NO_COPY mode, used by migrate_vma once the driver has copied the data.
+ */
+import { EAGAIN } from "../base/errno.js";
+import type { Kernel } from "./kernel.js";
+import {
+  PG_active,
+  PG_anon,
+  PG_anon_exclusive,
+  PG_dirty,
+  PG_referenced,
+  PG_swapbacked,
+  PG_uptodate,
+} from "./page.js";
+
+export const MIGRATEPAGE_SUCCESS = 0;
+
+/** Flags that migrate_page_states / folio_migrate_flags carry to the new page. */
+const MIGRATED_FLAGS =
+  PG_dirty | PG_uptodate | PG_active | PG_referenced | PG_swapbacked | PG_anon | PG_anon_exclusive;
+
+/**
+ * migrate_page_move_mapping / folio_migrate_mapping for pages without a page-cache mapping (hmmsim
+ * migrates only anonymous memory): the old page must hold exactly `expected` references, else -EAGAIN;
+ * then the new page takes over mapping and index. With a mapping (a file page) the kernel would move the
+ * page-cache slot; migrate_vma refuses those before reaching here, so this returns -EAGAIN for them.
+ */
+export function migratePageMoveMapping(k: Kernel, newPfn: number, pfn: number, expected: number): number {
+  const pages = k.pages;
+  if (!pages.isAnon(pfn) && pages.mapping[pfn] !== 0) return -EAGAIN;
+  if (pages.refcount[pfn] !== expected) return -EAGAIN;
+  pages.mapping[newPfn] = pages.mapping[pfn]!;
+  pages.index[newPfn] = pages.index[pfn]!;
+  return MIGRATEPAGE_SUCCESS;
+}
+
+/** migrate_page(mapping, newpage, page, MIGRATE_SYNC_NO_COPY): metadata only; the data was copied. */
+export function migratePageNoCopy(k: Kernel, newPfn: number, pfn: number, expected: number): number {
+  const ret = migratePageMoveMapping(k, newPfn, pfn, expected);
+  if (ret !== MIGRATEPAGE_SUCCESS) return ret;
+  const pages = k.pages;
+  // migrate_page_states: the new page inherits the state flags; the old keeps its mapping until freed.
+  pages.flags[newPfn] = (pages.flags[newPfn]! & ~MIGRATED_FLAGS) | (pages.flags[pfn]! & MIGRATED_FLAGS);
+  pages.clear(pfn, PG_anon_exclusive);
+  return MIGRATEPAGE_SUCCESS;
+}

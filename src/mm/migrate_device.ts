@@ -1,0 +1,726 @@
+/**
+ * Migration of a range of an mm to and from device memory (mm/migrate_device.c today, mm/migrate.c in
+ * 4.14 and the seed): collect, prepare and unmap, insert into empty entries, move struct page state,
+ * finalize. One core serves every protocol version, steered by MigrateSwitches (migrate_pfn.ts); the
+ * modern three-phase API (migrate_vma_setup/pages/finalize, migrate_device_range) is at the end.
+ *
+ * Deliberate differences, all versions: device-page refcounts follow the 6.1 era (a free device page
+ * has refcount 0), so the "+1 for ZONE_DEVICE" terms that compensated the older base reference are
+ * dropped from the pin checks of 4.14 (the seed never collects device pages); no THP, so no splitting;
+ * the TLB is not modelled, so flush placement (S12's first half) has no effect here.
+ */
+import { assert } from "../base/assert.js";
+import { EINVAL } from "../base/errno.js";
+import { PAGE_SIZE } from "../base/units.js";
+import type { Kfn } from "../sched/thread.js";
+import { lockPage, trylockPage, unlockPage } from "./filemap.js";
+import type { Kernel } from "./kernel.js";
+import { type FaultContext, GUP_PIN_COUNTING_BIAS } from "./memory.js";
+import { isDevicePrivatePage, MEMORY_DEVICE_PRIVATE } from "./memremap.js";
+import { migratePageNoCopy } from "./migrate.js";
+import {
+  clearFlag,
+  hasFlag,
+  MIGRATE_VMA_SELECT_DEVICE_PRIVATE,
+  MIGRATE_VMA_SELECT_SYSTEM,
+  type MigratePfnLayout,
+  type MigrateSwitches,
+  migratePfn,
+  migratePfnToPfn,
+  setFlag,
+} from "./migrate_pfn.js";
+import { VM_HUGETLB, VM_SPECIAL, VM_WRITE, type Vma } from "./mm_types.js";
+import {
+  MMU_NOTIFY_CLEAR,
+  MMU_NOTIFY_MIGRATE,
+  type MmuNotifierRange,
+  mmuNotifierInvalidateRangeEnd,
+  mmuNotifierInvalidateRangeStart,
+  notifierRange,
+} from "./mmu_notifier.js";
+import { PG_anon_exclusive, PG_dirty, PG_lru } from "./page.js";
+import { ZERO_PFN } from "./page_alloc.js";
+import { walkPageRange } from "./pagewalk.js";
+import {
+  _PAGE_ACCESSED,
+  _PAGE_DIRTY,
+  _PAGE_RW,
+  isDevicePrivateEntry,
+  isWritableDevicePrivateEntry,
+  makeDevicePrivateEntry,
+  makeMigrationEntry,
+  mkPte,
+  PageTables,
+  pteDirty,
+  pteFrame,
+  ptePresent,
+  pteSpecial,
+  pteWrite,
+  pteYoung,
+} from "./pgtable.js";
+import {
+  anonVmaPrepare,
+  pageAddNewAnonRmap,
+  pageMapped,
+  pageRemoveRmap,
+  removeMigrationPtes,
+  tryToMigrate,
+} from "./rmap.js";
+import { isolateLruPage, lruAddDrain, lruAddDrainAll, lruCacheAdd, putbackLruPage } from "./swap.js";
+
+/** struct migrate_vma. start and end are page numbers here; the kernel's are byte addresses. */
+export interface MigrateVma {
+  vma: Vma | null;
+  src: Float64Array;
+  dst: Float64Array;
+  cpages: number;
+  npages: number;
+  start: number;
+  end: number;
+  pgmapOwner: unknown;
+  flags: number;
+  /** The locked device page a migrate_to_ram call is for, or -1. */
+  faultPage: number;
+}
+
+/** What the migration core needs: the fault context plus the version's switches and flag layout. */
+export interface MigrateContext extends FaultContext {
+  readonly migrate: MigrateSwitches;
+  readonly layout: MigratePfnLayout;
+}
+
+function* ptlLock(k: Kernel, table: number): Kfn<void> {
+  if (k.sched.contended || !k.ptl.tryLock(table)) yield* k.ptl.lock(table);
+}
+
+/** migrate_vma_collect_hole (and collect_skip when empty entries are not selected here). */
+function collectHole(
+  ctx: MigrateContext,
+  m: MigrateVma,
+  start: number,
+  end: number,
+  vma: Vma | null,
+): number {
+  const sw = ctx.migrate;
+  const select =
+    sw.allocOnEmpty &&
+    (!sw.emptyOnlyInAnonymous || (vma?.isAnonymous ?? false)) &&
+    (!sw.selectByFlags || (m.flags & MIGRATE_VMA_SELECT_SYSTEM) !== 0);
+  for (let vpn = start; vpn < end; vpn++) {
+    m.dst[m.npages] = 0;
+    m.src[m.npages++] = select ? ctx.layout.MIGRATE : 0;
+    if (select) m.cpages++;
+  }
+  return 0;
+}
+
+/** migrate_vma_collect_pmd: one PTE table's worth of the range, under its lock. */
+function* collectPmd(
+  ctx: MigrateContext,
+  m: MigrateVma,
+  table: number,
+  start: number,
+  end: number,
+  vma: Vma,
+): Kfn<number> {
+  const k = ctx.k;
+  const sw = ctx.migrate;
+  const L = ctx.layout;
+  const pages = k.pages;
+  const emptyOk =
+    sw.allocOnEmpty &&
+    (!sw.emptyOnlyInAnonymous || vma.isAnonymous) &&
+    (!sw.selectByFlags || (m.flags & MIGRATE_VMA_SELECT_SYSTEM) !== 0);
+  yield* ptlLock(k, table);
+  for (let vpn = start; vpn < end; vpn++) {
+    const slot = PageTables.slot(table, vpn);
+    const pte = k.pt.entries[slot]!;
+    let mpfn = 0;
+    let pfn = -1;
+    if (pte === 0) {
+      if (emptyOk) {
+        mpfn = L.MIGRATE;
+        m.cpages++;
+      }
+    } else if (!ptePresent(pte)) {
+      const candidate = pteFrame(pte);
+      const wanted =
+        sw.collectDevicePrivate &&
+        isDevicePrivateEntry(pte) &&
+        (!sw.selectByFlags ||
+          ((m.flags & MIGRATE_VMA_SELECT_DEVICE_PRIVATE) !== 0 &&
+            ctx.pagemaps.of(candidate).owner === m.pgmapOwner));
+      if (wanted) {
+        pfn = candidate;
+        mpfn = migratePfn(L, pfn) + L.MIGRATE + L.DEVICE + (isWritableDevicePrivateEntry(pte) ? L.WRITE : 0);
+      }
+    } else if (pteSpecial(pte) && pteFrame(pte) === ZERO_PFN) {
+      // The zero page is an empty entry to 4.14 and later; vm_normal_page gives the seed no page.
+      if (emptyOk) {
+        mpfn = L.MIGRATE;
+        m.cpages++;
+      }
+    } else if (!pteSpecial(pte)) {
+      const candidate = pteFrame(pte);
+      const system = !pages.isZoneDevice(candidate);
+      if (!sw.selectByFlags || !system || (m.flags & MIGRATE_VMA_SELECT_SYSTEM) !== 0) {
+        pfn = candidate;
+        mpfn = migratePfn(L, pfn) + L.MIGRATE + (pteWrite(pte) ? L.WRITE : 0);
+      }
+    }
+    // No struct page mapping (page->mapping NULL) means nothing migrate_vma can move.
+    if (pfn >= 0 && pages.mapping[pfn] === 0) {
+      pfn = -1;
+      mpfn = 0;
+    }
+    if (
+      pfn >= 0 &&
+      sw.skipMaybePinnedExclusive &&
+      pages.has(pfn, PG_anon_exclusive) &&
+      pages.refcount[pfn]! >= GUP_PIN_COUNTING_BIAS
+    ) {
+      // folio_try_share_anon_rmap_pte fails for a possibly pinned exclusive page: leave it.
+      pfn = -1;
+      mpfn = 0;
+    }
+    if (pfn >= 0) {
+      // The collect reference: it "freezes" the PTE until the page is locked and unmapped.
+      pages.get(pfn);
+      if (!sw.collectOnlyLocked) m.cpages++;
+      const locked = sw.unmapWhileCollecting && (pfn === m.faultPage || trylockPage(k, pfn));
+      if (locked) {
+        mpfn = setFlag(mpfn, L.LOCKED);
+        if (sw.collectOnlyLocked) m.cpages++;
+        if (sw.collectCopiesDirty && pteDirty(pte)) pages.set(pfn, PG_dirty);
+        const write = sw.writeFromMpfn ? hasFlag(mpfn, L.WRITE) : ptePresent(pte) && pteWrite(pte);
+        const present = ptePresent(pte);
+        k.pt.entries[slot] = makeMigrationEntry(
+          pfn,
+          write,
+          sw.collectCopiesDirty && present && pteYoung(pte),
+          sw.collectCopiesDirty && present && pteDirty(pte),
+        );
+        pageRemoveRmap(k, pfn, vma);
+        pages.putStructural(pfn);
+      } else if (sw.collectOnlyLocked) {
+        pages.put(pfn);
+        mpfn = 0;
+      }
+    }
+    m.dst[m.npages] = 0;
+    m.src[m.npages++] = mpfn;
+  }
+  k.ptl.unlock(table);
+  return 0;
+}
+
+/** migrate_vma_collect: the walk, bracketed by the version's invalidation. */
+export function* migrateVmaCollect(ctx: MigrateContext, m: MigrateVma): Kfn<void> {
+  const k = ctx.k;
+  const vma = m.vma;
+  assert(vma !== null, "collect needs a VMA");
+  const sw = ctx.migrate;
+  let range: MmuNotifierRange | null = null;
+  if (sw.collectNotifier !== "none") {
+    const migrateEvent = sw.collectNotifier === "migrate";
+    range = notifierRange(
+      vma.mm,
+      vma,
+      m.start,
+      m.end,
+      migrateEvent ? MMU_NOTIFY_MIGRATE : MMU_NOTIFY_CLEAR,
+      migrateEvent ? m.pgmapOwner : null,
+    );
+    yield* mmuNotifierInvalidateRangeStart(k, range);
+  }
+  yield* walkPageRange(k, vma.mm, m.start, m.end, {
+    pmdEntry: (table, start, end, walkVma) => collectPmd(ctx, m, table, start, end, walkVma),
+    *pteHole(start, end, walkVma) {
+      return collectHole(ctx, m, start, end, walkVma);
+    },
+  });
+  if (range !== null) mmuNotifierInvalidateRangeEnd(k, range);
+  m.end = m.start + m.npages;
+  assert(m.npages === m.src.length || m.npages <= m.src.length, "collect overran src", () => `${m.npages}`);
+}
+
+/**
+ * migrate_vma_check_page: false when someone besides the mappings and the migration holds the page.
+ * seed: refcount - 1 > mapcount fails. 4.14: device-private pages always pass (their waiters' references
+ * look like pins); a page-cache page is allowed its cache reference. Modern: one more for the fault
+ * page and for ZONE_DEVICE pages (a leftover of the old base reference, now slack).
+ */
+export function migrateVmaCheckPage(ctx: MigrateContext, pfn: number, faultPage: number): boolean {
+  const pages = ctx.k.pages;
+  const sw = ctx.migrate;
+  let extra = 1;
+  if (sw.protocol === "4.14" && pages.isZoneDevice(pfn)) return isDevicePrivatePage(ctx.k, ctx.pagemaps, pfn);
+  if (sw.faultPageExtraRef && pfn === faultPage) extra++;
+  if (sw.protocol === "modern" && pages.isZoneDevice(pfn)) extra++;
+  if (sw.protocol !== "seed" && !pages.isAnon(pfn) && pages.mapping[pfn] !== 0) extra++;
+  return pages.refcount[pfn]! - extra <= pages.mapcount[pfn]!;
+}
+
+/** putback_lru_page, or put_page for ZONE_DEVICE pages where the version knows better (S10). */
+function putbackOrPut(ctx: MigrateContext, pfn: number): void {
+  const k = ctx.k;
+  if (ctx.migrate.zoneDeviceAwarePutback && k.pages.isZoneDevice(pfn)) k.pages.put(pfn);
+  else putbackLruPage(k, pfn, k.sched.current().cpu);
+}
+
+/**
+ * migrate_vma_prepare (seed and 4.14): lock what collect did not, isolate from the LRU, check pins.
+ * The seed takes the page lock with lock_page, which blocks (S3), and never drops collect's reference,
+ * so every page it isolates fails the pin check and keeps one reference too many.
+ */
+export function* migrateVmaPrepare(ctx: MigrateContext, m: MigrateVma): Kfn<void> {
+  const k = ctx.k;
+  const sw = ctx.migrate;
+  const L = ctx.layout;
+  const pages = k.pages;
+  const cpu = k.sched.current().cpu;
+  let allowDrain = true;
+  let restore = 0;
+  lruAddDrain(k, cpu);
+  for (let i = 0; i < m.npages && m.cpages > 0; i++) {
+    const pfn = migratePfnToPfn(L, m.src[i]!);
+    if (pfn < 0) continue;
+    let remap = true;
+    if (!hasFlag(m.src[i]!, L.LOCKED)) {
+      if (sw.prepareTrylock) {
+        if (!trylockPage(k, pfn)) {
+          m.src[i] = 0;
+          m.cpages--;
+          pages.put(pfn);
+          continue;
+        }
+      } else {
+        yield* lockPage(k, pfn);
+      }
+      remap = false;
+      m.src[i] = setFlag(m.src[i]!, L.LOCKED);
+    } else if (!sw.unmapWhileCollecting) {
+      remap = false;
+    }
+    const device = pages.isZoneDevice(pfn);
+    if (!device || !sw.zoneDeviceAwarePutback) {
+      if (!pages.has(pfn, PG_lru) && allowDrain) {
+        lruAddDrainAll(k);
+        allowDrain = false;
+      }
+      if (isolateLruPage(k, pfn) !== 0) {
+        if (remap) {
+          m.src[i] = clearFlag(m.src[i]!, L.MIGRATE);
+          m.cpages--;
+          restore++;
+        } else {
+          m.src[i] = 0;
+          unlockPage(k, pfn);
+          m.cpages--;
+          pages.put(pfn);
+        }
+        continue;
+      }
+      if (sw.dropCollectRefAfterIsolate) pages.put(pfn);
+    }
+    if (!migrateVmaCheckPage(ctx, pfn, m.faultPage)) {
+      if (remap) {
+        m.src[i] = clearFlag(m.src[i]!, L.MIGRATE);
+        m.cpages--;
+        restore++;
+        if (!device) {
+          pages.get(pfn);
+          putbackLruPage(k, pfn, cpu);
+        }
+      } else {
+        m.src[i] = 0;
+        unlockPage(k, pfn);
+        m.cpages--;
+        putbackOrPut(ctx, pfn);
+      }
+    }
+  }
+  for (let i = 0; i < m.npages && restore > 0; i++) {
+    const pfn = migratePfnToPfn(L, m.src[i]!);
+    if (pfn < 0 || hasFlag(m.src[i]!, L.MIGRATE)) continue;
+    yield* removeMigrationPtes(k, pfn, pfn);
+    m.src[i] = 0;
+    unlockPage(k, pfn);
+    pages.put(pfn);
+    restore--;
+  }
+}
+
+/**
+ * migrate_vma_unmap (seed and 4.14): try_to_unmap what is still mapped, recheck pins, and restore
+ * the pages that cannot move.
+ */
+export function* migrateVmaUnmap(ctx: MigrateContext, m: MigrateVma): Kfn<void> {
+  const k = ctx.k;
+  const L = ctx.layout;
+  const sw = ctx.migrate;
+  let restore = 0;
+  for (let i = 0; i < m.npages; i++) {
+    const pfn = migratePfnToPfn(L, m.src[i]!);
+    if (pfn < 0 || !hasFlag(m.src[i]!, L.MIGRATE)) continue;
+    // The seed unmaps unconditionally; 4.14 only what collect left mapped.
+    if (!sw.unmapWhileCollecting || pageMapped(k, pfn)) yield* tryToMigrate(k, pfn);
+    if (pageMapped(k, pfn) || !migrateVmaCheckPage(ctx, pfn, m.faultPage)) {
+      m.src[i] = clearFlag(m.src[i]!, L.MIGRATE);
+      m.cpages--;
+      restore++;
+    }
+  }
+  for (let i = 0; i < m.npages && restore > 0; i++) {
+    const pfn = migratePfnToPfn(L, m.src[i]!);
+    if (pfn < 0 || hasFlag(m.src[i]!, L.MIGRATE)) continue;
+    yield* removeMigrationPtes(k, pfn, pfn);
+    m.src[i] = 0;
+    unlockPage(k, pfn);
+    restore--;
+    putbackOrPut(ctx, pfn);
+  }
+}
+
+/**
+ * migrate_device_unmap (5.16 and later): prepare and unmap in one pass over pages collect locked.
+ * Returns the number of entries still migrating, holes included.
+ */
+export function* migrateDeviceUnmap(
+  ctx: MigrateContext,
+  src: Float64Array,
+  npages: number,
+  faultPage: number,
+): Kfn<number> {
+  const k = ctx.k;
+  const L = ctx.layout;
+  const pages = k.pages;
+  const cpu = k.sched.current().cpu;
+  let allowDrain = true;
+  let restore = 0;
+  let unmapped = 0;
+  lruAddDrain(k, cpu);
+  for (let i = 0; i < npages; i++) {
+    const pfn = migratePfnToPfn(L, src[i]!);
+    if (pfn < 0) {
+      if (hasFlag(src[i]!, L.MIGRATE)) unmapped++;
+      continue;
+    }
+    const device = pages.isZoneDevice(pfn);
+    if (!device) {
+      if (!pages.has(pfn, PG_lru) && allowDrain) {
+        lruAddDrainAll(k);
+        allowDrain = false;
+      }
+      if (isolateLruPage(k, pfn) !== 0) {
+        src[i] = clearFlag(src[i]!, L.MIGRATE);
+        restore++;
+        continue;
+      }
+      pages.put(pfn);
+    }
+    if (pageMapped(k, pfn)) yield* tryToMigrate(k, pfn);
+    if (pageMapped(k, pfn) || !migrateVmaCheckPage(ctx, pfn, faultPage)) {
+      if (!device) {
+        pages.get(pfn);
+        putbackLruPage(k, pfn, cpu);
+      }
+      src[i] = clearFlag(src[i]!, L.MIGRATE);
+      restore++;
+      continue;
+    }
+    unmapped++;
+  }
+  for (let i = 0; i < npages && restore > 0; i++) {
+    const pfn = migratePfnToPfn(L, src[i]!);
+    if (pfn < 0 || hasFlag(src[i]!, L.MIGRATE)) continue;
+    yield* removeMigrationPtes(k, pfn, pfn);
+    src[i] = 0;
+    if (pfn !== faultPage) unlockPage(k, pfn);
+    pages.put(pfn);
+    restore--;
+  }
+  return unmapped;
+}
+
+/**
+ * migrate_vma_insert_page: maps the driver's page into an empty entry of an anonymous VMA. Returns
+ * false (and the caller clears MIGRATE) where the kernel aborts.
+ */
+function* insertPage(ctx: MigrateContext, vma: Vma, vpn: number, newPfn: number): Kfn<boolean> {
+  const k = ctx.k;
+  const pages = k.pages;
+  if (!vma.isAnonymous) return false;
+  const table = k.pt.ensureTable(vma.mm.root, vpn);
+  anonVmaPrepare(k, vma);
+  yield* ptlLock(k, table);
+  const slot = PageTables.slot(table, vpn);
+  const pte = k.pt.entries[slot]!;
+  const zero = ptePresent(pte) && pteSpecial(pte) && pteFrame(pte) === ZERO_PFN;
+  if (pte !== 0 && !zero) {
+    k.ptl.unlock(table);
+    return false;
+  }
+  const writable = (vma.flags & VM_WRITE) !== 0;
+  const device = pages.isZoneDevice(newPfn);
+  pageAddNewAnonRmap(k, newPfn, vma, vpn);
+  if (!device) lruCacheAdd(k, newPfn, k.sched.current().cpu);
+  pages.getStructural(newPfn);
+  k.pt.entries[slot] = device
+    ? makeDevicePrivateEntry(newPfn, writable)
+    : mkPte(newPfn, writable ? _PAGE_RW | _PAGE_DIRTY | _PAGE_ACCESSED : _PAGE_ACCESSED);
+  k.ptl.unlock(table);
+  return true;
+}
+
+/**
+ * migrate_vma_pages / migrate_device_pages: moves struct page state to each destination the driver
+ * supplied; fills empty entries (4.14 and later). An entry that fails loses MIGRATE.
+ */
+export function* migrateVmaPagesCore(ctx: MigrateContext, m: MigrateVma): Kfn<void> {
+  const k = ctx.k;
+  const L = ctx.layout;
+  const sw = ctx.migrate;
+  const pages = k.pages;
+  let range: MmuNotifierRange | null = null;
+  for (let i = 0; i < m.npages; i++) {
+    const newPfn = migratePfnToPfn(L, m.dst[i]!);
+    const pfn = migratePfnToPfn(L, m.src[i]!);
+    if (sw.protocol === "seed") {
+      if (pfn < 0 || newPfn < 0 || !hasFlag(m.src[i]!, L.MIGRATE)) continue;
+    } else {
+      if (newPfn < 0) {
+        m.src[i] = clearFlag(m.src[i]!, L.MIGRATE);
+        continue;
+      }
+      if (pfn < 0) {
+        if (!hasFlag(m.src[i]!, L.MIGRATE)) continue;
+        assert(m.vma !== null, "migrate_device_pages cannot fill holes");
+        if (range === null) {
+          const migrateEvent = sw.collectNotifier === "migrate";
+          range = notifierRange(
+            m.vma.mm,
+            m.vma,
+            m.start + i,
+            m.end,
+            migrateEvent ? MMU_NOTIFY_MIGRATE : MMU_NOTIFY_CLEAR,
+            migrateEvent ? m.pgmapOwner : null,
+          );
+          yield* mmuNotifierInvalidateRangeStart(k, range);
+        }
+        if (!(yield* insertPage(ctx, m.vma, m.start + i, newPfn))) m.src[i] = clearFlag(m.src[i]!, L.MIGRATE);
+        continue;
+      }
+      if (!hasFlag(m.src[i]!, L.MIGRATE)) continue;
+      // Only anonymous memory may go to device memory: a page-cache page stays.
+      if (pages.isZoneDevice(newPfn) && !pages.isAnon(pfn)) {
+        m.src[i] = clearFlag(m.src[i]!, L.MIGRATE);
+        continue;
+      }
+    }
+    // migrate_page_move_mapping's expectation: one reference held by the migration, plus the fault
+    // page's (6.1+), plus the seed's "ZONE_DEVICE pages have 1 refcount always held by their device".
+    let expected = 1;
+    if (sw.faultPageExtraRef && pfn === m.faultPage) expected++;
+    if (sw.protocol === "seed" && pages.isZoneDevice(pfn)) expected++;
+    if (migratePageNoCopy(k, newPfn, pfn, expected) !== 0) m.src[i] = clearFlag(m.src[i]!, L.MIGRATE);
+  }
+  if (range !== null) mmuNotifierInvalidateRangeEnd(k, range);
+}
+
+/**
+ * migrate_vma_finalize / migrate_device_finalize: points each migration entry at the new page where the
+ * entry migrated and back at the old one otherwise, then unlocks and releases both.
+ */
+export function* migrateVmaFinalizeCore(
+  ctx: MigrateContext,
+  src: Float64Array,
+  dst: Float64Array,
+  npages: number,
+  faultPage: number,
+): Kfn<number> {
+  const k = ctx.k;
+  const L = ctx.layout;
+  const sw = ctx.migrate;
+  const pages = k.pages;
+  const cpu = k.sched.current().cpu;
+  let finalized = 0;
+  for (let i = 0; i < npages; i++) {
+    let newPfn = migratePfnToPfn(L, dst[i]!);
+    const pfn = migratePfnToPfn(L, src[i]!);
+    if (pfn < 0) {
+      if (newPfn >= 0 && sw.protocol !== "seed") {
+        unlockPage(k, newPfn);
+        pages.put(newPfn);
+      }
+      continue;
+    }
+    if (!hasFlag(src[i]!, L.MIGRATE) || newPfn < 0) {
+      if (newPfn >= 0) {
+        unlockPage(k, newPfn);
+        pages.put(newPfn);
+      }
+      newPfn = pfn;
+    }
+    if (sw.finalizeLruOnlyDst) {
+      if (!pages.isZoneDevice(newPfn)) lruCacheAdd(k, newPfn, cpu);
+      yield* removeMigrationPtes(k, pfn, newPfn);
+      if (pfn !== faultPage) unlockPage(k, pfn);
+      pages.put(pfn);
+      if (newPfn !== pfn) {
+        unlockPage(k, newPfn);
+        pages.put(newPfn);
+      }
+    } else {
+      yield* removeMigrationPtes(k, pfn, newPfn);
+      if (pfn !== faultPage) unlockPage(k, pfn);
+      putbackOrPut(ctx, pfn);
+      if (newPfn !== pfn) {
+        unlockPage(k, newPfn);
+        putbackOrPut(ctx, newPfn);
+      }
+    }
+    finalized++;
+  }
+  return finalized;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The modern three-phase API.
+
+/** The arguments of migrate_vma_setup, with byte addresses as a driver passes them. */
+export interface MigrateVmaArgs {
+  vma: Vma | null;
+  /** Byte addresses; masked to pages as the kernel does. */
+  start: number;
+  end: number;
+  src: Float64Array | null;
+  dst: Float64Array | null;
+  pgmapOwner: unknown;
+  flags: number;
+  /** migrate_to_ram's vmf->page, locked, or -1. */
+  faultPage?: number;
+  /** Out: entries collected and still migrating after setup. */
+  cpages?: number;
+  /** Out: entries walked. */
+  npages?: number;
+  /** The state the later phases continue from (set by setup). */
+  state?: MigrateVma;
+}
+
+/**
+ * migrate_vma_setup: checks the arguments (-EINVAL as the kernel does), collects and unmaps. Returns 0
+ * even when nothing can move; args.cpages says how many entries can.
+ */
+export function* migrateVmaSetup(ctx: MigrateContext, args: MigrateVmaArgs): Kfn<number> {
+  const pagesWanted = Math.floor((args.end - args.start) / PAGE_SIZE);
+  const start = Math.floor(args.start / PAGE_SIZE);
+  const end = Math.floor(args.end / PAGE_SIZE);
+  const vma = args.vma;
+  const faultPage = args.faultPage ?? -1;
+  if (vma === null || (vma.flags & VM_HUGETLB) !== 0 || (vma.flags & VM_SPECIAL) !== 0) return -EINVAL;
+  if (pagesWanted <= 0) return -EINVAL;
+  if (start < vma.start || start >= vma.end) return -EINVAL;
+  if (end <= vma.start || end > vma.end) return -EINVAL;
+  if (args.src === null || args.dst === null) return -EINVAL;
+  if (args.src.length < pagesWanted || args.dst.length < pagesWanted) return -EINVAL;
+  if (
+    faultPage >= 0 &&
+    !(ctx.k.pages.isZoneDevice(faultPage) && ctx.pagemaps.of(faultPage).type === MEMORY_DEVICE_PRIVATE)
+  )
+    return -EINVAL;
+  if (faultPage >= 0 && !ctx.k.pages.has(faultPage, 1)) return -EINVAL; // PG_locked
+  args.src.fill(0, 0, pagesWanted);
+  const m: MigrateVma = {
+    vma,
+    src: args.src,
+    dst: args.dst,
+    cpages: 0,
+    npages: 0,
+    start,
+    end,
+    pgmapOwner: args.pgmapOwner,
+    flags: args.flags,
+    faultPage,
+  };
+  yield* migrateVmaCollect(ctx, m);
+  if (m.cpages > 0) m.cpages = yield* migrateDeviceUnmap(ctx, m.src, m.npages, faultPage);
+  args.state = m;
+  args.cpages = m.cpages;
+  args.npages = m.npages;
+  return 0;
+}
+
+/** migrate_vma_pages: after the driver has filled dst with locked pages holding the copied data. */
+export function* migrateVmaPages(ctx: MigrateContext, args: MigrateVmaArgs): Kfn<void> {
+  const m = args.state;
+  assert(m !== undefined, "migrate_vma_pages before a successful migrate_vma_setup");
+  yield* migrateVmaPagesCore(ctx, m);
+}
+
+/** migrate_vma_finalize: restores or redirects every PTE and releases the pages. */
+export function* migrateVmaFinalize(ctx: MigrateContext, args: MigrateVmaArgs): Kfn<void> {
+  const m = args.state;
+  assert(m !== undefined, "migrate_vma_finalize before a successful migrate_vma_setup");
+  yield* migrateVmaFinalizeCore(ctx, m.src, m.dst, m.npages, m.faultPage);
+  args.state = undefined;
+}
+
+/**
+ * migrate_device_range: selects every in-use page of a device pfn range for eviction (no VMA): each
+ * page that can be referenced and trylocked is collected and unmapped. Returns 0.
+ */
+export function* migrateDeviceRange(
+  ctx: MigrateContext,
+  src: Float64Array,
+  startPfn: number,
+  npages: number,
+): Kfn<number> {
+  const k = ctx.k;
+  const L = ctx.layout;
+  for (let i = 0; i < npages; i++) {
+    const pfn = startPfn + i;
+    src[i] = 0;
+    if (k.pages.refcount[pfn] === 0) continue;
+    k.pages.get(pfn);
+    if (!trylockPage(k, pfn)) {
+      k.pages.put(pfn);
+      continue;
+    }
+    src[i] = migratePfn(L, pfn) + L.MIGRATE;
+  }
+  yield* migrateDeviceUnmap(ctx, src, npages, -1);
+  return 0;
+}
+
+/** migrate_device_pages: migrate_vma_pages without a VMA (no holes). */
+export function* migrateDevicePages(
+  ctx: MigrateContext,
+  src: Float64Array,
+  dst: Float64Array,
+  npages: number,
+): Kfn<void> {
+  const m: MigrateVma = {
+    vma: null,
+    src,
+    dst,
+    cpages: 0,
+    npages,
+    start: 0,
+    end: npages,
+    pgmapOwner: null,
+    flags: 0,
+    faultPage: -1,
+  };
+  yield* migrateVmaPagesCore(ctx, m);
+}
+
+/** migrate_device_finalize. */
+export function* migrateDeviceFinalize(
+  ctx: MigrateContext,
+  src: Float64Array,
+  dst: Float64Array,
+  npages: number,
+): Kfn<void> {
+  yield* migrateVmaFinalizeCore(ctx, src, dst, npages, -1);
+}
