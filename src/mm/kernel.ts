@@ -53,7 +53,17 @@ export class Kernel {
   nextDevicePfn: number;
   devicePageFreer: DevicePageFreer | null = null;
   /** Counters a user can read: page faults handled, by outcome. */
-  readonly stats = { faults: 0, cowFaults: 0, zeroPageMaps: 0, migrationWaits: 0, deviceFaults: 0 };
+  readonly stats = {
+    faults: 0,
+    cowFaults: 0,
+    zeroPageMaps: 0,
+    migrationWaits: 0,
+    deviceFaults: 0,
+    /** Entries migrate_vma collected (cpages after collect), moved to their new page, and restored. */
+    migrateCollected: 0,
+    migrateMoved: 0,
+    migrateRestored: 0,
+  };
 
   constructor(options: KernelOptions) {
     assert(

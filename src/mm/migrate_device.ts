@@ -241,7 +241,8 @@ export function* migrateVmaCollect(ctx: MigrateContext, m: MigrateVma): Kfn<void
   });
   if (range !== null) mmuNotifierInvalidateRangeEnd(k, range);
   m.end = m.start + m.npages;
-  assert(m.npages === m.src.length || m.npages <= m.src.length, "collect overran src", () => `${m.npages}`);
+  k.stats.migrateCollected += m.cpages;
+  assert(m.npages <= m.src.length, "collect overran src", () => `${m.npages}`);
 }
 
 /**
@@ -550,6 +551,8 @@ export function* migrateVmaFinalizeCore(
     const pfn = migratePfnToPfn(L, src[i]!);
     if (pfn < 0) {
       if (newPfn >= 0 && sw.protocol !== "seed") {
+        // An empty entry the new page was inserted into (src kept MIGRATE) or could not be.
+        if (hasFlag(src[i]!, L.MIGRATE)) k.stats.migrateMoved++;
         unlockPage(k, newPfn);
         pages.put(newPfn);
       }
@@ -561,6 +564,9 @@ export function* migrateVmaFinalizeCore(
         pages.put(newPfn);
       }
       newPfn = pfn;
+      k.stats.migrateRestored++;
+    } else {
+      k.stats.migrateMoved++;
     }
     if (sw.finalizeLruOnlyDst) {
       if (!pages.isZoneDevice(newPfn)) lruCacheAdd(k, newPfn, cpu);
