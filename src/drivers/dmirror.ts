@@ -404,7 +404,14 @@ export class Dmirror {
     }
   }
 
-  /** dmirror_migrate_finalize_and_map: mirror each page that moved, writable iff dst says so. */
+  /**
+   * dmirror_migrate_finalize_and_map: mirror each page that moved, writable iff dst says so.
+   *
+   * Under "4.14" collect selects device-private pages of any owner and brackets itself with an
+   * owner-less MMU_NOTIFY_CLEAR, which erased our mirror entries for the pages of the range that are
+   * already on this device; they stay where they are (no dst), so map them again here, as a driver of
+   * that era had to. Modern collect never selects them (SELECT_SYSTEM) and skips our own invalidation.
+   */
   private *finalizeAndMapToDevice(
     src: Float64Array,
     dst: Float64Array,
@@ -412,8 +419,14 @@ export class Dmirror {
     npages: number,
   ): Kfn<void> {
     const L = this.ctx.layout;
+    const k = this.ctx.k;
     yield* this.mutex.lock();
     for (let i = 0; i < npages; i++) {
+      const spfn = migratePfnToPfn(L, src[i]!);
+      if (spfn >= 0 && k.pages.isZoneDevice(spfn) && this.ctx.pagemaps.of(spfn).owner === this.device) {
+        this.pt.set(start + i, spfn * 4 + (hasFlag(src[i]!, L.WRITE) ? DPT_XA_TAG_WRITE : 0));
+        continue;
+      }
       if (!hasFlag(src[i]!, L.MIGRATE)) continue;
       const dpfn = migratePfnToPfn(L, dst[i]!);
       if (dpfn < 0) continue;

@@ -15,6 +15,8 @@ export interface MigratePfnLayout {
   readonly ERROR: number;
   readonly COMPOUND: number;
   readonly SHIFT: number;
+  /** 2 ** SHIFT, the multiplier of the pfn. */
+  readonly SCALE: number;
 }
 
 /** The seed (June 2017): VALID 0, MIGRATE 1, LOCKED 2, WRITE 3, ERROR 4, SHIFT 5. */
@@ -27,6 +29,7 @@ export const SEED_LAYOUT: MigratePfnLayout = {
   ERROR: 16,
   COMPOUND: 0,
   SHIFT: 5,
+  SCALE: 32,
 };
 /** 4.14 to 5.3 (a5430dda8a3a added DEVICE at bit 4, moving ERROR to 5 and SHIFT to 6). */
 export const V414_LAYOUT: MigratePfnLayout = {
@@ -38,6 +41,7 @@ export const V414_LAYOUT: MigratePfnLayout = {
   ERROR: 32,
   COMPOUND: 0,
   SHIFT: 6,
+  SCALE: 64,
 };
 /** Today: LOCKED gone (5.16), DEVICE and ERROR gone (5.4), COMPOUND at bit 4 (device THP); SHIFT 6. */
 export const MODERN_LAYOUT: MigratePfnLayout = {
@@ -49,6 +53,7 @@ export const MODERN_LAYOUT: MigratePfnLayout = {
   ERROR: 0,
   COMPOUND: 16,
   SHIFT: 6,
+  SCALE: 64,
 };
 
 /** enum migrate_vma_direction (modern). */
@@ -62,18 +67,18 @@ export function layoutFor(protocol: ProtocolVersion): MigratePfnLayout {
 
 /** migrate_pfn: pfn with VALID. */
 export function migratePfn(layout: MigratePfnLayout, pfn: number): number {
-  return pfn * 2 ** layout.SHIFT + layout.VALID;
+  return pfn * layout.SCALE + layout.VALID;
 }
 
 /** migrate_pfn_to_page: the pfn, or -1 when VALID is clear. */
 export function migratePfnToPfn(layout: MigratePfnLayout, mpfn: number): number {
   if ((mpfn & layout.VALID) === 0) return -1;
-  return Math.floor(mpfn / 2 ** layout.SHIFT);
+  return Math.floor(mpfn / layout.SCALE);
 }
 
 /** The flag bits of a word (below SHIFT). */
 export function migratePfnFlags(layout: MigratePfnLayout, mpfn: number): number {
-  return mpfn % 2 ** layout.SHIFT;
+  return mpfn % layout.SCALE;
 }
 
 export function hasFlag(mpfn: number, flag: number): boolean {

@@ -71,7 +71,10 @@ export class BytesStore implements PageStore {
     const slab = this.slabs[index];
     const offset = (pfn % SLAB_PAGES) * PAGE_SIZE;
     if (slab !== undefined && offset < slab.byteLength) return slab;
-    const pages = Math.min(SLAB_PAGES, this.capacity - index * SLAB_PAGES);
+    // A slab that must grow goes straight to full size, so device ranges added chunk by chunk cost
+    // at most one copy.
+    const needed = this.capacity - index * SLAB_PAGES;
+    const pages = slab === undefined ? Math.min(SLAB_PAGES, needed) : SLAB_PAGES;
     const grown = new Uint8Array(pages * PAGE_SIZE);
     if (slab !== undefined) grown.set(slab);
     this.slabs[index] = grown;

@@ -104,17 +104,31 @@ export function pageMapped(k: Kernel, pfn: number): boolean {
  * The caller checks the PTE at each.
  */
 export function rmapTargets(k: Kernel, pfn: number): { vma: Vma; vpn: number }[] {
+  const targets: { vma: Vma; vpn: number }[] = [];
+  forEachRmapTarget(k, pfn, (vma, vpn) => targets.push({ vma, vpn }));
+  return targets;
+}
+
+/** rmap_walk without building a list: calls visit(vma, vpn) for each place the page could be mapped. */
+export function forEachRmapTarget(k: Kernel, pfn: number, visit: (vma: Vma, vpn: number) => void): void {
   const mapping = k.mappingOf(pfn);
-  if (mapping === null) return [];
+  if (mapping === null) return;
   const index = k.pages.index[pfn]!;
   const vmas = "pages" in mapping ? mapping.mmaps : mapping.vmas;
-  const targets: { vma: Vma; vpn: number }[] = [];
   for (const vma of vmas) {
     if (vma.mm.exited) continue;
     const vpn = vma.vpnOfIndex(index);
-    if (vpn >= 0) targets.push({ vma, vpn });
+    if (vpn >= 0) visit(vma, vpn);
   }
-  return targets;
+}
+
+/** The single place an anonymous page can be mapped when its anon_vma has one VMA, else null. */
+function soleAnonTarget(k: Kernel, pfn: number): { vma: Vma; vpn: number } | null {
+  const mapping = k.mappingOf(pfn);
+  if (mapping === null || "pages" in mapping || mapping.vmas.size !== 1) return null;
+  const vma = mapping.vmas.values().next().value as Vma;
+  const vpn = vma.vpnOfIndex(k.pages.index[pfn]!);
+  return vpn >= 0 && !vma.mm.exited ? { vma, vpn } : null;
 }
 
 /** Does this PTE map pfn (a present PTE, or a device-private entry for it)? */
@@ -167,24 +181,30 @@ export function* tryToMigrate(k: Kernel, pfn: number): Kfn<void> {
 export function* removeMigrationPtes(k: Kernel, src: number, dst: number): Kfn<void> {
   const pages = k.pages;
   assert(pages.refcount[dst]! > 0, "remapping to a free page", () => pages.describe(dst));
-  const dstIsDevice = pages.isZoneDevice(dst);
-  for (const { vma, vpn } of rmapTargets(k, dst)) {
-    const table = k.pt.lookupTable(vma.mm.root, vpn);
-    if (table < 0) continue;
-    if (k.sched.contended || !k.ptl.tryLock(table)) yield* k.ptl.lock(table);
-    const slot = PageTables.slot(table, vpn);
-    const pte = k.pt.entries[slot]!;
-    if (isMigrationEntry(pte) && pteFrame(pte) === src) {
-      const write = isWritableMigrationEntry(pte) && (vma.flags & VM_WRITE) !== 0;
-      pages.getStructural(dst);
-      pageAddRmap(k, dst, vma);
-      if (dstIsDevice) {
-        k.pt.entries[slot] = makeDevicePrivateEntry(dst, write);
-      } else {
-        const bits = (write ? _PAGE_RW : 0) | (pte & (_PAGE_ACCESSED | _PAGE_DIRTY));
-        k.pt.entries[slot] = mkPte(dst, bits);
-      }
+  // The common case, a private page of one VMA, needs no list of targets.
+  const sole = soleAnonTarget(k, dst);
+  const targets = sole !== null ? [sole] : rmapTargets(k, dst);
+  for (const { vma, vpn } of targets) yield* removeMigrationPte(k, src, dst, vma, vpn);
+}
+
+/** remove_migration_pte for one (VMA, vpn). */
+function* removeMigrationPte(k: Kernel, src: number, dst: number, vma: Vma, vpn: number): Kfn<void> {
+  const pages = k.pages;
+  const table = k.pt.lookupTable(vma.mm.root, vpn);
+  if (table < 0) return;
+  if (k.sched.contended || !k.ptl.tryLock(table)) yield* k.ptl.lock(table);
+  const slot = PageTables.slot(table, vpn);
+  const pte = k.pt.entries[slot]!;
+  if (isMigrationEntry(pte) && pteFrame(pte) === src) {
+    const write = isWritableMigrationEntry(pte) && (vma.flags & VM_WRITE) !== 0;
+    pages.getStructural(dst);
+    pageAddRmap(k, dst, vma);
+    if (pages.isZoneDevice(dst)) {
+      k.pt.entries[slot] = makeDevicePrivateEntry(dst, write);
+    } else {
+      const bits = (write ? _PAGE_RW : 0) | (pte & (_PAGE_ACCESSED | _PAGE_DIRTY));
+      k.pt.entries[slot] = mkPte(dst, bits);
     }
-    k.ptl.unlock(table);
   }
+  k.ptl.unlock(table);
 }
