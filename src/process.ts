@@ -18,7 +18,7 @@ import {
   VM_FAULT_SIGBUS,
   VM_FAULT_SIGSEGV,
 } from "./mm/memory.js";
-import { type MmStruct, VM_READ, VM_WRITE } from "./mm/mm_types.js";
+import { type MmStruct, VM_EXEC, VM_READ, VM_WRITE } from "./mm/mm_types.js";
 import {
   MAP_ANONYMOUS,
   MAP_PRIVATE,
@@ -156,7 +156,8 @@ export class Process {
       if (k.sched.contended || !mm.mmapLock.tryDownRead()) yield* mm.mmapLock.downRead();
       const vma = mm.findVma(vpn);
       let ret: number;
-      if (vma === null || (vma.flags & (write ? VM_WRITE : VM_READ)) === 0) {
+      // access_error (arch/x86/mm/fault.c): a read needs any of VM_READ, VM_WRITE, VM_EXEC.
+      if (vma === null || (vma.flags & (write ? VM_WRITE : VM_READ | VM_WRITE | VM_EXEC)) === 0) {
         ret = VM_FAULT_SIGSEGV;
       } else {
         this.faults++;
@@ -178,7 +179,7 @@ export class Process {
     const last = Math.floor((addr + Math.max(length, 1) - 1) / PAGE_SIZE);
     for (let vpn = first; vpn <= last; ) {
       const vma = this.mm.findVma(vpn);
-      if (vma === null || (vma.flags & (write ? VM_WRITE : VM_READ)) === 0) {
+      if (vma === null || (vma.flags & (write ? VM_WRITE : VM_READ | VM_WRITE | VM_EXEC)) === 0) {
         throw new SignalError("SIGSEGV", Math.max(addr, vpn * PAGE_SIZE), what);
       }
       vpn = vma.end;

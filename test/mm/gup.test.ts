@@ -1,0 +1,164 @@
+import { describe, expect, it } from "vitest";
+import { AssertionError } from "../../src/base/assert.js";
+import { EFAULT, EINVAL } from "../../src/base/errno.js";
+import { PAGE_SIZE } from "../../src/base/units.js";
+import { FOLL_GET, getUserPages, putUserPage } from "../../src/mm/gup.js";
+import { GUP_PIN_COUNTING_BIAS } from "../../src/mm/memory.js";
+import { PROT_READ } from "../../src/mm/mmap.js";
+import { ZERO_PFN } from "../../src/mm/page_alloc.js";
+import { pteWrite } from "../../src/mm/pgtable.js";
+import type { Kfn } from "../../src/sched/thread.js";
+import { drain, inThread, kernelError, pageOf, pfnAt, pteAt, smallSystem } from "./helpers.js";
+
+const P = PAGE_SIZE;
+
+describe("pin_user_pages", () => {
+  it("each pin adds GUP_PIN_COUNTING_BIAS (1024) to the refcount; unpin takes it away", () => {
+    const system = smallSystem();
+    const proc = system.spawn();
+    const addr = proc.mmap(2 * P);
+    proc.write(addr, pageOf(1, 2));
+    drain(system);
+    const pages = system.kernel.pages;
+    const pfns = proc.pinPages(addr, 2, true);
+    expect(pfns).toEqual([pfnAt(proc, addr), pfnAt(proc, addr + P)]);
+    expect(GUP_PIN_COUNTING_BIAS).toBe(1024);
+    for (const pfn of pfns) expect(pages.refcount[pfn]).toBe(1 + 1024);
+    expect(system.checkInvariants()).toEqual([]);
+    const again = proc.pinPages(addr, 1, false);
+    expect(pages.refcount[pfns[0]!]).toBe(1 + 2048);
+    expect(system.gup.pins.get(pfns[0]!)).toBe(2);
+    expect(system.checkInvariants()).toEqual([]);
+    proc.unpinPages(again);
+    proc.unpinPages(pfns);
+    for (const pfn of pfns) expect([pages.refcount[pfn], pages.mapcount[pfn]]).toEqual([1, 1]);
+    expect(system.gup.pins.size).toBe(0);
+    expect(system.checkInvariants()).toEqual([]);
+  });
+
+  it("faults pages in: a write pin allocates, a read pin of untouched memory pins the zero page", () => {
+    const system = smallSystem();
+    const proc = system.spawn();
+    const addr = proc.mmap(2 * P);
+    const [written] = proc.pinPages(addr, 1, true);
+    expect(written).not.toBe(ZERO_PFN);
+    expect(pteWrite(pteAt(proc, addr))).toBe(true);
+    const [read] = proc.pinPages(addr + P, 1, false);
+    expect(read).toBe(ZERO_PFN);
+    expect(system.checkInvariants()).toEqual([]);
+    proc.unpinPages([written!, read!]);
+    expect(system.kernel.pages.refcount[ZERO_PFN]).toBe(1);
+    expect(system.checkInvariants()).toEqual([]);
+  });
+
+  it("a write pin breaks COW: the pinned page is the pinner's own and CPU writes show in it", () => {
+    const system = smallSystem();
+    const parent = system.spawn();
+    const addr = parent.mmap(P);
+    parent.writeU32(addr, 10);
+    const child = parent.fork();
+    const shared = pfnAt(parent, addr);
+    const [pinned] = parent.pinPages(addr, 1, true);
+    expect(pinned).not.toBe(shared);
+    expect(pfnAt(child, addr)).toBe(shared);
+    parent.writeU32(addr, 11);
+    expect(system.kernel.store.word(pinned!)).toBe(11);
+    expect(child.readU32(addr)).toBe(10);
+    parent.unpinPages([pinned!]);
+    expect(system.checkInvariants()).toEqual([]);
+  });
+
+  it("fork copies a pinned exclusive page for the child at once, so the pin keeps seeing the parent", () => {
+    const system = smallSystem();
+    const parent = system.spawn();
+    const addr = parent.mmap(P);
+    parent.writeU32(addr, 1);
+    const [pinned] = parent.pinPages(addr, 1, true);
+    const child = parent.fork();
+    expect(pfnAt(parent, addr)).toBe(pinned);
+    expect(pteWrite(pteAt(parent, addr))).toBe(true);
+    expect(pfnAt(child, addr)).not.toBe(pinned);
+    expect(child.readU32(addr)).toBe(1);
+    parent.writeU32(addr, 2);
+    expect(system.kernel.store.word(pinned!)).toBe(2);
+    expect(child.readU32(addr)).toBe(1);
+    expect(system.checkInvariants()).toEqual([]);
+    parent.unpinPages([pinned!]);
+    expect(system.checkInvariants()).toEqual([]);
+  });
+
+  it("a pinned page outlives its mapping until unpinned", () => {
+    const system = smallSystem();
+    const proc = system.spawn();
+    const addr = proc.mmap(P);
+    proc.write(addr, pageOf(0x99));
+    drain(system);
+    const [pfn] = proc.pinPages(addr, 1, false);
+    proc.munmap(addr, P);
+    const pages = system.kernel.pages;
+    expect([pages.refcount[pfn!], pages.mapcount[pfn!]]).toEqual([1024, 0]);
+    expect(system.kernel.ram.isFree(pfn!)).toBe(false);
+    expect(system.kernel.store.word(pfn!)).toBe(0x99999999);
+    expect(system.checkInvariants()).toEqual([]);
+    proc.unpinPages([pfn!]);
+    expect(system.kernel.ram.isFree(pfn!)).toBe(true);
+    expect(system.checkInvariants()).toEqual([]);
+  });
+
+  it("fails with EFAULT outside a VMA or for a write pin of a read-only VMA, pinning nothing", () => {
+    const system = smallSystem();
+    const proc = system.spawn();
+    const addr = proc.mmap(P, { prot: PROT_READ });
+    expect(kernelError(() => proc.pinPages(addr, 1, true)).errno).toBe(EFAULT);
+    expect(kernelError(() => proc.pinPages(addr + 64 * P, 1, false)).errno).toBe(EFAULT);
+    expect(kernelError(() => proc.pinPages(addr + 1, 1, false)).errno).toBe(EINVAL);
+    expect(system.gup.pins.size).toBe(0);
+    expect(system.checkInvariants()).toEqual([]);
+  });
+
+  it("pins the pages before a hole and reports how many", () => {
+    const system = smallSystem();
+    const proc = system.spawn();
+    const addr = proc.mmap(3 * P);
+    proc.munmap(addr + 2 * P, P);
+    const pfns = proc.pinPages(addr, 3, true);
+    expect(pfns).toHaveLength(2);
+    expect(system.checkInvariants()).toEqual([]);
+    proc.unpinPages(pfns);
+  });
+
+  it("unpinning a page that is not pinned is a bug", () => {
+    const system = smallSystem();
+    const proc = system.spawn();
+    const addr = proc.mmap(P);
+    proc.writeU32(addr, 1);
+    expect(() => proc.unpinPages([pfnAt(proc, addr)])).toThrow(AssertionError);
+  });
+});
+
+describe("get_user_pages (FOLL_GET)", () => {
+  it("takes one plain reference per page, recorded in the ledger", () => {
+    const system = smallSystem();
+    const proc = system.spawn();
+    const addr = proc.mmap(P);
+    proc.writeU32(addr, 1);
+    drain(system);
+    const pfns: number[] = [];
+    const mm = proc.mm;
+    const ret = inThread(
+      system,
+      (function* (): Kfn<number> {
+        yield* mm.mmapLock.downRead();
+        const n = yield* getUserPages(system.faultContext, system.gup, mm, addr / P, 1, FOLL_GET, pfns);
+        mm.mmapLock.upRead();
+        return n;
+      })(),
+    );
+    expect(ret).toBe(1);
+    expect(system.kernel.pages.refcount[pfns[0]!]).toBe(2);
+    expect(system.checkInvariants()).toEqual([]);
+    putUserPage(system.kernel, system.gup, pfns[0]!);
+    expect(system.kernel.pages.refcount[pfns[0]!]).toBe(1);
+    expect(system.checkInvariants()).toEqual([]);
+  });
+});
