@@ -31,7 +31,7 @@ export function buildProgram(): Command {
     )
     .version(packageVersion(), "-V, --version")
     .showHelpAfterError(false)
-    .configureOutput({ outputError: (text, write) => write(text.split("\n")[0] + "\n") });
+    .configureOutput({ outputError: (text, write) => write(`${text.split("\n")[0]}\n`) });
 
   program
     .command("demo")

@@ -173,7 +173,9 @@ describe("copy-on-write after fork", () => {
     const addr = root.mmap(P);
     root.writeU32(addr, 100);
     const kids = [root.fork(), root.fork(), root.fork()];
-    kids.forEach((kid, i) => kid.writeU32(addr, i));
+    kids.forEach((kid, i) => {
+      kid.writeU32(addr, i);
+    });
     expect(kids.map((kid) => kid.readU32(addr))).toEqual([0, 1, 2]);
     expect(root.readU32(addr)).toBe(100);
     for (const kid of kids) kid.exit();
