@@ -67,6 +67,7 @@ import { ZERO_PFN } from "../mm/page_alloc.js";
 import { Lock } from "../sched/locks.js";
 import type { Kfn } from "../sched/thread.js";
 import type { CopyEngine } from "./copy_engine.js";
+import { DeviceTable } from "./device_table.js";
 
 /** HMM_DMIRROR_PROT_* snapshot codes (test_hmm_uapi.h). */
 export const HMM_DMIRROR_PROT_ERROR = 0xff;
@@ -209,7 +210,7 @@ export class DmirrorDevice {
 export class Dmirror {
   readonly id: number;
   /** The device page table: vpn → entry (see entryPfn). Holds no page references. */
-  readonly pt = new Map<number, number>();
+  readonly pt = new DeviceTable();
   readonly mutex: Lock;
   readonly notifier: MmuIntervalNotifier;
   flags = 0;
@@ -246,11 +247,7 @@ export class Dmirror {
    * its last index, so one page past the range goes too; hmmsim keeps that.
    */
   private doUpdate(start: number, end: number): void {
-    if (end - start > this.pt.size) {
-      for (const vpn of [...this.pt.keys()]) if (vpn >= start && vpn <= end) this.pt.delete(vpn);
-    } else {
-      for (let vpn = start; vpn <= end; vpn++) this.pt.delete(vpn);
-    }
+    this.pt.deleteRange(start, end + 1);
   }
 
   /** Consumes the one-shot FAIL_ALLOC flag: true when this allocation must fail. */
@@ -331,7 +328,7 @@ export class Dmirror {
   ): number {
     for (let vpn = start; vpn < end; vpn++) {
       const entry = this.pt.get(vpn);
-      if (entry === undefined || (write && !entryWritable(entry))) return -ENOENT;
+      if (entry < 0 || (write && !entryWritable(entry))) return -ENOENT;
       visit(entryPfn(entry), vpn - first);
       done.cpages++;
     }

@@ -100,8 +100,11 @@ export class Kernel {
 
   /** Grows the pfn space so that frames below `capacity` exist (memremap_pages). */
   growPfnSpace(capacity: number): void {
-    this.pages.grow(capacity);
-    this.store.grow(capacity);
+    if (capacity <= this.pages.capacity) return;
+    // Grown by at least half again, so device memory added chunk by chunk costs few copies.
+    const grown = Math.max(capacity, Math.ceil(this.pages.capacity * 1.5));
+    this.pages.grow(grown);
+    this.store.grow(grown);
   }
 
   threadById(id: number): Thread | null {

@@ -64,6 +64,7 @@ import {
   pageMapped,
   pageRemoveRmap,
   removeMigrationPtes,
+  removeMigrationPtesNow,
   tryToMigrate,
 } from "./rmap.js";
 import { isolateLruPage, lruAddDrain, lruAddDrainAll, lruCacheAdd, putbackLruPage } from "./swap.js";
@@ -570,7 +571,8 @@ export function* migrateVmaFinalizeCore(
     }
     if (sw.finalizeLruOnlyDst) {
       if (!pages.isZoneDevice(newPfn)) lruCacheAdd(k, newPfn, cpu);
-      yield* removeMigrationPtes(k, pfn, newPfn);
+      if (k.sched.contended) yield* removeMigrationPtes(k, pfn, newPfn);
+      else removeMigrationPtesNow(k, pfn, newPfn);
       if (pfn !== faultPage) unlockPage(k, pfn);
       pages.put(pfn);
       if (newPfn !== pfn) {
@@ -578,7 +580,8 @@ export function* migrateVmaFinalizeCore(
         pages.put(newPfn);
       }
     } else {
-      yield* removeMigrationPtes(k, pfn, newPfn);
+      if (k.sched.contended) yield* removeMigrationPtes(k, pfn, newPfn);
+      else removeMigrationPtesNow(k, pfn, newPfn);
       if (pfn !== faultPage) unlockPage(k, pfn);
       putbackOrPut(ctx, pfn);
       if (newPfn !== pfn) {

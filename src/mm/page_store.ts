@@ -96,7 +96,13 @@ export class BytesStore implements PageStore {
   }
 
   copy(dstPfn: number, srcPfn: number): void {
-    this.frame(dstPfn).set(this.frame(srcPfn));
+    const dstSlab = this.slab(dstPfn);
+    const srcSlab = this.slab(srcPfn);
+    const dstAt = (dstPfn % SLAB_PAGES) * PAGE_SIZE;
+    const srcAt = (srcPfn % SLAB_PAGES) * PAGE_SIZE;
+    // Within one slab copyWithin moves the bytes without creating a view.
+    if (dstSlab === srcSlab) dstSlab.copyWithin(dstAt, srcAt, srcAt + PAGE_SIZE);
+    else dstSlab.set(srcSlab.subarray(srcAt, srcAt + PAGE_SIZE), dstAt);
   }
 
   zero(pfn: number): void {

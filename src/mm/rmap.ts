@@ -126,9 +126,11 @@ export function forEachRmapTarget(k: Kernel, pfn: number, visit: (vma: Vma, vpn:
 function soleAnonTarget(k: Kernel, pfn: number): { vma: Vma; vpn: number } | null {
   const mapping = k.mappingOf(pfn);
   if (mapping === null || "pages" in mapping || mapping.vmas.size !== 1) return null;
-  const vma = mapping.vmas.values().next().value as Vma;
-  const vpn = vma.vpnOfIndex(k.pages.index[pfn]!);
-  return vpn >= 0 && !vma.mm.exited ? { vma, vpn } : null;
+  for (const vma of mapping.vmas) {
+    const vpn = vma.vpnOfIndex(k.pages.index[pfn]!);
+    return vpn >= 0 && !vma.mm.exited ? { vma, vpn } : null;
+  }
+  return null;
 }
 
 /** Does this PTE map pfn (a present PTE, or a device-private entry for it)? */
@@ -184,27 +186,46 @@ export function* removeMigrationPtes(k: Kernel, src: number, dst: number): Kfn<v
   // The common case, a private page of one VMA, needs no list of targets.
   const sole = soleAnonTarget(k, dst);
   const targets = sole !== null ? [sole] : rmapTargets(k, dst);
-  for (const { vma, vpn } of targets) yield* removeMigrationPte(k, src, dst, vma, vpn);
+  for (const { vma, vpn } of targets) {
+    const table = k.pt.lookupTable(vma.mm.root, vpn);
+    if (table < 0) continue;
+    if (k.sched.contended || !k.ptl.tryLock(table)) yield* k.ptl.lock(table);
+    remapMigrationEntry(k, src, dst, vma, PageTables.slot(table, vpn));
+    k.ptl.unlock(table);
+  }
 }
 
-/** remove_migration_pte for one (VMA, vpn). */
-function* removeMigrationPte(k: Kernel, src: number, dst: number, vma: Vma, vpn: number): Kfn<void> {
+/**
+ * removeMigrationPtes for a thread that is the only one running, so no scheduling point could let
+ * another thread in: the same work without a generator, for the hot path of large migrations.
+ */
+export function removeMigrationPtesNow(k: Kernel, src: number, dst: number): void {
+  assert(!k.sched.contended, "the non-yielding remap needs an uncontended scheduler");
   const pages = k.pages;
-  const table = k.pt.lookupTable(vma.mm.root, vpn);
-  if (table < 0) return;
-  if (k.sched.contended || !k.ptl.tryLock(table)) yield* k.ptl.lock(table);
-  const slot = PageTables.slot(table, vpn);
-  const pte = k.pt.entries[slot]!;
-  if (isMigrationEntry(pte) && pteFrame(pte) === src) {
-    const write = isWritableMigrationEntry(pte) && (vma.flags & VM_WRITE) !== 0;
-    pages.getStructural(dst);
-    pageAddRmap(k, dst, vma);
-    if (pages.isZoneDevice(dst)) {
-      k.pt.entries[slot] = makeDevicePrivateEntry(dst, write);
-    } else {
-      const bits = (write ? _PAGE_RW : 0) | (pte & (_PAGE_ACCESSED | _PAGE_DIRTY));
-      k.pt.entries[slot] = mkPte(dst, bits);
-    }
+  assert(pages.refcount[dst]! > 0, "remapping to a free page", () => pages.describe(dst));
+  const sole = soleAnonTarget(k, dst);
+  const targets = sole !== null ? [sole] : rmapTargets(k, dst);
+  for (const { vma, vpn } of targets) {
+    const table = k.pt.lookupTable(vma.mm.root, vpn);
+    if (table < 0) continue;
+    assert(k.ptl.tryLock(table), "page-table lock held with no other thread running", () => String(table));
+    remapMigrationEntry(k, src, dst, vma, PageTables.slot(table, vpn));
+    k.ptl.unlock(table);
   }
-  k.ptl.unlock(table);
+}
+
+/** remove_migration_pte for one PTE, under its table's lock. */
+function remapMigrationEntry(k: Kernel, src: number, dst: number, vma: Vma, slot: number): void {
+  const pages = k.pages;
+  const pte = k.pt.entries[slot]!;
+  if (!isMigrationEntry(pte) || pteFrame(pte) !== src) return;
+  const write = isWritableMigrationEntry(pte) && (vma.flags & VM_WRITE) !== 0;
+  pages.getStructural(dst);
+  pageAddRmap(k, dst, vma);
+  if (pages.isZoneDevice(dst)) {
+    k.pt.entries[slot] = makeDevicePrivateEntry(dst, write);
+  } else {
+    const bits = (write ? _PAGE_RW : 0) | (pte & (_PAGE_ACCESSED | _PAGE_DIRTY));
+    k.pt.entries[slot] = mkPte(dst, bits);
+  }
 }

@@ -1,0 +1,81 @@
+/**
+ * A device page table for a mirror (dmirror's xarray): vpn → entry, in blocks of 512 typed-array
+ * slots found through a Map, so that mirroring a GiB costs 512 Map entries rather than 262144.
+ */
+import { assert } from "../base/assert.js";
+
+const BLOCK = 512;
+
+export class DeviceTable {
+  private readonly blocks = new Map<number, Float64Array>();
+  private lastKey = -1;
+  private lastBlock: Float64Array | null = null;
+  /** Entries present. */
+  size = 0;
+
+  private block(vpn: number, create: boolean): Float64Array | null {
+    const key = Math.floor(vpn / BLOCK);
+    if (key === this.lastKey) return this.lastBlock;
+    let block = this.blocks.get(key) ?? null;
+    if (block === null && create) {
+      block = new Float64Array(BLOCK);
+      this.blocks.set(key, block);
+    }
+    if (block !== null) {
+      this.lastKey = key;
+      this.lastBlock = block;
+    }
+    return block;
+  }
+
+  /** The entry at vpn, or -1. Entries are non-negative numbers. */
+  get(vpn: number): number {
+    const block = this.block(vpn, false);
+    if (block === null) return -1;
+    return block[vpn % BLOCK]! - 1;
+  }
+
+  has(vpn: number): boolean {
+    return this.get(vpn) >= 0;
+  }
+
+  set(vpn: number, entry: number): void {
+    assert(entry >= 0, "device table entries are non-negative", () => String(entry));
+    const block = this.block(vpn, true)!;
+    const slot = vpn % BLOCK;
+    if (block[slot] === 0) this.size++;
+    block[slot] = entry + 1;
+  }
+
+  delete(vpn: number): void {
+    const block = this.block(vpn, false);
+    if (block === null) return;
+    const slot = vpn % BLOCK;
+    if (block[slot] !== 0) {
+      block[slot] = 0;
+      this.size--;
+    }
+  }
+
+  /** Erases every entry in [start, end). */
+  deleteRange(start: number, end: number): void {
+    if (this.size === 0) return;
+    for (const [key, block] of this.blocks) {
+      const first = key * BLOCK;
+      if (first >= end || first + BLOCK <= start) continue;
+      for (let i = Math.max(start, first) - first; i < Math.min(end, first + BLOCK) - first; i++) {
+        if (block[i] !== 0) {
+          block[i] = 0;
+          this.size--;
+        }
+      }
+    }
+  }
+
+  clear(): void {
+    this.blocks.clear();
+    this.lastKey = -1;
+    this.lastBlock = null;
+    this.size = 0;
+  }
+}
