@@ -328,8 +328,10 @@ function* doSwapPage(
       return 0;
     }
     if (!trylockPage(k, pfn)) {
-      // Someone else (a migration) holds the page: retry the access later.
+      // Someone else (a migration) holds the page: sleep until it lets go, without a reference
+      // (softleaf_entry_wait_on_locked in the newest kernels), then retry the access.
       k.ptl.unlock(table);
+      yield* waitOnPageLocked(k, pfn);
       return 0;
     }
     k.pages.get(pfn);
