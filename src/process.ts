@@ -31,6 +31,7 @@ import {
   sysMremap,
   sysMunmap,
 } from "./mm/mmap.js";
+import { NoBytesError } from "./mm/page_store.js";
 import { _PAGE_ACCESSED, _PAGE_DIRTY, PageTables, pteFrame, pteProtNone, pteSpecial } from "./mm/pgtable.js";
 import type { Kfn } from "./sched/thread.js";
 import type { System, TmpFile } from "./system.js";
@@ -207,8 +208,18 @@ export class Process {
     }
   }
 
+  /** Byte accesses need the bytes store; the tokens store keeps one version per page. */
+  private requireBytes(what: string): void {
+    if (this.k.store.kind !== "bytes") {
+      throw new NoBytesError(
+        `${what}: the tokens store keeps one version per page, not bytes; use fillPages/checkPages or the bytes store`,
+      );
+    }
+  }
+
   /** Reads bytes as the CPU would (bytes store only). */
   read(addr: number, length: number): Uint8Array {
+    this.requireBytes("read");
     this.checkAccess(addr, length, false, "read");
     const out = new Uint8Array(length);
     const store = this.k.store;
@@ -223,8 +234,8 @@ export class Process {
 
   /** Writes bytes as the CPU would (bytes store only). */
   write(addr: number, data: Uint8Array): void {
+    this.requireBytes("write");
     this.checkAccess(addr, data.length, true, "write");
-    if (this.k.store.kind !== "bytes") this.k.store.writeBytes(0, 0, data, 0, 0); // throws NoBytesError
     const store = this.k.store;
     this.run(
       "write",

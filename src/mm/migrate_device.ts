@@ -208,7 +208,8 @@ function* collectPmd(
         mpfn = 0;
       }
     }
-    m.dst[m.npages] = 0;
+    // The seed's collect_pmd leaves dst alone (only collect_hole clears it); 4.14 clears both.
+    if (sw.protocol !== "seed") m.dst[m.npages] = 0;
     m.src[m.npages++] = mpfn;
   }
   k.ptl.unlock(table);
@@ -284,7 +285,8 @@ export function* migrateVmaPrepare(ctx: MigrateContext, m: MigrateVma): Kfn<void
   let allowDrain = true;
   let restore = 0;
   lruAddDrain(k, cpu);
-  for (let i = 0; i < m.npages && m.cpages > 0; i++) {
+  // 4.14 stops once nothing is left to prepare; the seed walks every entry.
+  for (let i = 0; i < m.npages && (m.cpages > 0 || sw.protocol === "seed"); i++) {
     const pfn = migratePfnToPfn(L, m.src[i]!);
     if (pfn < 0) continue;
     let remap = true;

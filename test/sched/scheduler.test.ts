@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { AssertionError } from "../../src/base/assert.js";
+import { EFAULT, KernelError } from "../../src/base/errno.js";
 import { Rng } from "../../src/base/rng.js";
 import { Lock, RwSem } from "../../src/sched/locks.js";
 import {
@@ -179,6 +180,17 @@ describe("failures", () => {
     expect(sched.liveThreads()).toEqual([]);
     // The scheduler is usable afterwards.
     expect(sched.call("next", stepper([], "n", 1))).toBe("n done");
+  });
+
+  it("a plain call that fails as a system call does throws its KernelError itself", () => {
+    const sched = new Scheduler();
+    const error = new KernelError(EFAULT, "read at 0x1000: SIGBUS");
+    function* faulting(): Kfn<void> {
+      yield PREEMPT;
+      throw error;
+    }
+    expect(() => sched.call("read", faulting())).toThrow(error);
+    expect(sched.liveThreads()).toEqual([]);
   });
 
   it("a livelock ends at the step limit with an error instead of hanging", () => {
