@@ -15,7 +15,18 @@ export interface DemoOptions {
   protocol: ProtocolVersion;
   pages: number;
   store: StoreKind;
+  /** Told as each phase starts, for progress reports on long runs. */
+  onPhase?: (name: string, index: number, count: number) => void;
 }
+
+const PHASE_NAMES = [
+  "fill",
+  "migrate to device",
+  "device read",
+  "cpu reads half",
+  "migrate to system",
+  "data check",
+];
 
 export interface DemoPhase {
   name: string;
@@ -67,6 +78,7 @@ export function runDemo(options: DemoOptions): DemoReport {
   let deviceReadIntact = false;
 
   const phase = (name: string, body: () => string): void => {
+    options.onPhase?.(name, phases.length, PHASE_NAMES.length);
     const before = { ...k.stats };
     let error: string | null = null;
     let detail = "";
@@ -77,12 +89,15 @@ export function runDemo(options: DemoOptions): DemoReport {
       error = thrown.code;
       detail = thrown.message;
     }
+    const collected = k.stats.migrateCollected - before.migrateCollected;
+    const moved = k.stats.migrateMoved - before.migrateMoved;
     phases.push({
       name,
       error,
-      collected: k.stats.migrateCollected - before.migrateCollected,
-      moved: k.stats.migrateMoved - before.migrateMoved,
-      restored: k.stats.migrateRestored - before.migrateRestored,
+      collected,
+      moved,
+      // Whatever step gave an entry up (prepare, unmap, or finalize putting the old page back).
+      restored: Math.max(0, collected - moved),
       pagesOnDevice: device.usedPages,
       cpuFaults: k.stats.deviceFaults - before.deviceFaults,
       detail,

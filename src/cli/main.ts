@@ -14,6 +14,19 @@ function packageVersion(): string {
   return (JSON.parse(text) as { version: string }).version;
 }
 
+/** The bytes store keeps real frames: the demo needs about 3 bytes of host memory per byte of buffer. */
+const BYTES_STORE_PAGES_MAX = 2 ** 18;
+
+/** Runs this long (in pages) report each phase on stderr as it starts. */
+const LONG_RUN_PAGES = 65536;
+
+/** On a terminal one line rewritten in place; otherwise a plain line per phase. */
+function reportProgress(name: string, index: number, count: number): void {
+  const line = `hmmsim demo: phase ${index + 1} of ${count}: ${name}`;
+  if (process.stderr.isTTY) process.stderr.write(`\r\x1b[K${line}`);
+  else process.stderr.write(`${line}\n`);
+}
+
 function parsePagesArgument(value: string): number {
   const pages = Number(value);
   if (!/^\d+$/.test(value) || !Number.isSafeInteger(pages) || pages < 1 || pages > 2 ** 22) {
@@ -53,7 +66,18 @@ export function buildProgram(): Command {
     )
     .option("--json", "print one JSON document instead of the report")
     .action((options: { protocol: ProtocolVersion; pages: number; store: StoreKind; json?: boolean }) => {
-      const report = runDemo({ protocol: options.protocol, pages: options.pages, store: options.store });
+      if (options.store === "bytes" && options.pages > BYTES_STORE_PAGES_MAX) {
+        program.error(
+          `error: --pages ${options.pages} is too large for the bytes store (at most ${BYTES_STORE_PAGES_MAX}, 1 GiB); use --store tokens`,
+        );
+      }
+      const report = runDemo({
+        protocol: options.protocol,
+        pages: options.pages,
+        store: options.store,
+        onPhase: options.pages >= LONG_RUN_PAGES ? reportProgress : undefined,
+      });
+      if (options.pages >= LONG_RUN_PAGES && process.stderr.isTTY) process.stderr.write("\r\x1b[K");
       process.stdout.write(
         options.json === true ? `${JSON.stringify(report, null, 2)}\n` : `${formatDemo(report)}\n`,
       );

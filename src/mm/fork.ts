@@ -38,7 +38,7 @@ export function* dupMm(k: Kernel, parent: MmStruct): Kfn<MmStruct | number> {
         // anon_vma_fork: the child joins the parent's anon_vmas and gets one of its own for new pages.
         anonVmaClone(copy, vma);
         const own = k.newAnonVma(vma.anonVma);
-        own.vmas.add(copy);
+        own.link(copy);
         copy.anonVmaChain.push(own);
         copy.anonVma = own;
       }

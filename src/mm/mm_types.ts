@@ -36,10 +36,23 @@ export const VM_ACCESS_FLAGS = VM_READ | VM_WRITE | VM_EXEC;
 /** An anon_vma: the set of VMAs in which the anonymous pages that point at it may be mapped. */
 export class AnonVma {
   readonly vmas = new Set<Vma>();
+  /** The VMA when exactly one is linked: the common case, answered without iterating the set. */
+  soleVma: Vma | null = null;
   constructor(
     readonly id: number,
     readonly parent: AnonVma | null,
   ) {}
+
+  link(vma: Vma): void {
+    this.vmas.add(vma);
+    this.soleVma = this.vmas.size === 1 ? vma : null;
+  }
+
+  unlink(vma: Vma): void {
+    this.vmas.delete(vma);
+    this.soleVma = null;
+    if (this.vmas.size === 1) for (const only of this.vmas) this.soleVma = only;
+  }
 }
 
 /**

@@ -9,8 +9,7 @@
 import { assert } from "../base/assert.js";
 import type { Kfn } from "../sched/thread.js";
 import type { Kernel } from "./kernel.js";
-import type { AnonVma, Vma } from "./mm_types.js";
-import { VM_WRITE } from "./mm_types.js";
+import { AnonVma, VM_WRITE, type Vma } from "./mm_types.js";
 import {
   hasNotifiers,
   MMU_NOTIFY_CLEAR,
@@ -43,7 +42,7 @@ import {
 export function anonVmaPrepare(k: Kernel, vma: Vma): AnonVma {
   if (vma.anonVma !== null) return vma.anonVma;
   const anonVma = k.newAnonVma(null);
-  anonVma.vmas.add(vma);
+  anonVma.link(vma);
   vma.anonVma = anonVma;
   vma.anonVmaChain.push(anonVma);
   return anonVma;
@@ -52,7 +51,7 @@ export function anonVmaPrepare(k: Kernel, vma: Vma): AnonVma {
 /** Links `vma` into every anon_vma `from` is linked into (anon_vma_clone, for split and fork). */
 export function anonVmaClone(vma: Vma, from: Vma): void {
   for (const anonVma of from.anonVmaChain) {
-    anonVma.vmas.add(vma);
+    anonVma.link(vma);
     vma.anonVmaChain.push(anonVma);
   }
   vma.anonVma = from.anonVma;
@@ -60,7 +59,7 @@ export function anonVmaClone(vma: Vma, from: Vma): void {
 
 /** unlink_anon_vmas: the VMA is going away. */
 export function unlinkAnonVmas(vma: Vma): void {
-  for (const anonVma of vma.anonVmaChain) anonVma.vmas.delete(vma);
+  for (const anonVma of vma.anonVmaChain) anonVma.unlink(vma);
   vma.anonVmaChain = [];
   if (vma.file !== null) vma.file.mmaps.delete(vma);
 }
@@ -122,16 +121,19 @@ export function forEachRmapTarget(k: Kernel, pfn: number, visit: (vma: Vma, vpn:
   }
 }
 
-/** The single place an anonymous page can be mapped when its anon_vma has one VMA, else null. */
-function soleAnonTarget(k: Kernel, pfn: number): { vma: Vma; vpn: number } | null {
+/**
+ * The vpn at which an anonymous page of a single-VMA anon_vma can be mapped, with that VMA in
+ * `soleTarget.vma`; -1 when the page's anon_vma has other than one VMA (walk the rmap instead).
+ */
+function soleAnonTarget(k: Kernel, pfn: number): number {
   const mapping = k.mappingOf(pfn);
-  if (mapping === null || "pages" in mapping || mapping.vmas.size !== 1) return null;
-  for (const vma of mapping.vmas) {
-    const vpn = vma.vpnOfIndex(k.pages.index[pfn]!);
-    return vpn >= 0 && !vma.mm.exited ? { vma, vpn } : null;
-  }
-  return null;
+  if (!(mapping instanceof AnonVma)) return -1;
+  const vma = mapping.soleVma;
+  if (vma === null || vma.mm.exited) return -1;
+  soleTarget.vma = vma;
+  return vma.vpnOfIndex(k.pages.index[pfn]!);
 }
+const soleTarget: { vma: Vma | null } = { vma: null };
 
 /** Does this PTE map pfn (a present PTE, or a device-private entry for it)? */
 export function pteMapsPfn(pte: number, pfn: number): boolean {
@@ -183,10 +185,7 @@ export function* tryToMigrate(k: Kernel, pfn: number): Kfn<void> {
 export function* removeMigrationPtes(k: Kernel, src: number, dst: number): Kfn<void> {
   const pages = k.pages;
   assert(pages.refcount[dst]! > 0, "remapping to a free page", () => pages.describe(dst));
-  // The common case, a private page of one VMA, needs no list of targets.
-  const sole = soleAnonTarget(k, dst);
-  const targets = sole !== null ? [sole] : rmapTargets(k, dst);
-  for (const { vma, vpn } of targets) {
+  for (const { vma, vpn } of rmapTargets(k, dst)) {
     const table = k.pt.lookupTable(vma.mm.root, vpn);
     if (table < 0) continue;
     if (k.sched.contended || !k.ptl.tryLock(table)) yield* k.ptl.lock(table);
@@ -203,15 +202,21 @@ export function removeMigrationPtesNow(k: Kernel, src: number, dst: number): voi
   assert(!k.sched.contended, "the non-yielding remap needs an uncontended scheduler");
   const pages = k.pages;
   assert(pages.refcount[dst]! > 0, "remapping to a free page", () => pages.describe(dst));
-  const sole = soleAnonTarget(k, dst);
-  const targets = sole !== null ? [sole] : rmapTargets(k, dst);
-  for (const { vma, vpn } of targets) {
-    const table = k.pt.lookupTable(vma.mm.root, vpn);
-    if (table < 0) continue;
-    assert(k.ptl.tryLock(table), "page-table lock held with no other thread running", () => String(table));
-    remapMigrationEntry(k, src, dst, vma, PageTables.slot(table, vpn));
-    k.ptl.unlock(table);
+  // The common case, a private page of one VMA, needs no list of targets.
+  const vpn = soleAnonTarget(k, dst);
+  if (vpn >= 0) {
+    remapOneNow(k, src, dst, soleTarget.vma!, vpn);
+    return;
   }
+  for (const target of rmapTargets(k, dst)) remapOneNow(k, src, dst, target.vma, target.vpn);
+}
+
+function remapOneNow(k: Kernel, src: number, dst: number, vma: Vma, vpn: number): void {
+  const table = k.pt.lookupTable(vma.mm.root, vpn);
+  if (table < 0) return;
+  assert(k.ptl.tryLock(table), "page-table lock held with no other thread running", () => String(table));
+  remapMigrationEntry(k, src, dst, vma, PageTables.slot(table, vpn));
+  k.ptl.unlock(table);
 }
 
 /** remove_migration_pte for one PTE, under its table's lock. */

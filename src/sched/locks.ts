@@ -201,6 +201,7 @@ export class KeyedWaitQueues {
   }
 
   hasWaiters(key: number): boolean {
+    if (this.queues.size === 0) return false;
     return this.queues.has(key);
   }
 }
@@ -225,8 +226,15 @@ export class LockTable {
     return this.holderOf(key) !== null;
   }
 
+  /** Keeps the holder array packed (no holes), so lookups stay on V8's fast path. */
+  private reserve(key: number): void {
+    // Bounded by key: each pass adds one slot.
+    while (this.holderByKey.length <= key) this.holderByKey.push(null);
+  }
+
   *lock(key: number): Kfn<void> {
     const me = this.sched.current();
+    this.reserve(key);
     assert(this.holderOf(key) !== me, "recursive lock", () => `${me} on ${this.label} ${key}`);
     if (this.sched.contended) yield PREEMPT;
     while (this.holderOf(key) !== null) {
@@ -239,6 +247,7 @@ export class LockTable {
 
   tryLock(key: number): boolean {
     if (this.holderOf(key) !== null) return false;
+    this.reserve(key);
     this.holderByKey[key] = this.sched.current();
     return true;
   }
