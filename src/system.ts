@@ -14,7 +14,7 @@ import { Kernel, type ProtocolVersion } from "./mm/kernel.js";
 import type { FaultContext, FaultPathSwitches } from "./mm/memory.js";
 import { Pagemaps } from "./mm/memremap.js";
 import type { MigrateContext } from "./mm/migrate_device.js";
-import { layoutFor, switchesFor } from "./mm/migrate_pfn.js";
+import { layoutFor, type MigrateSwitches, switchesFor } from "./mm/migrate_pfn.js";
 import type { AddressSpace, MmStruct } from "./mm/mm_types.js";
 import type { StoreKind } from "./mm/page_store.js";
 import { Process } from "./process.js";
@@ -33,6 +33,13 @@ export interface SystemOptions {
    * two devices of 64 MiB, as lib/test_hmm.c always creates two private devices.
    */
   devices?: { memory: string | number }[];
+  /**
+   * Single migration switches to override on top of the protocol's (see mm/migrate_pfn.ts), e.g.
+   * 4.14 with `zoneDeviceAwarePutback: false` to bring back one historical defect.
+   */
+  migrateSwitches?: Partial<Omit<MigrateSwitches, "protocol">>;
+  /** Single fault-path switches to override (see mm/memory.ts FaultPathSwitches). */
+  faultSwitches?: Partial<FaultPathSwitches>;
 }
 
 /** Fault-path behaviour of each protocol version (see mm/memory.ts FaultPathSwitches). */
@@ -97,11 +104,11 @@ export class System {
     this.faultContext = {
       k: this.kernel,
       pagemaps: this.pagemaps,
-      switches: faultSwitchesFor(this.protocol),
+      switches: { ...faultSwitchesFor(this.protocol), ...options.faultSwitches },
     };
     this.migrateContext = {
       ...this.faultContext,
-      migrate: switchesFor(this.protocol),
+      migrate: { ...switchesFor(this.protocol), ...options.migrateSwitches },
       layout: layoutFor(this.protocol),
     };
     const copier = new MemcpyEngine(this.kernel.store);

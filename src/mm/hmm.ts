@@ -9,12 +9,12 @@
 import { assert } from "../base/assert.js";
 import { EBUSY, EFAULT, EPERM } from "../base/errno.js";
 import type { Kfn } from "../sched/thread.js";
-import { waitOnPageLocked } from "./filemap.js";
 import {
   FAULT_FLAG_REMOTE,
   FAULT_FLAG_WRITE,
   type FaultContext,
   handleMmFault,
+  migrationEntryWait,
   VM_FAULT_ERROR,
 } from "./memory.js";
 import { type MmStruct, VM_IO, VM_PFNMAP, VM_READ, VM_WRITE, type Vma } from "./mm_types.js";
@@ -159,9 +159,9 @@ function hmmWalkOps(ctx: FaultContext, range: HmmRange, walk: { last: number }) 
             continue;
           }
           if (isMigrationEntry(pte)) {
-            // migration_entry_wait, then walk again from here.
+            // migration_entry_wait (with its era's page reference), then walk again from here.
             walk.last = vpn;
-            yield* waitOnPageLocked(k, pfn);
+            yield* migrationEntryWait(ctx, table, vpn, pte);
             return -EBUSY;
           }
           return yield* fault(vma, vpn, end, need);

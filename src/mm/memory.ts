@@ -69,14 +69,15 @@ export const VM_FAULT_ERROR = VM_FAULT_OOM | VM_FAULT_SIGBUS | VM_FAULT_SIGSEGV;
  */
 export interface FaultPathSwitches {
   /**
-   * migration_entry_wait takes a page reference while waiting (true before 6.0, "mm/migrate.c: rework
+   * migration_entry_wait takes a page reference while waiting (true before 5.17, "mm/migrate.c: rework
    * migration_entry_wait() to not take a pageref", ffa65753c431). Several CPUs waiting keep the refcount
    * high, so a concurrent pin check fails (defect S4).
    */
   migrationWaitTakesRef: boolean;
   /**
-   * do_swap_page locks the device page and takes a reference before calling migrate_to_ram (true from
-   * 16ce101db85d, 6.1, the fix for CVE-2022-3523).
+   * do_swap_page holds the device page around migrate_to_ram: a reference since 16ce101db85d (6.1, the
+   * fix for CVE-2022-3523), the page lock (trylock) since 1afaeb8293c9 (2025), and a sleep on the page
+   * lock instead of a refault when the trylock fails in the newest linux-mm. hmmsim models the newest.
    */
   deviceFaultHoldsPage: boolean;
 }
@@ -349,7 +350,7 @@ function* doSwapPage(
  * migration_entry_wait: if the PTE still holds the migration entry, sleep until the page is unlocked,
  * then return so that the access retries.
  */
-function* migrationEntryWait(ctx: FaultContext, table: number, vpn: number, pte: number): Kfn<void> {
+export function* migrationEntryWait(ctx: FaultContext, table: number, vpn: number, pte: number): Kfn<void> {
   const k = ctx.k;
   const slot = PageTables.slot(table, vpn);
   const pfn = pteFrame(pte);
@@ -370,7 +371,7 @@ function* migrationEntryWait(ctx: FaultContext, table: number, vpn: number, pte:
     k.pages.put(pfn);
     return;
   }
-  // Since 6.0 the wait starts under the PTL without a reference (migration_entry_wait_on_locked).
+  // Since 5.17 the wait starts under the PTL without a reference (migration_entry_wait_on_locked).
   k.ptl.unlock(table);
   yield* waitOnPageLocked(k, pfn);
 }
