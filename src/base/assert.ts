@@ -18,6 +18,24 @@ export function fail(message: string, details?: Details): never {
   throw new AssertionError(details === undefined ? message : `${message}: ${details()}`);
 }
 
+/**
+ * assert() for hot paths: the details are `describe(subject)`, computed only when the check fails.
+ * Passing a module-level `describe` and its subject allocates nothing, where a closure over the
+ * subject would be allocated (with a context for what it captures) on every call.
+ */
+export function assertAbout<T>(
+  condition: unknown,
+  message: string,
+  describe: (subject: T) => string,
+  subject: T,
+): asserts condition {
+  if (!condition) failAbout(message, describe, subject);
+}
+
+function failAbout<T>(message: string, describe: (subject: T) => string, subject: T): never {
+  fail(message, () => describe(subject));
+}
+
 /** For exhaustive switches: the compiler proves the value impossible, the runtime checks it. */
 export function assertNever(value: never, what: string): never {
   throw new AssertionError(`unexpected ${what}: ${String(value)}`);

@@ -523,11 +523,7 @@ export class Dmirror {
     );
     if (ret !== 0) return ret;
     yield* this.mutex.lock();
-    let cpages = 0;
-    for (let v = vpn; v < vpn + npages; v++) {
-      if (!this.pt.has(v)) break;
-      cpages++;
-    }
+    const cpages = this.pt.presentRun(vpn, npages);
     this.mutex.unlock();
     return cpages === npages ? { cpages, faults: 0 } : -ENOENT;
   }

@@ -3,7 +3,7 @@
  * every step. Each violation is one line naming the page, mm or lock and what is wrong.
  */
 import { GUP_PIN_COUNTING_BIAS } from "../mm/memory.js";
-import { AddressSpace, VM_WRITE } from "../mm/mm_types.js";
+import { AddressSpace, VM_ACCESS_FLAGS, VM_WRITE } from "../mm/mm_types.js";
 import { PG_buddy, PG_locked, PG_lru } from "../mm/page.js";
 import { ZERO_PFN } from "../mm/page_alloc.js";
 import {
@@ -12,6 +12,7 @@ import {
   isMigrationEntry,
   pteFrame,
   ptePresent,
+  pteProtNone,
   pteSpecial,
   pteWrite,
 } from "../mm/pgtable.js";
@@ -45,6 +46,9 @@ export function checkInvariants(system: System): string[] {
         }
         const pfn = pteFrame(pte);
         if (ptePresent(pte)) {
+          if ((vma.flags & VM_ACCESS_FLAGS) === 0 && !pteProtNone(pte)) {
+            report(`mm ${mm.id}: vpn 0x${vpn.toString(16)} accessible PTE in a PROT_NONE VMA`);
+          }
           if (pteWrite(pte) && (vma.flags & VM_WRITE) === 0)
             report(`mm ${mm.id}: vpn 0x${vpn.toString(16)} writable in a read-only VMA`);
           if (pteSpecial(pte)) {

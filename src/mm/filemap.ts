@@ -5,13 +5,13 @@
  * Deliberate differences: no readahead, writeback or truncation of cached pages beyond what munmap and
  * exit need; a file's pages are created zero-filled on first touch, as shmem does.
  */
-import { assert } from "../base/assert.js";
+import { fail } from "../base/assert.js";
 import { EFAULT, EINVAL, ENOMEM } from "../base/errno.js";
 import { PAGE_SIZE } from "../base/units.js";
 import { BLOCKED, type Kfn, PREEMPT, type Waitable } from "../sched/thread.js";
 import type { Kernel } from "./kernel.js";
 import type { AddressSpace } from "./mm_types.js";
-import { PG_locked, PG_swapbacked, PG_uptodate } from "./page.js";
+import { assertPage, PG_locked, PG_swapbacked, PG_uptodate } from "./page.js";
 import { lruCacheAdd } from "./swap.js";
 
 function pageLockWaitable(k: Kernel, pfn: number): Waitable {
@@ -36,9 +36,12 @@ export function trylockPage(k: Kernel, pfn: number): boolean {
 /** lock_page: sleeps on the page's wait queue until PG_locked is free, then takes it. */
 export function* lockPage(k: Kernel, pfn: number): Kfn<void> {
   const me = k.sched.current();
-  assert(k.pages.refcount[pfn]! > 0, "locking a page with no references", () => k.pages.describe(pfn));
-  assert(k.pages.lockHolder[pfn] !== me.id, "lock_page on a page this thread already holds", () =>
-    k.pages.describe(pfn),
+  assertPage(k.pages.refcount[pfn]! > 0, "locking a page with no references", k.pages, pfn);
+  assertPage(
+    k.pages.lockHolder[pfn] !== me.id,
+    "lock_page on a page this thread already holds",
+    k.pages,
+    pfn,
   );
   if (k.sched.contended) yield PREEMPT;
   while (!trylockPage(k, pfn)) {
@@ -51,15 +54,20 @@ export function* lockPage(k: Kernel, pfn: number): Kfn<void> {
 /** unlock_page: clears PG_locked and wakes the page's waiters. */
 export function unlockPage(k: Kernel, pfn: number): void {
   const pages = k.pages;
-  assert(pages.has(pfn, PG_locked), "unlock_page of an unlocked page", () => pages.describe(pfn));
-  assert(
-    pages.lockHolder[pfn] === k.sched.current().id,
-    "unlock_page by a thread that does not hold it",
-    () => `${pages.describe(pfn)} holder ${pages.lockHolder[pfn]} current ${k.sched.current().id}`,
-  );
+  assertPage(pages.has(pfn, PG_locked), "unlock_page of an unlocked page", pages, pfn);
+  if (pages.lockHolder[pfn] !== k.sched.current().id) failNotHolder(k, pfn);
   pages.clear(pfn, PG_locked);
   pages.lockHolder[pfn] = 0;
   if (k.pageWaiters.hasWaiters(pfn)) k.pageWaiters.wakeAll(pfn, k.sched);
+}
+
+/** unlock_page's second assertion, out of line so that the hot path makes no closure. */
+function failNotHolder(k: Kernel, pfn: number): never {
+  const pages = k.pages;
+  fail(
+    "unlock_page by a thread that does not hold it",
+    () => `${pages.describe(pfn)} holder ${pages.lockHolder[pfn]} current ${k.sched.current().id}`,
+  );
 }
 
 /**
@@ -67,7 +75,7 @@ export function unlockPage(k: Kernel, pfn: number): void {
  * another. The kernel has no owner to transfer; the model records one for its reports.
  */
 export function transferPageLock(k: Kernel, pfn: number, toThreadId: number): void {
-  assert(k.pages.has(pfn, PG_locked), "transferring an unlocked page lock", () => k.pages.describe(pfn));
+  assertPage(k.pages.has(pfn, PG_locked), "transferring an unlocked page lock", k.pages, pfn);
   k.pages.lockHolder[pfn] = toThreadId;
 }
 

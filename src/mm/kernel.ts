@@ -3,7 +3,7 @@
  * LRU, the rmap objects, every mm and every device pagemap. mm functions take it as their first
  * argument, where the kernel reaches the same state through globals and per-node structures.
  */
-import { assert } from "../base/assert.js";
+import { assert, assertAbout } from "../base/assert.js";
 import { KeyedWaitQueues, LockTable, RwSem } from "../sched/locks.js";
 import { Scheduler, type SchedulerOptions } from "../sched/scheduler.js";
 import type { Thread } from "../sched/thread.js";
@@ -89,9 +89,7 @@ export class Kernel {
   private freePage(pfn: number): void {
     if (this.pages.has(pfn, PG_lru)) lruDel(this, pfn);
     if (this.pages.isZoneDevice(pfn)) {
-      assert(this.devicePageFreer !== null, "device page freed with no pagemap registered", () =>
-        String(pfn),
-      );
+      assertAbout(this.devicePageFreer !== null, "device page freed with no pagemap registered", String, pfn);
       this.devicePageFreer.freeDevicePage(pfn);
       return;
     }

@@ -10,7 +10,7 @@ import { assert } from "../base/assert.js";
 import type { Kfn } from "../sched/thread.js";
 import type { Kernel } from "./kernel.js";
 import type { Vma } from "./mm_types.js";
-import { PG_anon, PG_anon_exclusive, PG_dirty, PG_locked, PG_zone_device } from "./page.js";
+import { assertPage, PG_anon, PG_anon_exclusive, PG_dirty, PG_locked, PG_zone_device } from "./page.js";
 
 export const MEMORY_DEVICE_PRIVATE = 1;
 export const MEMORY_DEVICE_COHERENT = 2;
@@ -66,7 +66,7 @@ export class Pagemaps {
 
   of(pfn: number): DevPagemap {
     const pgmap = this.list[this.k.pages.pgmapId[pfn]!];
-    assert(pgmap !== undefined, "page has no dev_pagemap", () => this.k.pages.describe(pfn));
+    assertPage(pgmap !== undefined, "page has no dev_pagemap", this.k.pages, pfn);
     return pgmap;
   }
 
@@ -117,8 +117,8 @@ export function isDevicePrivatePage(k: Kernel, maps: Pagemaps, pfn: number): boo
  */
 export function zoneDevicePageInit(k: Kernel, pfn: number): void {
   const pages = k.pages;
-  assert(pages.isZoneDevice(pfn), "zone_device_page_init on a RAM page", () => pages.describe(pfn));
-  assert(pages.refcount[pfn] === 0, "zone_device_page_init on a page in use", () => pages.describe(pfn));
+  assertPage(pages.isZoneDevice(pfn), "zone_device_page_init on a RAM page", pages, pfn);
+  assertPage(pages.refcount[pfn] === 0, "zone_device_page_init on a page in use", pages, pfn);
   pages.initAllocated(pfn);
   pages.flags[pfn] = PG_zone_device | PG_locked;
   pages.lockHolder[pfn] = k.sched.current().id;

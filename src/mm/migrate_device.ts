@@ -60,9 +60,11 @@ import {
 } from "./pgtable.js";
 import {
   anonVmaPrepare,
+  PtlBatch,
   pageAddNewAnonRmap,
   pageMapped,
   pageRemoveRmap,
+  ptlBatchEnd,
   removeMigrationPtes,
   removeMigrationPtesNow,
   tryToMigrate,
@@ -132,21 +134,39 @@ function* collectPmd(
     sw.allocOnEmpty &&
     (!sw.emptyOnlyInAnonymous || vma.isAnonymous) &&
     (!sw.selectByFlags || (m.flags & MIGRATE_VMA_SELECT_SYSTEM) !== 0);
+  // Loop invariants, read once per table: the version's switches and the walk's arrays and counters.
+  const selectSystem = !sw.selectByFlags || (m.flags & MIGRATE_VMA_SELECT_SYSTEM) !== 0;
+  const selectDevice = sw.collectDevicePrivate;
+  const skipPinned = sw.skipMaybePinnedExclusive;
+  const onlyLocked = sw.collectOnlyLocked;
+  const unmapNow = sw.unmapWhileCollecting;
+  const copyDirty = sw.collectCopiesDirty;
+  const writeFromMpfn = sw.writeFromMpfn;
+  // The seed's collect_pmd leaves dst alone (only collect_hole clears it); 4.14 clears both.
+  const clearDst = sw.protocol !== "seed";
+  const faultPage = m.faultPage;
+  const src = m.src;
+  const dst = m.dst;
   yield* ptlLock(k, table);
+  // Nothing in the loop adds page tables, so the PTE pool stays the same array.
+  const entries = k.pt.entries;
+  // The walk's counters, kept in locals and stored back after the loop (nothing in it reads them).
+  let n = m.npages;
+  let cpages = m.cpages;
   for (let vpn = start; vpn < end; vpn++) {
     const slot = PageTables.slot(table, vpn);
-    const pte = k.pt.entries[slot]!;
+    const pte = entries[slot]!;
     let mpfn = 0;
     let pfn = -1;
     if (pte === 0) {
       if (emptyOk) {
         mpfn = L.MIGRATE;
-        m.cpages++;
+        cpages++;
       }
     } else if (!ptePresent(pte)) {
       const candidate = pteFrame(pte);
       const wanted =
-        sw.collectDevicePrivate &&
+        selectDevice &&
         isDevicePrivateEntry(pte) &&
         (!sw.selectByFlags ||
           ((m.flags & MIGRATE_VMA_SELECT_DEVICE_PRIVATE) !== 0 &&
@@ -159,12 +179,11 @@ function* collectPmd(
       // The zero page is an empty entry to 4.14 and later; vm_normal_page gives the seed no page.
       if (emptyOk) {
         mpfn = L.MIGRATE;
-        m.cpages++;
+        cpages++;
       }
     } else if (!pteSpecial(pte)) {
       const candidate = pteFrame(pte);
-      const system = !pages.isZoneDevice(candidate);
-      if (!sw.selectByFlags || !system || (m.flags & MIGRATE_VMA_SELECT_SYSTEM) !== 0) {
+      if (selectSystem || pages.isZoneDevice(candidate)) {
         pfn = candidate;
         mpfn = migratePfn(L, pfn) + L.MIGRATE + (pteWrite(pte) ? L.WRITE : 0);
       }
@@ -176,7 +195,7 @@ function* collectPmd(
     }
     if (
       pfn >= 0 &&
-      sw.skipMaybePinnedExclusive &&
+      skipPinned &&
       pages.has(pfn, PG_anon_exclusive) &&
       pages.refcount[pfn]! >= GUP_PIN_COUNTING_BIAS
     ) {
@@ -187,31 +206,32 @@ function* collectPmd(
     if (pfn >= 0) {
       // The collect reference: it "freezes" the PTE until the page is locked and unmapped.
       pages.get(pfn);
-      if (!sw.collectOnlyLocked) m.cpages++;
-      const locked = sw.unmapWhileCollecting && (pfn === m.faultPage || trylockPage(k, pfn));
+      if (!onlyLocked) cpages++;
+      const locked = unmapNow && (pfn === faultPage || trylockPage(k, pfn));
       if (locked) {
         mpfn = setFlag(mpfn, L.LOCKED);
-        if (sw.collectOnlyLocked) m.cpages++;
-        if (sw.collectCopiesDirty && pteDirty(pte)) pages.set(pfn, PG_dirty);
-        const write = sw.writeFromMpfn ? hasFlag(mpfn, L.WRITE) : ptePresent(pte) && pteWrite(pte);
+        if (onlyLocked) cpages++;
         const present = ptePresent(pte);
-        k.pt.entries[slot] = makeMigrationEntry(
+        if (copyDirty && pteDirty(pte)) pages.set(pfn, PG_dirty);
+        const write = writeFromMpfn ? hasFlag(mpfn, L.WRITE) : present && pteWrite(pte);
+        entries[slot] = makeMigrationEntry(
           pfn,
           write,
-          sw.collectCopiesDirty && present && pteYoung(pte),
-          sw.collectCopiesDirty && present && pteDirty(pte),
+          copyDirty && present && pteYoung(pte),
+          copyDirty && present && pteDirty(pte),
         );
         pageRemoveRmap(k, pfn, vma);
         pages.putStructural(pfn);
-      } else if (sw.collectOnlyLocked) {
+      } else if (onlyLocked) {
         pages.put(pfn);
         mpfn = 0;
       }
     }
-    // The seed's collect_pmd leaves dst alone (only collect_hole clears it); 4.14 clears both.
-    if (sw.protocol !== "seed") m.dst[m.npages] = 0;
-    m.src[m.npages++] = mpfn;
+    if (clearDst) dst[n] = 0;
+    src[n++] = mpfn;
   }
+  m.npages = n;
+  m.cpages = cpages;
   k.ptl.unlock(table);
   return 0;
 }
@@ -486,11 +506,12 @@ export function* migrateVmaPagesCore(ctx: MigrateContext, m: MigrateVma): Kfn<vo
   const L = ctx.layout;
   const sw = ctx.migrate;
   const pages = k.pages;
+  const seed = sw.protocol === "seed";
   let range: MmuNotifierRange | null = null;
   for (let i = 0; i < m.npages; i++) {
     const newPfn = migratePfnToPfn(L, m.dst[i]!);
     const pfn = migratePfnToPfn(L, m.src[i]!);
-    if (sw.protocol === "seed") {
+    if (seed) {
       if (pfn < 0 || newPfn < 0 || !hasFlag(m.src[i]!, L.MIGRATE)) continue;
     } else {
       if (newPfn < 0) {
@@ -526,10 +547,103 @@ export function* migrateVmaPagesCore(ctx: MigrateContext, m: MigrateVma): Kfn<vo
     // page's (6.1+), plus the seed's "ZONE_DEVICE pages have 1 refcount always held by their device".
     let expected = 1;
     if (sw.faultPageExtraRef && pfn === m.faultPage) expected++;
-    if (sw.protocol === "seed" && pages.isZoneDevice(pfn)) expected++;
+    if (seed && pages.isZoneDevice(pfn)) expected++;
     if (migratePageNoCopy(k, newPfn, pfn, expected) !== 0) m.src[i] = clearFlag(m.src[i]!, L.MIGRATE);
   }
   if (range !== null) mmuNotifierInvalidateRangeEnd(k, range);
+}
+
+/**
+ * The first half of one finalize entry, before its remap: releases a destination that is not used,
+ * counts the entry and queues the page that stays mapped for the LRU where the version does. Returns
+ * the page the entry's migration PTEs now point at, or -1 when the entry has no source page.
+ */
+function finalizeEntryStart(
+  ctx: MigrateContext,
+  src: Float64Array,
+  dst: Float64Array,
+  i: number,
+  cpu: number,
+): number {
+  const k = ctx.k;
+  const L = ctx.layout;
+  const sw = ctx.migrate;
+  const pages = k.pages;
+  let newPfn = migratePfnToPfn(L, dst[i]!);
+  const pfn = migratePfnToPfn(L, src[i]!);
+  if (pfn < 0) {
+    if (newPfn >= 0 && sw.protocol !== "seed") {
+      // An empty entry the new page was inserted into (src kept MIGRATE) or could not be.
+      if (hasFlag(src[i]!, L.MIGRATE)) k.stats.migrateMoved++;
+      unlockPage(k, newPfn);
+      pages.put(newPfn);
+    }
+    return -1;
+  }
+  if (!hasFlag(src[i]!, L.MIGRATE) || newPfn < 0) {
+    if (newPfn >= 0) {
+      unlockPage(k, newPfn);
+      pages.put(newPfn);
+    }
+    newPfn = pfn;
+    k.stats.migrateRestored++;
+  } else {
+    k.stats.migrateMoved++;
+  }
+  if (sw.finalizeLruOnlyDst && !pages.isZoneDevice(newPfn)) lruCacheAdd(k, newPfn, cpu);
+  return newPfn;
+}
+
+/** The second half, after the remap: unlocks and releases the old page and the new one. */
+function finalizeEntryEnd(ctx: MigrateContext, pfn: number, newPfn: number, faultPage: number): void {
+  const k = ctx.k;
+  const pages = k.pages;
+  if (ctx.migrate.finalizeLruOnlyDst) {
+    if (pfn !== faultPage) unlockPage(k, pfn);
+    pages.put(pfn);
+    if (newPfn !== pfn) {
+      unlockPage(k, newPfn);
+      pages.put(newPfn);
+    }
+  } else {
+    if (pfn !== faultPage) unlockPage(k, pfn);
+    putbackOrPut(ctx, pfn);
+    if (newPfn !== pfn) {
+      unlockPage(k, newPfn);
+      putbackOrPut(ctx, newPfn);
+    }
+  }
+}
+
+/**
+ * Finalize entries from `from` on for a thread that runs alone: the same steps as the generator below
+ * without scheduling points, with consecutive remaps in one PTE table under one PTL acquisition. Stops
+ * where another thread is alive; returns the next entry and adds the entries finalized to `counted`.
+ */
+function finalizeNow(
+  ctx: MigrateContext,
+  src: Float64Array,
+  dst: Float64Array,
+  from: number,
+  npages: number,
+  faultPage: number,
+  cpu: number,
+  counted: { finalized: number },
+): number {
+  const k = ctx.k;
+  const L = ctx.layout;
+  const batch = new PtlBatch();
+  let i = from;
+  for (; i < npages && !k.sched.contended; i++) {
+    const pfn = migratePfnToPfn(L, src[i]!);
+    const startPfn = finalizeEntryStart(ctx, src, dst, i, cpu);
+    if (startPfn < 0) continue;
+    removeMigrationPtesNow(k, pfn, startPfn, batch);
+    finalizeEntryEnd(ctx, pfn, startPfn, faultPage);
+    counted.finalized++;
+  }
+  ptlBatchEnd(k, batch);
+  return i;
 }
 
 /**
@@ -545,55 +659,21 @@ export function* migrateVmaFinalizeCore(
 ): Kfn<number> {
   const k = ctx.k;
   const L = ctx.layout;
-  const sw = ctx.migrate;
-  const pages = k.pages;
   const cpu = k.sched.current().cpu;
-  let finalized = 0;
+  const counted = { finalized: 0 };
   for (let i = 0; i < npages; i++) {
-    let newPfn = migratePfnToPfn(L, dst[i]!);
+    if (!k.sched.contended) {
+      i = finalizeNow(ctx, src, dst, i, npages, faultPage, cpu, counted);
+      if (i >= npages) break;
+    }
+    const newPfn = finalizeEntryStart(ctx, src, dst, i, cpu);
+    if (newPfn < 0) continue;
     const pfn = migratePfnToPfn(L, src[i]!);
-    if (pfn < 0) {
-      if (newPfn >= 0 && sw.protocol !== "seed") {
-        // An empty entry the new page was inserted into (src kept MIGRATE) or could not be.
-        if (hasFlag(src[i]!, L.MIGRATE)) k.stats.migrateMoved++;
-        unlockPage(k, newPfn);
-        pages.put(newPfn);
-      }
-      continue;
-    }
-    if (!hasFlag(src[i]!, L.MIGRATE) || newPfn < 0) {
-      if (newPfn >= 0) {
-        unlockPage(k, newPfn);
-        pages.put(newPfn);
-      }
-      newPfn = pfn;
-      k.stats.migrateRestored++;
-    } else {
-      k.stats.migrateMoved++;
-    }
-    if (sw.finalizeLruOnlyDst) {
-      if (!pages.isZoneDevice(newPfn)) lruCacheAdd(k, newPfn, cpu);
-      if (k.sched.contended) yield* removeMigrationPtes(k, pfn, newPfn);
-      else removeMigrationPtesNow(k, pfn, newPfn);
-      if (pfn !== faultPage) unlockPage(k, pfn);
-      pages.put(pfn);
-      if (newPfn !== pfn) {
-        unlockPage(k, newPfn);
-        pages.put(newPfn);
-      }
-    } else {
-      if (k.sched.contended) yield* removeMigrationPtes(k, pfn, newPfn);
-      else removeMigrationPtesNow(k, pfn, newPfn);
-      if (pfn !== faultPage) unlockPage(k, pfn);
-      putbackOrPut(ctx, pfn);
-      if (newPfn !== pfn) {
-        unlockPage(k, newPfn);
-        putbackOrPut(ctx, newPfn);
-      }
-    }
-    finalized++;
+    yield* removeMigrationPtes(k, pfn, newPfn);
+    finalizeEntryEnd(ctx, pfn, newPfn, faultPage);
+    counted.finalized++;
   }
-  return finalized;
+  return counted.finalized;
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -17,6 +17,8 @@ export interface MigratePfnLayout {
   readonly SHIFT: number;
   /** 2 ** SHIFT, the multiplier of the pfn. */
   readonly SCALE: number;
+  /** 2 ** -SHIFT: decoding multiplies by it, which is exact and cheaper than dividing by SCALE. */
+  readonly SCALE_INVERSE: number;
 }
 
 /** The seed (June 2017): VALID 0, MIGRATE 1, LOCKED 2, WRITE 3, ERROR 4, SHIFT 5. */
@@ -30,6 +32,7 @@ export const SEED_LAYOUT: MigratePfnLayout = {
   COMPOUND: 0,
   SHIFT: 5,
   SCALE: 32,
+  SCALE_INVERSE: 1 / 32,
 };
 /** 4.14 to 5.3 (a5430dda8a3a added DEVICE at bit 4, moving ERROR to 5 and SHIFT to 6). */
 export const V414_LAYOUT: MigratePfnLayout = {
@@ -42,6 +45,7 @@ export const V414_LAYOUT: MigratePfnLayout = {
   COMPOUND: 0,
   SHIFT: 6,
   SCALE: 64,
+  SCALE_INVERSE: 1 / 64,
 };
 /** Today: LOCKED gone (5.16), DEVICE and ERROR gone (5.4), COMPOUND at bit 4 (device THP); SHIFT 6. */
 export const MODERN_LAYOUT: MigratePfnLayout = {
@@ -54,6 +58,7 @@ export const MODERN_LAYOUT: MigratePfnLayout = {
   COMPOUND: 16,
   SHIFT: 6,
   SCALE: 64,
+  SCALE_INVERSE: 1 / 64,
 };
 
 /** enum migrate_vma_direction (modern). */
@@ -73,7 +78,7 @@ export function migratePfn(layout: MigratePfnLayout, pfn: number): number {
 /** migrate_pfn_to_page: the pfn, or -1 when VALID is clear. */
 export function migratePfnToPfn(layout: MigratePfnLayout, mpfn: number): number {
   if ((mpfn & layout.VALID) === 0) return -1;
-  return Math.floor(mpfn / layout.SCALE);
+  return Math.floor(mpfn * layout.SCALE_INVERSE);
 }
 
 /** The flag bits of a word (below SHIFT). */

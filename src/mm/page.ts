@@ -9,7 +9,7 @@
  *   except page-table mappings, the page cache, LRU add batches and GUP), so the invariant checker can
  *   tell a leaked reference from a legitimate one. The kernel keeps no such count.
  */
-import { assert } from "../base/assert.js";
+import { assert, fail } from "../base/assert.js";
 
 export const PG_locked = 1 << 0;
 export const PG_referenced = 1 << 1;
@@ -47,6 +47,23 @@ const flagNames: readonly [number, string][] = [
 export function describeFlags(flags: number): string {
   const names = flagNames.filter(([bit]) => (flags & bit) !== 0).map(([, name]) => name);
   return names.length === 0 ? "none" : names.join("|");
+}
+
+/**
+ * assert() with the page's description as its details, for hot paths: the description is built only
+ * when the check fails, and the caller allocates no closure for it.
+ */
+export function assertPage(
+  condition: unknown,
+  message: string,
+  pages: PageArrays,
+  pfn: number,
+): asserts condition {
+  if (!condition) failPage(message, pages, pfn);
+}
+
+function failPage(message: string, pages: PageArrays, pfn: number): never {
+  fail(message, () => pages.describe(pfn));
 }
 
 /** Where the last reference to a page goes: the buddy allocator or a device's page_free. */
@@ -165,23 +182,22 @@ export class PageArrays {
 
   /** get_page by a kernel thread or driver: the reference is recorded as held. */
   get(pfn: number): void {
-    assert(this.refcount[pfn]! > 0, "get_page on a page with no references", () => this.describe(pfn));
+    assertPage(this.refcount[pfn]! > 0, "get_page on a page with no references", this, pfn);
     this.refcount[pfn]!++;
     this.heldRefs[pfn]!++;
   }
 
   /** put_page by a kernel thread or driver, dropping a reference it held. Frees the page at zero. */
   put(pfn: number): void {
-    if (this.heldRefs[pfn]! <= 0) this.reportBad(pfn, "put_page of a reference nobody recorded holding");
-    else this.heldRefs[pfn]!--;
+    const held = this.heldRefs[pfn]!;
+    if (held <= 0) this.reportBad(pfn, "put_page of a reference nobody recorded holding");
+    else this.heldRefs[pfn] = held - 1;
     this.dropRef(pfn);
   }
 
   /** A reference owned by a structure the checker counts itself (a PTE, the page cache, an LRU batch). */
   getStructural(pfn: number): void {
-    assert(this.refcount[pfn]! > 0, "structural reference to a page with no references", () =>
-      this.describe(pfn),
-    );
+    assertPage(this.refcount[pfn]! > 0, "structural reference to a page with no references", this, pfn);
     this.refcount[pfn]!++;
   }
 
@@ -191,14 +207,17 @@ export class PageArrays {
 
   /** A held reference now belongs to a structure (the page a fault allocated is now mapped). */
   handOver(pfn: number): void {
-    assert(this.heldRefs[pfn]! > 0, "handing over a reference that is not held", () => this.describe(pfn));
+    assertPage(this.heldRefs[pfn]! > 0, "handing over a reference that is not held", this, pfn);
     this.heldRefs[pfn]!--;
   }
 
   /** A structure's reference is now held by the running thread (a PTE cleared, its reference kept). */
   takeOver(pfn: number): void {
-    assert(this.refcount[pfn]! > this.heldRefs[pfn]!, "taking over a reference that does not exist", () =>
-      this.describe(pfn),
+    assertPage(
+      this.refcount[pfn]! > this.heldRefs[pfn]!,
+      "taking over a reference that does not exist",
+      this,
+      pfn,
     );
     this.heldRefs[pfn]!++;
   }
@@ -221,14 +240,23 @@ export class PageArrays {
 
   /** The last reference is gone: checks what free_pages_check would, then hands the page back. */
   private release(pfn: number): void {
+    // One test for the three bad states; the reports are out of line.
+    if ((this.flags[pfn]! & (PG_reserved | PG_locked)) !== 0 || this.mapcount[pfn] !== 0) {
+      if (!this.reportBadRelease(pfn)) return;
+    }
+    assert(this.freer !== null, "page arrays have no allocator");
+    this.freer.freePage(pfn);
+  }
+
+  /** free_pages_check's reports. Returns false when the page must not be freed (it is reserved). */
+  private reportBadRelease(pfn: number): boolean {
     if (this.has(pfn, PG_reserved)) {
       this.reportBad(pfn, "last reference to a reserved page dropped");
-      return;
+      return false;
     }
     if (this.mapcount[pfn] !== 0) this.reportBad(pfn, `freed while mapped ${this.mapcount[pfn]} times`);
     if (this.has(pfn, PG_locked)) this.reportBad(pfn, "freed while locked");
-    assert(this.freer !== null, "page arrays have no allocator");
-    this.freer.freePage(pfn);
+    return true;
   }
 
   reportBad(pfn: number, reason: string): void {

@@ -5,8 +5,9 @@
  * handed out last-freed-first from a stack and, once that is empty, in pfn order from a high-water mark,
  * so untouched RAM costs nothing and runs are deterministic. Pfn 0 is the shared zero page.
  */
-import { assert } from "../base/assert.js";
+import { assert, assertAbout } from "../base/assert.js";
 import {
+  assertPage,
   type PageArrays,
   PG_anon,
   PG_anon_exclusive,
@@ -79,8 +80,11 @@ export class PageAllocator {
       return -1;
     }
     const pages = this.pages;
-    assert(pages.refcount[pfn] === 0 && pages.mapcount[pfn] === 0, "allocating a page in use", () =>
-      pages.describe(pfn),
+    assertPage(
+      pages.refcount[pfn] === 0 && pages.mapcount[pfn] === 0,
+      "allocating a page in use",
+      pages,
+      pfn,
     );
     pages.clear(pfn, PG_buddy);
     pages.initAllocated(pfn);
@@ -91,10 +95,13 @@ export class PageAllocator {
   /** __free_pages: the last reference is gone; the frame returns to the free pool. */
   freePage(pfn: number): void {
     const pages = this.pages;
-    assert(this.isRam(pfn) && pfn !== ZERO_PFN, "freeing a frame that is not allocatable RAM", () =>
-      String(pfn),
+    assertAbout(
+      this.isRam(pfn) && pfn !== ZERO_PFN,
+      "freeing a frame that is not allocatable RAM",
+      String,
+      pfn,
     );
-    assert(!pages.has(pfn, PG_buddy), "double free", () => pages.describe(pfn));
+    assertPage(!pages.has(pfn, PG_buddy), "double free", pages, pfn);
     pages.clear(pfn, FLAGS_CLEARED_AT_FREE);
     pages.set(pfn, PG_buddy);
     pages.mapping[pfn] = 0;

@@ -7,7 +7,7 @@
  * Deliberate differences: bit positions are hmmsim's own; huge PMD/PUD mappings do not exist (no THP);
  * page-table pages are freed when the mm goes away, not by free_pgtables at munmap.
  */
-import { assert } from "../base/assert.js";
+import { assert, assertAbout } from "../base/assert.js";
 import { PTRS_PER_TABLE } from "../base/units.js";
 
 export const _PAGE_PRESENT = 1;
@@ -19,7 +19,13 @@ export const _PAGE_SPECIAL = 16;
 /** Present to the kernel but inaccessible to the CPU (PROT_NONE). */
 export const _PAGE_PROTNONE = 32;
 const BITS_SCALE = 1024;
-const SWAP_TYPE_SHIFT_SCALE = 64; // swap type lives in bits 6..8
+/**
+ * 1 / BITS_SCALE. Hot decoders multiply by the inverse of a power of two, which is exact and gives
+ * the same double as the division, at a fraction of a division's latency.
+ */
+const FRAME_UNIT = 1 / BITS_SCALE;
+const SWAP_TYPE_SHIFT = 6; // swap type lives in bits 6..8
+const SWAP_TYPE_SHIFT_SCALE = 2 ** SWAP_TYPE_SHIFT;
 const SWAP_TYPE_MASK = 7 * SWAP_TYPE_SHIFT_SCALE;
 
 /** Swap entry types (include/linux/swap.h): hmmsim has no real swap, only these special types. */
@@ -41,7 +47,7 @@ export function ptePresent(pte: number): boolean {
 
 /** pte_pfn for present entries, swp_offset for swap entries. */
 export function pteFrame(pte: number): number {
-  return (pte - (pte & (BITS_SCALE - 1))) / BITS_SCALE;
+  return (pte - (pte & (BITS_SCALE - 1))) * FRAME_UNIT;
 }
 
 export function pteBits(pte: number): number {
@@ -70,7 +76,7 @@ export function pteProtNone(pte: number): boolean {
 
 /** pfn_pte: a present entry for `pfn` with the given bits (present is added). */
 export function mkPte(pfn: number, bits: number): number {
-  assert(pfn >= 0 && Number.isSafeInteger(pfn), "pte pfn out of range", () => String(pfn));
+  assertAbout(pfn >= 0 && Number.isSafeInteger(pfn), "pte pfn out of range", String, pfn);
   return pfn * BITS_SCALE + (bits | _PAGE_PRESENT);
 }
 
@@ -85,13 +91,14 @@ export function isSwapPte(pte: number): boolean {
 }
 
 export function swapType(pte: number): number {
-  return (pte & SWAP_TYPE_MASK) / SWAP_TYPE_SHIFT_SCALE;
+  // A shift: (pte & SWAP_TYPE_MASK) is a small non-negative integer.
+  return (pte & SWAP_TYPE_MASK) >> SWAP_TYPE_SHIFT;
 }
 
 /** A swap-type entry; `young`/`dirty` carry the old PTE's bits (migration entries since 6.1). */
 export function mkSwapPte(type: number, offset: number, young = false, dirty = false): number {
-  assert(type >= 1 && type <= 6, "bad swap type", () => String(type));
-  assert(offset >= 0 && Number.isSafeInteger(offset), "swap offset out of range", () => String(offset));
+  assertAbout(type >= 1 && type <= 6, "bad swap type", String, type);
+  assertAbout(offset >= 0 && Number.isSafeInteger(offset), "swap offset out of range", String, offset);
   return (
     offset * BITS_SCALE +
     type * SWAP_TYPE_SHIFT_SCALE +
@@ -222,11 +229,12 @@ export class PageTables {
   /** pte_offset_map: the PTE table that covers vpn, or -1 when a level above is empty (pmd_none). */
   lookupTable(root: number, vpn: number): number {
     const dirs = this.dirs;
-    const pud = dirs[root * PTRS_PER_TABLE + (Math.floor(vpn / LEVEL_SPAN_PGD) & 511)]! - 1;
+    // Multiplying by the inverse of a power of two is exact (see FRAME_UNIT).
+    const pud = dirs[root * PTRS_PER_TABLE + (Math.floor(vpn * (1 / LEVEL_SPAN_PGD)) & 511)]! - 1;
     if (pud < 0) return -1;
-    const pmd = dirs[pud * PTRS_PER_TABLE + (Math.floor(vpn / LEVEL_SPAN_PUD) & 511)]! - 1;
+    const pmd = dirs[pud * PTRS_PER_TABLE + (Math.floor(vpn * (1 / LEVEL_SPAN_PUD)) & 511)]! - 1;
     if (pmd < 0) return -1;
-    return dirs[pmd * PTRS_PER_TABLE + (Math.floor(vpn / LEVEL_SPAN_PMD) & 511)]! - 1;
+    return dirs[pmd * PTRS_PER_TABLE + (Math.floor(vpn * (1 / LEVEL_SPAN_PMD)) & 511)]! - 1;
   }
 
   /** pte_alloc: the PTE table that covers vpn, creating missing levels. */

@@ -6,7 +6,7 @@
  * Deliberate differences: the anon_vma and i_mmap locks are not modelled (the walkers here never
  * yield while looking at the VMA sets); there are no huge mappings.
  */
-import { assert } from "../base/assert.js";
+import { assert, fail } from "../base/assert.js";
 import type { Kfn } from "../sched/thread.js";
 import type { Kernel } from "./kernel.js";
 import { AnonVma, VM_WRITE, type Vma } from "./mm_types.js";
@@ -17,7 +17,7 @@ import {
   mmuNotifierInvalidateRangeStart,
   notifierRange,
 } from "./mmu_notifier.js";
-import { PG_anon, PG_anon_exclusive, PG_dirty, PG_swapbacked } from "./page.js";
+import { assertPage, PG_anon, PG_anon_exclusive, PG_dirty, PG_swapbacked } from "./page.js";
 import {
   _PAGE_ACCESSED,
   _PAGE_DIRTY,
@@ -68,7 +68,7 @@ export function unlinkAnonVmas(vma: Vma): void {
 export function pageAddNewAnonRmap(k: Kernel, pfn: number, vma: Vma, vpn: number): void {
   const pages = k.pages;
   assert(vma.anonVma !== null, "new anon rmap in a VMA with no anon_vma", () => vma.toString());
-  assert(pages.mapcount[pfn] === 0, "new anon rmap of a mapped page", () => pages.describe(pfn));
+  assertPage(pages.mapcount[pfn] === 0, "new anon rmap of a mapped page", pages, pfn);
   pages.mapcount[pfn] = 1;
   // Anonymous pages are swap-backed (__folio_set_swapbacked), so they go on the anon LRU lists.
   pages.set(pfn, PG_anon | PG_anon_exclusive | PG_swapbacked);
@@ -87,7 +87,7 @@ export function pageAddRmap(k: Kernel, pfn: number, vma: Vma): void {
 /** page_remove_rmap: one PTE no longer maps the page. */
 export function pageRemoveRmap(k: Kernel, pfn: number, vma: Vma): void {
   const pages = k.pages;
-  assert(pages.mapcount[pfn]! > 0, "removing rmap of an unmapped page", () => pages.describe(pfn));
+  assertPage(pages.mapcount[pfn]! > 0, "removing rmap of an unmapped page", pages, pfn);
   pages.mapcount[pfn]!--;
   if (pages.isAnon(pfn)) vma.mm.rssAnon--;
   else vma.mm.rssFile--;
@@ -122,18 +122,16 @@ export function forEachRmapTarget(k: Kernel, pfn: number, visit: (vma: Vma, vpn:
 }
 
 /**
- * The vpn at which an anonymous page of a single-VMA anon_vma can be mapped, with that VMA in
- * `soleTarget.vma`; -1 when the page's anon_vma has other than one VMA (walk the rmap instead).
+ * The VMA of an anonymous page whose anon_vma has exactly one VMA, in a live mm; null otherwise (walk
+ * the rmap instead).
  */
-function soleAnonTarget(k: Kernel, pfn: number): number {
+function soleAnonVma(k: Kernel, pfn: number): Vma | null {
   const mapping = k.mappingOf(pfn);
-  if (!(mapping instanceof AnonVma)) return -1;
+  if (!(mapping instanceof AnonVma)) return null;
   const vma = mapping.soleVma;
-  if (vma === null || vma.mm.exited) return -1;
-  soleTarget.vma = vma;
-  return vma.vpnOfIndex(k.pages.index[pfn]!);
+  if (vma === null || vma.mm.exited) return null;
+  return vma;
 }
-const soleTarget: { vma: Vma | null } = { vma: null };
 
 /** Does this PTE map pfn (a present PTE, or a device-private entry for it)? */
 export function pteMapsPfn(pte: number, pfn: number): boolean {
@@ -148,7 +146,7 @@ export function pteMapsPfn(pte: number, pfn: number): boolean {
  */
 export function* tryToMigrate(k: Kernel, pfn: number): Kfn<void> {
   const pages = k.pages;
-  assert(pages.refcount[pfn]! > 0, "unmapping a free page", () => pages.describe(pfn));
+  assertPage(pages.refcount[pfn]! > 0, "unmapping a free page", pages, pfn);
   for (const { vma, vpn } of rmapTargets(k, pfn)) {
     const mm = vma.mm;
     const table = k.pt.lookupTable(mm.root, vpn);
@@ -184,7 +182,7 @@ export function* tryToMigrate(k: Kernel, pfn: number): Kfn<void> {
  */
 export function* removeMigrationPtes(k: Kernel, src: number, dst: number): Kfn<void> {
   const pages = k.pages;
-  assert(pages.refcount[dst]! > 0, "remapping to a free page", () => pages.describe(dst));
+  assertPage(pages.refcount[dst]! > 0, "remapping to a free page", pages, dst);
   for (const { vma, vpn } of rmapTargets(k, dst)) {
     const table = k.pt.lookupTable(vma.mm.root, vpn);
     if (table < 0) continue;
@@ -195,28 +193,94 @@ export function* removeMigrationPtes(k: Kernel, src: number, dst: number): Kfn<v
 }
 
 /**
- * removeMigrationPtes for a thread that is the only one running, so no scheduling point could let
- * another thread in: the same work without a generator, for the hot path of large migrations.
+ * A page-table lock that a thread running alone keeps between calls of removeMigrationPtesNow, so a
+ * batch of remaps in one PTE table takes the lock once and looks the table up once. The kernel takes
+ * and drops it per page; with no other thread alive nothing can see the difference, and nothing can
+ * free or replace a page table, or change a VMA or anon_vma, in between (tables go only when their mm
+ * exits). The caller ends the batch (ptlBatchEnd) before anything that could yield.
  */
-export function removeMigrationPtesNow(k: Kernel, src: number, dst: number): void {
-  assert(!k.sched.contended, "the non-yielding remap needs an uncontended scheduler");
-  const pages = k.pages;
-  assert(pages.refcount[dst]! > 0, "remapping to a free page", () => pages.describe(dst));
-  // The common case, a private page of one VMA, needs no list of targets.
-  const vpn = soleAnonTarget(k, dst);
-  if (vpn >= 0) {
-    remapOneNow(k, src, dst, soleTarget.vma!, vpn);
-    return;
-  }
-  for (const target of rmapTargets(k, dst)) remapOneNow(k, src, dst, target.vma, target.vpn);
+export class PtlBatch {
+  /** The PTE table whose lock the batch holds, or -1; it covers `pmdIndex` (vpn / 512) of `root`. */
+  table = -1;
+  root = -1;
+  pmdIndex = -1;
+  /** The last single-VMA anon_vma seen (page->mapping id) and its VMA, or -1 and null. */
+  mappingId = -1;
+  soleVma: Vma | null = null;
 }
 
-function remapOneNow(k: Kernel, src: number, dst: number, vma: Vma, vpn: number): void {
-  const table = k.pt.lookupTable(vma.mm.root, vpn);
-  if (table < 0) return;
-  assert(k.ptl.tryLock(table), "page-table lock held with no other thread running", () => String(table));
+/** Drops the lock a batch holds, if any. */
+export function ptlBatchEnd(k: Kernel, batch: PtlBatch): void {
+  if (batch.table < 0) return;
+  k.ptl.unlock(batch.table);
+  batch.table = -1;
+}
+
+/**
+ * removeMigrationPtes for a thread that is the only one running, so no scheduling point could let
+ * another thread in: the same work without a generator, for the hot path of large migrations. With a
+ * batch, the last PTE table's lock stays held for the next call (see PtlBatch).
+ */
+export function removeMigrationPtesNow(
+  k: Kernel,
+  src: number,
+  dst: number,
+  batch: PtlBatch | null = null,
+): void {
+  assert(!k.sched.contended, "the non-yielding remap needs an uncontended scheduler");
+  const pages = k.pages;
+  assertPage(pages.refcount[dst]! > 0, "remapping to a free page", pages, dst);
+  // The common case, a private page of one VMA, needs no list of targets.
+  let vma: Vma | null;
+  if (batch !== null && batch.mappingId === pages.mapping[dst]) {
+    vma = batch.soleVma;
+  } else {
+    vma = soleAnonVma(k, dst);
+    if (vma !== null && batch !== null) {
+      batch.mappingId = pages.mapping[dst]!;
+      batch.soleVma = vma;
+    }
+  }
+  if (vma !== null) {
+    const vpn = vma.vpnOfIndex(pages.index[dst]!);
+    if (vpn >= 0) remapOneNow(k, src, dst, vma, vpn, batch);
+    return;
+  }
+  for (const target of rmapTargets(k, dst)) remapOneNow(k, src, dst, target.vma, target.vpn, batch);
+}
+
+function remapOneNow(
+  k: Kernel,
+  src: number,
+  dst: number,
+  vma: Vma,
+  vpn: number,
+  batch: PtlBatch | null,
+): void {
+  const root = vma.mm.root;
+  // Exact: 512 is a power of two (see pgtable.ts).
+  const pmdIndex = Math.floor(vpn * (1 / 512));
+  let table: number;
+  if (batch !== null && batch.table >= 0 && batch.root === root && batch.pmdIndex === pmdIndex) {
+    table = batch.table;
+  } else {
+    table = k.pt.lookupTable(root, vpn);
+    if (table < 0) return;
+    if (batch !== null) ptlBatchEnd(k, batch);
+    if (!k.ptl.tryLock(table)) failPtlHeld(table);
+  }
   remapMigrationEntry(k, src, dst, vma, PageTables.slot(table, vpn));
-  k.ptl.unlock(table);
+  if (batch === null) {
+    k.ptl.unlock(table);
+  } else {
+    batch.table = table;
+    batch.root = root;
+    batch.pmdIndex = pmdIndex;
+  }
+}
+
+function failPtlHeld(table: number): never {
+  fail("page-table lock held with no other thread running", () => String(table));
 }
 
 /** remove_migration_pte for one PTE, under its table's lock. */

@@ -7,7 +7,7 @@
  */
 import { assert } from "../base/assert.js";
 import type { Kernel } from "./kernel.js";
-import { PG_active, PG_lru, PG_swapbacked } from "./page.js";
+import { assertPage, PG_active, PG_lru, PG_swapbacked } from "./page.js";
 
 export const LRU_INACTIVE_ANON = 0;
 export const LRU_ACTIVE_ANON = 1;
@@ -41,9 +41,7 @@ function pageLruList(k: Kernel, pfn: number): number {
 function addToList(k: Kernel, pfn: number): void {
   const pages = k.pages;
   const lru = k.lru;
-  assert(!pages.has(pfn, PG_lru) && pages.lruList[pfn] === -1, "page already on an LRU list", () =>
-    pages.describe(pfn),
-  );
+  assertPage(!pages.has(pfn, PG_lru) && pages.lruList[pfn] === -1, "page already on an LRU list", pages, pfn);
   const list = pageLruList(k, pfn);
   const first = lru.head[list]!;
   pages.lruPrev[pfn] = -1;
@@ -61,7 +59,7 @@ export function lruDel(k: Kernel, pfn: number): void {
   const pages = k.pages;
   const lru = k.lru;
   const list = pages.lruList[pfn]!;
-  assert(list >= 0 && pages.has(pfn, PG_lru), "page is not on an LRU list", () => pages.describe(pfn));
+  assertPage(list >= 0 && pages.has(pfn, PG_lru), "page is not on an LRU list", pages, pfn);
   const prev = pages.lruPrev[pfn]!;
   const next = pages.lruNext[pfn]!;
   if (prev >= 0) pages.lruNext[prev] = next;
@@ -81,7 +79,7 @@ export function lruDel(k: Kernel, pfn: number): void {
  */
 export function lruCacheAdd(k: Kernel, pfn: number, cpu: number): void {
   const pages = k.pages;
-  assert(!pages.has(pfn, PG_lru), "lru_cache_add of a page already on the LRU", () => pages.describe(pfn));
+  assertPage(!pages.has(pfn, PG_lru), "lru_cache_add of a page already on the LRU", pages, pfn);
   pages.getStructural(pfn);
   const batch = k.lru.addBatches[cpu]!;
   batch.push(pfn);
@@ -124,7 +122,7 @@ export function batchedCount(k: Kernel): Map<number, number> {
  */
 export function isolateLruPage(k: Kernel, pfn: number): number {
   const pages = k.pages;
-  assert(pages.refcount[pfn]! > 0, "isolating a free page", () => pages.describe(pfn));
+  assertPage(pages.refcount[pfn]! > 0, "isolating a free page", pages, pfn);
   if (!pages.has(pfn, PG_lru)) return -16; // -EBUSY
   pages.get(pfn);
   lruDel(k, pfn);

@@ -3,7 +3,7 @@
  * scheduling points. A spinning CPU is modelled as a blocked thread: it makes no progress until the
  * holder releases, and a cycle of such waits is reported as a deadlock rather than spinning forever.
  */
-import { assert } from "../base/assert.js";
+import { assert, fail } from "../base/assert.js";
 import type { Scheduler } from "./scheduler.js";
 import { BLOCKED, type Kfn, PREEMPT, type Thread, type Waitable } from "./thread.js";
 
@@ -235,7 +235,7 @@ export class LockTable {
   *lock(key: number): Kfn<void> {
     const me = this.sched.current();
     this.reserve(key);
-    assert(this.holderOf(key) !== me, "recursive lock", () => `${me} on ${this.label} ${key}`);
+    if (this.holderOf(key) === me) this.failOn("recursive lock", key, me);
     if (this.sched.contended) yield PREEMPT;
     while (this.holderOf(key) !== null) {
       this.waiters.add(key, me);
@@ -254,13 +254,14 @@ export class LockTable {
 
   unlock(key: number): void {
     const me = this.sched.current();
-    assert(
-      this.holderOf(key) === me,
-      "unlock of a lock not held by this thread",
-      () => `${me} on ${this.label} ${key}`,
-    );
+    if (this.holderOf(key) !== me) this.failOn("unlock of a lock not held by this thread", key, me);
     this.holderByKey[key] = null;
     if (this.waiters.hasWaiters(key)) this.waiters.wakeAll(key, this.sched);
+  }
+
+  /** A failed assertion about lock `key`, out of line so that the hot paths make no closure. */
+  private failOn(message: string, key: number, me: Thread): never {
+    fail(message, () => `${me} on ${this.label} ${key}`);
   }
 
   /** Keys of the locks now held, for the invariant checker. */
