@@ -102,6 +102,7 @@ export class DeviceFile {
 
   /** HMM_DMIRROR_FLAGS: the value is passed in npages, and like every command must be non-zero. */
   setFlags(addr: number, flags: number = HMM_DMIRROR_FLAG_FAIL_ALLOC): void {
+    if (this.mirror.closed) throw new KernelError(9, "HMM_DMIRROR_FLAGS: device file is closed");
     checkCommand(addr, flags, "HMM_DMIRROR_FLAGS");
     this.mirror.flags = flags;
   }

@@ -286,7 +286,10 @@ export class Dmirror {
     for (let vpn = range.start; vpn < range.end; vpn++) {
       const word = range.hmmPfns[vpn - range.start]!;
       const flags = hmmPfnFlags(word);
-      if ((flags & HMM_PFN_ERROR) !== 0 || (flags & HMM_PFN_VALID) === 0) return -14;
+      // test_hmm.c only WARNs here: a successful faulting hmm_range_fault never reports these.
+      assert((flags & HMM_PFN_ERROR) === 0 && (flags & HMM_PFN_VALID) !== 0, "faulted entry not valid", () =>
+        String(word),
+      );
       const write = (flags & HMM_PFN_WRITE) !== 0;
       if (!write && (range.defaultFlags & HMM_PFN_REQ_WRITE) !== 0) return -14;
       this.pt.set(vpn, hmmPfnToPfn(word) * 4 + (write ? DPT_XA_TAG_WRITE : 0));
@@ -451,18 +454,23 @@ export class Dmirror {
         if (hasFlag(src[i]!, L.VALID) && hasFlag(src[i]!, L.MIGRATE)) counted.cpages++;
     };
     if (ctx.migrate.protocol !== "modern") {
+      let outOfMemory = false;
       const ops: MigrateVmaOps<null> = {
         *allocAndCopy() {
           if (toDevice) self.allocAndCopyToDevice(src, dst, npages);
-          else if ((yield* self.allocAndCopyToSystem(src, dst, start, npages)) !== 0)
+          else if ((yield* self.allocAndCopyToSystem(src, dst, start, npages)) !== 0) {
             self.undoDst(dst, npages);
+            outOfMemory = true;
+          }
         },
         *finalizeAndMap() {
           if (toDevice) yield* self.finalizeAndMapToDevice(src, dst, start, npages);
           else countMoved();
         },
       };
-      return yield* migrateVma(ctx, ops, vma, start * PAGE_SIZE, end * PAGE_SIZE, src, dst, null);
+      const ret = yield* migrateVma(ctx, ops, vma, start * PAGE_SIZE, end * PAGE_SIZE, src, dst, null);
+      // migrate_vma() itself cannot fail a page; the driver reports what its callback could not do.
+      return ret === 0 && outOfMemory ? -ENOMEM : ret;
     }
     const args: MigrateVmaArgs = {
       vma,
@@ -545,11 +553,16 @@ export class Dmirror {
       if (spfn < 0 || !hasFlag(src[i]!, L.MIGRATE)) continue;
       if (!k.pages.isZoneDevice(spfn)) continue;
       const dpfn = this.failAlloc() ? -1 : k.ram.allocPage();
-      if (dpfn < 0) return VM_FAULT_OOM;
+      if (dpfn < 0) {
+        // 4.14's convention for a device page that cannot come back: dst = MIGRATE_PFN_ERROR, and the
+        // fault that wanted it gets SIGBUS. (ERROR lacks VALID, so the core restores the entry.)
+        if (L.ERROR !== 0) dst[i] = L.ERROR;
+        return VM_FAULT_OOM;
+      }
       assert(trylockPage(k, dpfn), "a fresh page is unlocked");
-      yield* this.mutex.lock();
+      // xa_erase: the notifier skipped this migration (its own owner), so the mirror entry goes here.
+      // The xarray has its own lock; test_hmm.c does not take the dmirror mutex for it.
       this.pt.delete(start + i);
-      this.mutex.unlock();
       this.device.copier.copyPage(dpfn, spfn);
       dst[i] = migratePfn(L, dpfn) + L.LOCKED + (hasFlag(src[i]!, L.WRITE) ? L.WRITE : 0);
     }
@@ -687,21 +700,26 @@ export class Dmirror {
     return { cpages, faults: 0 };
   }
 
-  /** close(2) of the device file: stop mirroring; the device's memory is evicted to RAM (modern). */
+  /**
+   * close(2) of the device file: stop mirroring; under modern the device's memory is evicted to RAM,
+   * as test_hmm.c's release does (older versions of it did not evict).
+   */
   *close(): Kfn<void> {
     assert(!this.closed, "dmirror closed twice");
     if (!this.notifier.removed) mmuIntervalNotifierRemove(this.notifier);
     this.closed = true;
     this.pt.clear();
     if (this.ctx.migrate.protocol === "modern") yield* this.device.evictAll();
-    this.device.mirrors.delete(this.id);
+    // The mirror stays registered: device pages it migrated (under seed and 4.14, which do not evict
+    // on close, or a page eviction could not take) still name it, and a CPU fault on one must find a
+    // migrate_to_ram that works. A closed mirror has no page table left to update.
   }
 }
 
 /** The ioctl-level checks of dmirror_fops_unlocked_ioctl: page-aligned addr, npages > 0, no overflow. */
 export function checkCommand(addr: number, npages: number, what: string): number {
   if (!Number.isSafeInteger(addr) || addr < 0 || addr % PAGE_SIZE !== 0) throw new KernelError(EINVAL, what);
-  if (!Number.isSafeInteger(npages) || npages <= 0 || addr + npages * PAGE_SIZE > 2 ** 64)
+  if (!Number.isSafeInteger(npages) || npages <= 0 || addr + npages * PAGE_SIZE >= 2 ** 64)
     throw new KernelError(EINVAL, what);
   return addr / PAGE_SIZE;
 }

@@ -2,15 +2,25 @@
  * ZONE_DEVICE memory (mm/memremap.c, include/linux/memremap.h): a device's memory gets struct pages
  * in a pfn range of its own, described by a dev_pagemap with an owner and the driver's callbacks.
  *
- * Refcount era: after "mm: remove the extra ZONE_DEVICE struct page refcount" (5.17): a free device page
- * has refcount 0, and zone_device_page_init hands the driver a page with refcount 1, locked. The pin
- * checks in migrate_vma_* are written for this era (see migrate_device.ts).
+ * Refcount era: 6.1 and later (ef233450898f, "free device private pages have zero refcount"): a free
+ * device page has refcount 0, and zone_device_page_init hands the driver a page with refcount 1,
+ * locked. Before it, 27674ef6c73f (5.18) had already dropped the extra reference of an allocated page
+ * but reset free pages to 1; 4.14 to 5.17 kept a base reference throughout. hmmsim uses the 6.1 era in
+ * every protocol version (see migrate_device.ts for what that changes in 4.14's checks).
  */
 import { assert } from "../base/assert.js";
 import type { Kfn } from "../sched/thread.js";
 import type { Kernel } from "./kernel.js";
 import type { Vma } from "./mm_types.js";
-import { assertPage, PG_anon, PG_anon_exclusive, PG_dirty, PG_locked, PG_zone_device } from "./page.js";
+import {
+  assertPage,
+  PG_anon,
+  PG_anon_exclusive,
+  PG_dirty,
+  PG_locked,
+  PG_memcg_moved,
+  PG_zone_device,
+} from "./page.js";
 
 export const MEMORY_DEVICE_PRIVATE = 1;
 export const MEMORY_DEVICE_COHERENT = 2;
@@ -73,7 +83,7 @@ export class Pagemaps {
   /** free_zone_device_folio: clears what the page carried, then tells the driver. */
   private freeDevicePage(pfn: number): void {
     const pages = this.k.pages;
-    pages.clear(pfn, PG_anon | PG_anon_exclusive | PG_dirty);
+    pages.clear(pfn, PG_anon | PG_anon_exclusive | PG_dirty | PG_memcg_moved);
     pages.mapping[pfn] = 0;
     pages.index[pfn] = 0;
     this.of(pfn).ops.pageFree(pfn);

@@ -9,6 +9,7 @@ import {
   PG_anon,
   PG_anon_exclusive,
   PG_dirty,
+  PG_memcg_moved,
   PG_referenced,
   PG_swapbacked,
   PG_uptodate,
@@ -24,7 +25,8 @@ const MIGRATED_FLAGS =
  * migrate_page_move_mapping / folio_migrate_mapping for pages without a page-cache mapping (hmmsim
  * migrates only anonymous memory): the old page must hold exactly `expected` references, else -EAGAIN;
  * then the new page takes over mapping and index. With a mapping (a file page) the kernel would move the
- * page-cache slot; migrate_vma refuses those before reaching here, so this returns -EAGAIN for them.
+ * page-cache slot; hmmsim does not model that and returns -EAGAIN, so a page-cache page stays where it is
+ * (migrate_vma already refuses them for device destinations, as the kernel does).
  */
 export function migratePageMoveMapping(k: Kernel, newPfn: number, pfn: number, expected: number): number {
   const pages = k.pages;
@@ -43,5 +45,7 @@ export function migratePageNoCopy(k: Kernel, newPfn: number, pfn: number, expect
   // migrate_page_states: the new page inherits the state flags; the old keeps its mapping until freed.
   pages.flags[newPfn] = (pages.flags[newPfn]! & ~MIGRATED_FLAGS) | (pages.flags[pfn]! & MIGRATED_FLAGS);
   pages.clear(pfn, PG_anon_exclusive);
+  // folio_migrate_flags → mem_cgroup_migrate (6.x): the charge, and memcg_data, go to the new page.
+  if (k.protocol === "modern") pages.set(pfn, PG_memcg_moved);
   return MIGRATEPAGE_SUCCESS;
 }

@@ -4,10 +4,12 @@
  * finalize. One core serves every protocol version, steered by MigrateSwitches (migrate_pfn.ts); the
  * modern three-phase API (migrate_vma_setup/pages/finalize, migrate_device_range) is at the end.
  *
- * Deliberate differences, all versions: device-page refcounts follow the 6.1 era (a free device page
- * has refcount 0), so the "+1 for ZONE_DEVICE" terms that compensated the older base reference are
- * dropped from the pin checks of 4.14 (the seed never collects device pages); no THP, so no splitting;
- * the TLB is not modelled, so flush placement (S12's first half) has no effect here.
+ * Deliberate differences: device-page refcounts follow the 6.1 era in every version (a free device
+ * page has refcount 0), so 4.14's "+ is_device_private_page" in migrate_page_move_mapping's expected
+ * count, which compensated the old base reference, is dropped (4.14's pin check never counted device
+ * pages' references; the seed keeps its "+ is_zone_device_page", unreachable since the seed never
+ * collects device pages); no THP, so no splitting; the TLB is not modelled, so flush placement (S12's
+ * first half) has no effect here.
  */
 import { assert } from "../base/assert.js";
 import { EINVAL } from "../base/errno.js";
@@ -105,10 +107,8 @@ function collectHole(
   vma: Vma | null,
 ): number {
   const sw = ctx.migrate;
-  const select =
-    sw.allocOnEmpty &&
-    (!sw.emptyOnlyInAnonymous || (vma?.isAnonymous ?? false)) &&
-    (!sw.selectByFlags || (m.flags & MIGRATE_VMA_SELECT_SYSTEM) !== 0);
+  // Holes are selected whatever the MIGRATE_VMA_SELECT_* flags say: only the VMA kind matters.
+  const select = sw.allocOnEmpty && (!sw.emptyOnlyInAnonymous || (vma?.isAnonymous ?? false));
   for (let vpn = start; vpn < end; vpn++) {
     m.dst[m.npages] = 0;
     m.src[m.npages++] = select ? ctx.layout.MIGRATE : 0;
@@ -130,12 +130,11 @@ function* collectPmd(
   const sw = ctx.migrate;
   const L = ctx.layout;
   const pages = k.pages;
-  const emptyOk =
-    sw.allocOnEmpty &&
-    (!sw.emptyOnlyInAnonymous || vma.isAnonymous) &&
-    (!sw.selectByFlags || (m.flags & MIGRATE_VMA_SELECT_SYSTEM) !== 0);
-  // Loop invariants, read once per table: the version's switches and the walk's arrays and counters.
+  // pte_none is selected like a hole; the zero page only when system memory is selected too.
+  const emptyOk = sw.allocOnEmpty && (!sw.emptyOnlyInAnonymous || vma.isAnonymous);
   const selectSystem = !sw.selectByFlags || (m.flags & MIGRATE_VMA_SELECT_SYSTEM) !== 0;
+  const zeroOk = emptyOk && selectSystem;
+  // Loop invariants, read once per table: the version's switches and the walk's arrays and counters.
   const selectDevice = sw.collectDevicePrivate;
   const skipPinned = sw.skipMaybePinnedExclusive;
   const onlyLocked = sw.collectOnlyLocked;
@@ -177,13 +176,17 @@ function* collectPmd(
       }
     } else if (pteSpecial(pte) && pteFrame(pte) === ZERO_PFN) {
       // The zero page is an empty entry to 4.14 and later; vm_normal_page gives the seed no page.
-      if (emptyOk) {
+      if (zeroOk) {
         mpfn = L.MIGRATE;
         cpages++;
       }
     } else if (!pteSpecial(pte)) {
       const candidate = pteFrame(pte);
-      if (selectSystem || pages.isZoneDevice(candidate)) {
+      // hmmsim has no device-coherent memory, so a present page is always system memory.
+      assert(!pages.isZoneDevice(candidate), "a present PTE maps a ZONE_DEVICE page", () =>
+        pages.describe(candidate),
+      );
+      if (selectSystem) {
         pfn = candidate;
         mpfn = migratePfn(L, pfn) + L.MIGRATE + (pteWrite(pte) ? L.WRITE : 0);
       }

@@ -28,6 +28,12 @@ export const PG_buddy = 1 << 9;
 export const PG_zone_device = 1 << 10;
 /** PageAnonExclusive: this anonymous page is mapped by exactly one process and may be reused on write. */
 export const PG_anon_exclusive = 1 << 11;
+/**
+ * Model of folio->memcg_data being NULL because mem_cgroup_migrate moved the charge to the page this
+ * one migrated to (6.x). Putting such a page on an LRU list is what VM_WARNs in folio_lruvec_lock, the
+ * symptom behind 41cddf83d8b0 (defect S11). Cleared when the page is freed.
+ */
+export const PG_memcg_moved = 1 << 12;
 
 const flagNames: readonly [number, string][] = [
   [PG_locked, "locked"],
@@ -42,6 +48,7 @@ const flagNames: readonly [number, string][] = [
   [PG_buddy, "buddy"],
   [PG_zone_device, "zone_device"],
   [PG_anon_exclusive, "anon_exclusive"],
+  [PG_memcg_moved, "memcg_moved"],
 ];
 
 export function describeFlags(flags: number): string {

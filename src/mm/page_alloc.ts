@@ -13,6 +13,7 @@ import {
   PG_anon_exclusive,
   PG_buddy,
   PG_dirty,
+  PG_memcg_moved,
   PG_referenced,
   PG_reserved,
   PG_swapbacked,
@@ -23,7 +24,7 @@ export const ZERO_PFN = 0;
 
 /** Flags a page keeps across free and reuse: none but the permanent ones. */
 const FLAGS_CLEARED_AT_FREE =
-  PG_anon | PG_anon_exclusive | PG_dirty | PG_referenced | PG_swapbacked | PG_uptodate;
+  PG_memcg_moved | PG_anon | PG_anon_exclusive | PG_dirty | PG_referenced | PG_swapbacked | PG_uptodate;
 
 export class PageAllocator {
   /** Frames of RAM, the zero page included. */

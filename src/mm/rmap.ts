@@ -9,7 +9,7 @@
 import { assert, fail } from "../base/assert.js";
 import type { Kfn } from "../sched/thread.js";
 import type { Kernel } from "./kernel.js";
-import { AnonVma, VM_WRITE, type Vma } from "./mm_types.js";
+import { AnonVma, VM_ACCESS_FLAGS, VM_WRITE, type Vma } from "./mm_types.js";
 import {
   hasNotifiers,
   MMU_NOTIFY_CLEAR,
@@ -21,6 +21,7 @@ import { assertPage, PG_anon, PG_anon_exclusive, PG_dirty, PG_swapbacked } from 
 import {
   _PAGE_ACCESSED,
   _PAGE_DIRTY,
+  _PAGE_PROTNONE,
   _PAGE_RW,
   isDevicePrivateEntry,
   isMigrationEntry,
@@ -163,7 +164,8 @@ export function* tryToMigrate(k: Kernel, pfn: number): Kfn<void> {
         if (pteDirty(pte)) pages.set(pfn, PG_dirty);
         entry = makeMigrationEntry(pfn, pteWrite(pte), pteYoung(pte), pteDirty(pte));
       } else {
-        entry = makeMigrationEntry(pfn, isWritableDevicePrivateEntry(pte));
+        // 4.14's try_to_unmap_one made a device page's entry read-only (make_migration_entry(page, 0)).
+        entry = makeMigrationEntry(pfn, k.protocol === "modern" && isWritableDevicePrivateEntry(pte));
       }
       k.pt.entries[slot] = entry;
       pageRemoveRmap(k, pfn, vma);
@@ -293,8 +295,16 @@ function remapMigrationEntry(k: Kernel, src: number, dst: number, vma: Vma, slot
   pageAddRmap(k, dst, vma);
   if (pages.isZoneDevice(dst)) {
     k.pt.entries[slot] = makeDevicePrivateEntry(dst, write);
-  } else {
-    const bits = (write ? _PAGE_RW : 0) | (pte & (_PAGE_ACCESSED | _PAGE_DIRTY));
-    k.pt.entries[slot] = mkPte(dst, bits);
+    return;
   }
+  // Since 6.1 the entry carries the old PTE's young bit, and its dirty bit counts if the page is dirty
+  // too; 4.14 and the seed made the PTE old and clean (pte_mkold(mk_pte(...))).
+  let bits = write ? _PAGE_RW : 0;
+  if (k.protocol === "modern") {
+    if (pteYoung(pte)) bits |= _PAGE_ACCESSED;
+    if (pteDirty(pte) && pages.has(dst, PG_dirty)) bits |= _PAGE_DIRTY;
+  }
+  // mk_pte(new, vma->vm_page_prot): a VMA without access gives an inaccessible PTE.
+  if ((vma.flags & VM_ACCESS_FLAGS) === 0) bits |= _PAGE_PROTNONE;
+  k.pt.entries[slot] = mkPte(dst, bits);
 }

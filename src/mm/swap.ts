@@ -7,7 +7,7 @@
  */
 import { assert } from "../base/assert.js";
 import type { Kernel } from "./kernel.js";
-import { assertPage, PG_active, PG_lru, PG_swapbacked } from "./page.js";
+import { assertPage, PG_active, PG_lru, PG_memcg_moved, PG_swapbacked } from "./page.js";
 
 export const LRU_INACTIVE_ANON = 0;
 export const LRU_ACTIVE_ANON = 1;
@@ -42,6 +42,9 @@ function addToList(k: Kernel, pfn: number): void {
   const pages = k.pages;
   const lru = k.lru;
   assertPage(!pages.has(pfn, PG_lru) && pages.lruList[pfn] === -1, "page already on an LRU list", pages, pfn);
+  // folio_lruvec_lock's VM_WARN: the kernel warns and goes on, so the model reports and goes on.
+  if (pages.has(pfn, PG_memcg_moved))
+    pages.reportBad(pfn, "added to an LRU list after migrating away (no memcg data)");
   const list = pageLruList(k, pfn);
   const first = lru.head[list]!;
   pages.lruPrev[pfn] = -1;

@@ -1,0 +1,85 @@
+/** Behaviours a review found wrong, pinned down: each test failed before its fix. */
+import { describe, expect, it } from "vitest";
+import { HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL } from "../../src/drivers/dmirror.js";
+import { type MigrateVmaArgs, migrateVmaFinalize, migrateVmaSetup } from "../../src/mm/migrate_device.js";
+import { MIGRATE_VMA_SELECT_DEVICE_PRIVATE } from "../../src/mm/migrate_pfn.js";
+import { PROT_NONE } from "../../src/mm/mmap.js";
+import { ptePresent, pteProtNone } from "../../src/mm/pgtable.js";
+import { SignalError } from "../../src/process.js";
+import { P, PROTOCOLS, pteAt, setup } from "./helpers.js";
+
+describe.each(PROTOCOLS)("[%s]", (protocol) => {
+  it("a page left on the device after close still faults back to the CPU with its data", () => {
+    const { system, proc, fd } = setup(protocol);
+    const addr = proc.mmap(2 * P);
+    proc.fillPages(addr, 2, 21);
+    expect(fd.migrateToDevice(addr, 2).cpages).toBe(2);
+    fd.close();
+    // Under 4.14 close does not evict, so the CPU's touch finds a device page of a closed mirror.
+    expect(proc.checkPages(addr, 2, 21)).toEqual([]);
+    expect(system.checkInvariants()).toEqual([]);
+  });
+
+  it("a CPU fault whose migration back cannot get a page is SIGBUS, and the page stays on the device", () => {
+    const { system, proc, fd } = setup(protocol);
+    const addr = proc.mmap(P);
+    proc.fillPages(addr, 1, 22);
+    expect(fd.migrateToDevice(addr, 1).cpages).toBe(1);
+    fd.setFlags(addr);
+    let caught: unknown = null;
+    try {
+      proc.checkPages(addr, 1, 22);
+    } catch (error) {
+      caught = error;
+    }
+    expect(caught).toBeInstanceOf(SignalError);
+    expect((caught as SignalError).signal).toBe("SIGBUS");
+    expect(fd.snapshot(addr, 1)[0]! & 0xf0).toBe(HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL);
+    // The flag was used once; the next touch brings the page home intact.
+    expect(proc.checkPages(addr, 1, 22)).toEqual([]);
+    expect(system.checkInvariants()).toEqual([]);
+  });
+});
+
+describe("modern", () => {
+  it("eviction into a PROT_NONE VMA leaves the PTE inaccessible", () => {
+    const { system, proc, fd } = setup("modern");
+    const addr = proc.mmap(P);
+    proc.fillPages(addr, 1, 23);
+    expect(fd.migrateToDevice(addr, 1).cpages).toBe(1);
+    proc.mprotect(addr, P, PROT_NONE);
+    // close evicts the device's memory to RAM through migrate_device_range, whatever the VMA allows.
+    fd.close();
+    const pte = pteAt(proc, addr);
+    expect(ptePresent(pte)).toBe(true);
+    expect(pteProtNone(pte)).toBe(true);
+    expect(() => proc.touch(addr, 1, false)).toThrow(SignalError);
+    expect(system.checkInvariants()).toEqual([]);
+  });
+
+  it("selects holes of an anonymous VMA whatever the MIGRATE_VMA_SELECT_* flags", () => {
+    const { system, proc } = setup("modern");
+    const addr = proc.mmap(4 * P);
+    const vma = proc.mm.findVma(addr / P);
+    const args: MigrateVmaArgs = {
+      vma,
+      start: addr,
+      end: addr + 4 * P,
+      src: new Float64Array(4),
+      dst: new Float64Array(4),
+      pgmapOwner: system.device(0).driver,
+      flags: MIGRATE_VMA_SELECT_DEVICE_PRIVATE,
+    };
+    const ctx = system.migrateContext;
+    system.kernel.sched.call(
+      "setup+finalize",
+      (function* () {
+        expect(yield* migrateVmaSetup(ctx, args)).toBe(0);
+        yield* migrateVmaFinalize(ctx, args);
+      })(),
+    );
+    expect(args.cpages).toBe(4);
+    expect(Array.from(args.src!)).toEqual([2, 2, 2, 2]); // MIGRATE_PFN_MIGRATE, no page
+    expect(system.checkInvariants()).toEqual([]);
+  });
+});
