@@ -13,7 +13,7 @@
  */
 import { assert } from "../base/assert.js";
 import { EINVAL, ENOENT, ENOMEM, KernelError } from "../base/errno.js";
-import { PAGE_SIZE, TASK_SIZE } from "../base/units.js";
+import { asVpn, PAGE_SIZE, TASK_SIZE } from "../base/units.js";
 import { trylockPage, unlockPage } from "../mm/filemap.js";
 import {
   HMM_PFN_ERROR,
@@ -223,7 +223,7 @@ export class Dmirror {
     this.id = device.registerMirror(this);
     const k = device.ctx.k;
     this.mutex = new Lock(k.sched, `dmirror ${device.minor} mutex`);
-    this.notifier = mmuIntervalNotifierInsert(mm, 0 as never, (TASK_SIZE / PAGE_SIZE) as never, {
+    this.notifier = mmuIntervalNotifierInsert(mm, asVpn(0), asVpn(TASK_SIZE / PAGE_SIZE), {
       invalidate: (sub, range, curSeq) => this.invalidate(sub, range, curSeq),
     });
   }
@@ -662,7 +662,7 @@ export class Dmirror {
       const next = Math.min(vpn + npages, addr + FAULT_CHUNK_PAGES);
       // A temporary notifier over the chunk, as dmirror_range_snapshot inserts.
       const mirror = this;
-      const sub = mmuIntervalNotifierInsert(this.mm, addr as never, next as never, {
+      const sub = mmuIntervalNotifierInsert(this.mm, asVpn(addr), asVpn(next), {
         *invalidate(s, _range, curSeq) {
           yield* mirror.mutex.lock();
           mmuIntervalSetSeq(s, curSeq);
