@@ -134,6 +134,23 @@ export class Process {
   }
 
   /**
+   * The MMU's part of an access: the pfn when the PTE allows it (setting the accessed and dirty bits
+   * as the hardware does), or -1 when the access must fault. Never yields.
+   */
+  translate(vpn: number, write: boolean): number {
+    const k = this.k;
+    const table = k.pt.lookupTable(this.mm.root, vpn);
+    if (table < 0) return -1;
+    const slot = PageTables.slot(table, vpn);
+    const pte = k.pt.entries[slot]!;
+    const need = write ? PRESENT_OK_WRITE : 1;
+    if ((pte & need) !== need || pteProtNone(pte) || (write && pteSpecial(pte))) return -1;
+    const bits = _PAGE_ACCESSED | (write ? _PAGE_DIRTY : 0);
+    if ((pte & bits) !== bits) k.pt.entries[slot] = pte - (pte & bits) + bits;
+    return pteFrame(pte);
+  }
+
+  /**
    * One CPU access to the page at vpn: returns its pfn once the PTE allows the access, faulting as the
    * arch handler does (mmap_lock for read, find_vma, access_error, handle_mm_fault, retry).
    */
@@ -141,18 +158,8 @@ export class Process {
     const k = this.k;
     const mm = this.mm;
     for (let attempt = 0; attempt < ACCESS_RETRIES_MAX; attempt++) {
-      const table = k.pt.lookupTable(mm.root, vpn);
-      if (table >= 0) {
-        const slot = PageTables.slot(table, vpn);
-        const pte = k.pt.entries[slot]!;
-        const need = write ? PRESENT_OK_WRITE : 1;
-        if ((pte & need) === need && !pteProtNone(pte) && !(write && pteSpecial(pte))) {
-          // The MMU sets the accessed and dirty bits.
-          const bits = _PAGE_ACCESSED | (write ? _PAGE_DIRTY : 0);
-          if ((pte & bits) !== bits) k.pt.entries[slot] = pte - (pte & bits) + bits;
-          return pteFrame(pte);
-        }
-      }
+      const present = this.translate(vpn, write);
+      if (present >= 0) return present;
       // mmap_read_trylock first, as do_user_addr_fault does; uncontended it needs no scheduling point.
       if (k.sched.contended || !mm.mmapLock.tryDownRead()) yield* mm.mmapLock.downRead();
       const vma = mm.findVma(vpn);
@@ -200,7 +207,9 @@ export class Process {
       const vpn = Math.floor(at / PAGE_SIZE);
       const inPage = at % PAGE_SIZE;
       const chunk = Math.min(PAGE_SIZE - inPage, length - done);
-      const pfn = yield* this.accessPage(vpn, write);
+      // The MMU's walk first; only a page it cannot use goes through the fault path.
+      let pfn = this.translate(vpn, write);
+      if (pfn < 0) pfn = yield* this.accessPage(vpn, write);
       if (pfn === -1) throw new SignalError("SIGSEGV", at, what);
       if (pfn === -2) throw new SignalError("SIGBUS", at, what);
       visit(pfn, inPage, done, chunk);
@@ -278,7 +287,9 @@ export class Process {
       "fillPages",
       (function* () {
         for (let i = 0; i < npages; i++) {
-          const pfn = yield* self.accessPage(first + i, true);
+          // The MMU's walk first; only a page it cannot use goes through the fault path.
+          let pfn = self.translate(first + i, true);
+          if (pfn < 0) pfn = yield* self.accessPage(first + i, true);
           if (pfn < 0)
             throw new SignalError(pfn === -1 ? "SIGSEGV" : "SIGBUS", (first + i) * PAGE_SIZE, "fillPages");
           store.fill(pfn, pageValue(seed, i));
@@ -298,7 +309,9 @@ export class Process {
       "checkPages",
       (function* () {
         for (let i = 0; i < npages; i++) {
-          const pfn = yield* self.accessPage(first + i, false);
+          // The MMU's walk first; only a page it cannot use goes through the fault path.
+          let pfn = self.translate(first + i, false);
+          if (pfn < 0) pfn = yield* self.accessPage(first + i, false);
           if (pfn < 0)
             throw new SignalError(pfn === -1 ? "SIGSEGV" : "SIGBUS", (first + i) * PAGE_SIZE, "checkPages");
           if (!store.holds(pfn, pageValue(seed, i))) wrong.push(i);
@@ -317,7 +330,9 @@ export class Process {
       "touch",
       (function* () {
         for (let i = 0; i < npages; i++) {
-          const pfn = yield* self.accessPage(first + i, write);
+          // The MMU's walk first; only a page it cannot use goes through the fault path.
+          let pfn = self.translate(first + i, write);
+          if (pfn < 0) pfn = yield* self.accessPage(first + i, write);
           if (pfn < 0)
             throw new SignalError(pfn === -1 ? "SIGSEGV" : "SIGBUS", (first + i) * PAGE_SIZE, "touch");
         }

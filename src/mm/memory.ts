@@ -7,7 +7,7 @@
  * (access_error in the arch fault handler), as in the kernel. The fault path takes the page-table
  * lock of the PTE table it changes and rechecks the PTE under it (pte_same).
  */
-import { assert } from "../base/assert.js";
+import { assert, assertAbout } from "../base/assert.js";
 import { PAGE_SIZE } from "../base/units.js";
 import type { Kfn } from "../sched/thread.js";
 import { filemapGetPage, trylockPage, unlockPage, waitOnPageLocked } from "./filemap.js";
@@ -94,19 +94,30 @@ function* ptlLock(k: Kernel, table: number): Kfn<void> {
   if (k.sched.contended || !k.ptl.tryLock(table)) yield* k.ptl.lock(table);
 }
 
+function describeVma(vma: Vma): string {
+  return vma.toString();
+}
+
 /** handle_mm_fault: resolves one fault at vpn of vma. Returns 0 or VM_FAULT_* bits. */
 export function* handleMmFault(ctx: FaultContext, vma: Vma, vpn: number, flags: number): Kfn<number> {
   const k = ctx.k;
-  assert(vma.contains(vpn), "fault outside its VMA", () => `${vpn} in ${vma}`);
-  assert(vma.mm.mmapLock.heldBy(k.sched.current()), "fault without mmap_lock", () => vma.toString());
+  assertAbout(vma.contains(vpn), "fault outside its VMA", describeVma, vma);
+  assertAbout(vma.mm.mmapLock.heldBy(k.sched.current()), "fault without mmap_lock", describeVma, vma);
   k.stats.faults++;
   const table = k.pt.ensureTable(vma.mm.root, vpn);
   const slot = PageTables.slot(table, vpn);
   const pte = k.pt.entries[slot]!;
   if (pte === 0) {
-    return vma.isAnonymous
-      ? yield* doAnonymousPage(ctx, vma, vpn, flags, table)
-      : yield* doFault(ctx, vma, vpn, flags, table);
+    if (!vma.isAnonymous) return yield* doFault(ctx, vma, vpn, flags, table);
+    // do_anonymous_page: its one scheduling point, the PTE lock, is taken here, so the most common
+    // fault creates no generator of its own.
+    const pfn = doAnonymousPagePrepare(ctx, vma, flags);
+    if (pfn < 0) return VM_FAULT_OOM;
+    if (k.sched.contended || !k.ptl.tryLock(table)) yield* k.ptl.lock(table);
+    const used = doAnonymousPageInstall(ctx, vma, vpn, slot, pfn);
+    k.ptl.unlock(table);
+    if (!used) k.pages.put(pfn);
+    return 0;
   }
   if (isSwapPte(pte)) return yield* doSwapPage(ctx, vma, vpn, flags, table, pte);
   const write = (flags & FAULT_FLAG_WRITE) !== 0;
@@ -119,39 +130,41 @@ export function* handleMmFault(ctx: FaultContext, vma: Vma, vpn: number, flags: 
   return 0;
 }
 
-/** do_anonymous_page: the zero page for a read, a new zeroed page for a write. */
-function* doAnonymousPage(
+/**
+ * do_anonymous_page, before the PTE lock: nothing for a read (the zero page needs no allocation), a
+ * new zeroed page for a write. Returns the pfn to install, or -1 when RAM is exhausted.
+ */
+function doAnonymousPagePrepare(ctx: FaultContext, vma: Vma, flags: number): number {
+  const k = ctx.k;
+  if ((flags & FAULT_FLAG_WRITE) === 0) return ZERO_PFN;
+  anonVmaPrepare(k, vma);
+  const pfn = k.ram.allocPage();
+  if (pfn < 0) return -1;
+  k.store.zero(pfn);
+  return pfn;
+}
+
+/**
+ * do_anonymous_page, under the PTE lock: maps the zero page or the new page unless another thread
+ * resolved the fault first (pte_same failed). Returns false when the new page was not used; the
+ * caller drops it after unlocking, as the kernel does.
+ */
+function doAnonymousPageInstall(
   ctx: FaultContext,
   vma: Vma,
   vpn: number,
-  flags: number,
-  table: number,
-): Kfn<number> {
+  slot: number,
+  pfn: number,
+): boolean {
   const k = ctx.k;
-  const slot = PageTables.slot(table, vpn);
-  if ((flags & FAULT_FLAG_WRITE) === 0) {
-    if (k.sched.contended || !k.ptl.tryLock(table)) yield* k.ptl.lock(table);
-    if (k.pt.entries[slot] === 0) {
-      k.pt.entries[slot] = mkPte(ZERO_PFN, _PAGE_SPECIAL | _PAGE_ACCESSED);
-      k.stats.zeroPageMaps++;
-    }
-    k.ptl.unlock(table);
-    return 0;
+  if (k.pt.entries[slot] !== 0) return pfn === ZERO_PFN;
+  if (pfn === ZERO_PFN) {
+    k.pt.entries[slot] = mkPte(ZERO_PFN, _PAGE_SPECIAL | _PAGE_ACCESSED);
+    k.stats.zeroPageMaps++;
+  } else {
+    mapNewAnonPage(ctx, vma, vpn, slot, pfn);
   }
-  anonVmaPrepare(k, vma);
-  const pfn = k.ram.allocPage();
-  if (pfn < 0) return VM_FAULT_OOM;
-  k.store.zero(pfn);
-  if (k.sched.contended || !k.ptl.tryLock(table)) yield* k.ptl.lock(table);
-  if (k.pt.entries[slot] !== 0) {
-    // Another thread resolved it first (pte_same failed): give the page back.
-    k.ptl.unlock(table);
-    k.pages.put(pfn);
-    return 0;
-  }
-  mapNewAnonPage(ctx, vma, vpn, slot, pfn);
-  k.ptl.unlock(table);
-  return 0;
+  return true;
 }
 
 /** The tail of do_anonymous_page and wp_page_copy: rmap, LRU, PTE; the allocation ref becomes the mapping's. */
