@@ -11,6 +11,7 @@ import { EFAULT, ENOMEM } from "../base/errno.js";
 import type { Kfn } from "../sched/thread.js";
 import type { Kernel } from "./kernel.js";
 import {
+  FAULT_FLAG_UNSHARE,
   FAULT_FLAG_WRITE,
   type FaultContext,
   GUP_PIN_COUNTING_BIAS,
@@ -19,6 +20,7 @@ import {
   VM_FAULT_OOM,
 } from "./memory.js";
 import { type MmStruct, VM_IO, VM_PFNMAP, VM_READ, VM_WRITE } from "./mm_types.js";
+import { PG_anon_exclusive } from "./page.js";
 import { pteFrame, ptePresent, pteProtNone, pteSpecial, pteWrite } from "./pgtable.js";
 
 export const FOLL_WRITE = 0x01;
@@ -51,6 +53,7 @@ export function* getUserPages(
     "exactly one of FOLL_GET and FOLL_PIN",
   );
   const write = (gupFlags & FOLL_WRITE) !== 0;
+  const pin = (gupFlags & FOLL_PIN) !== 0;
   for (let i = 0; i < count; i++) {
     const at = vpn + i;
     const vma = mm.findVma(at);
@@ -66,11 +69,15 @@ export function* getUserPages(
       const pte = k.pt.read(mm.root, at);
       const usable =
         ptePresent(pte) && !pteProtNone(pte) && (!write || pteWrite(pte)) && !(write && pteSpecial(pte));
-      if (usable) {
+      // gup_must_unshare: a read pin of an anonymous page that may be COW-shared would pin a page the
+      // next write fault replaces; the kernel unshares it first (FAULT_FLAG_UNSHARE).
+      const mustUnshare = usable && pin && !write && !pteSpecial(pte) && mustUnsharePage(k, pteFrame(pte));
+      if (usable && !mustUnshare) {
         pfn = pteFrame(pte);
         break;
       }
-      const ret = yield* handleMmFault(ctx, vma, at, write ? FAULT_FLAG_WRITE : 0);
+      const faultFlags = write ? FAULT_FLAG_WRITE : mustUnshare ? FAULT_FLAG_UNSHARE : 0;
+      const ret = yield* handleMmFault(ctx, vma, at, faultFlags);
       if ((ret & VM_FAULT_ERROR) !== 0) {
         if (i > 0) return i;
         return (ret & VM_FAULT_OOM) !== 0 ? -ENOMEM : -EFAULT;
@@ -87,6 +94,11 @@ export function* getUserPages(
     pfns.push(pfn);
   }
   return count;
+}
+
+/** An anonymous page this process does not own exclusively (it may be shared with a fork). */
+function mustUnsharePage(k: Kernel, pfn: number): boolean {
+  return k.pages.isAnon(pfn) && !k.pages.has(pfn, PG_anon_exclusive);
 }
 
 function dropFromLedger(map: Map<number, number>, pfn: number): boolean {

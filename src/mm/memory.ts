@@ -53,6 +53,8 @@ import { lruAddDrain, lruCacheAdd } from "./swap.js";
 /** enum fault_flag. */
 export const FAULT_FLAG_WRITE = 0x1;
 export const FAULT_FLAG_REMOTE = 0x80;
+/** Break COW sharing without asking for write access (GUP read pins of shared anonymous pages). */
+export const FAULT_FLAG_UNSHARE = 0x400;
 
 /** vm_fault_t bits. */
 export const VM_FAULT_OOM = 0x1;
@@ -121,7 +123,8 @@ export function* handleMmFault(ctx: FaultContext, vma: Vma, vpn: number, flags: 
   }
   if (isSwapPte(pte)) return yield* doSwapPage(ctx, vma, vpn, flags, table, pte);
   const write = (flags & FAULT_FLAG_WRITE) !== 0;
-  if (write && !pteWrite(pte)) return yield* doWpPage(ctx, vma, vpn, table, pte);
+  const unshare = (flags & FAULT_FLAG_UNSHARE) !== 0;
+  if ((write || unshare) && !pteWrite(pte)) return yield* doWpPage(ctx, vma, vpn, table, pte, unshare);
   // handle_pte_fault: the entry is fine; mark it young (and dirty on write) under the lock.
   yield* ptlLock(k, table);
   if (k.pt.entries[slot] === pte)
@@ -168,12 +171,22 @@ function doAnonymousPageInstall(
 }
 
 /** The tail of do_anonymous_page and wp_page_copy: rmap, LRU, PTE; the allocation ref becomes the mapping's. */
-function mapNewAnonPage(ctx: FaultContext, vma: Vma, vpn: number, slot: number, pfn: number): void {
+function mapNewAnonPage(
+  ctx: FaultContext,
+  vma: Vma,
+  vpn: number,
+  slot: number,
+  pfn: number,
+  unshare = false,
+): void {
   const k = ctx.k;
   pageAddNewAnonRmap(k, pfn, vma, vpn);
   lruCacheAdd(k, pfn, k.sched.current().cpu);
-  const writable = (vma.flags & VM_WRITE) !== 0;
-  k.pt.entries[slot] = mkPte(pfn, (writable ? _PAGE_RW : 0) | _PAGE_DIRTY | _PAGE_ACCESSED);
+  // An unsharing copy keeps the old PTE's read-only, clean state; a write gets a writable dirty PTE.
+  const bits = unshare
+    ? _PAGE_ACCESSED
+    : ((vma.flags & VM_WRITE) !== 0 ? _PAGE_RW : 0) | _PAGE_DIRTY | _PAGE_ACCESSED;
+  k.pt.entries[slot] = mkPte(pfn, bits);
   k.pages.handOver(pfn);
 }
 
@@ -230,11 +243,20 @@ function* doFault(ctx: FaultContext, vma: Vma, vpn: number, flags: number, table
 }
 
 /** do_wp_page: a write to a present read-only PTE in a writable VMA. */
-function* doWpPage(ctx: FaultContext, vma: Vma, vpn: number, table: number, pte: number): Kfn<number> {
+function* doWpPage(
+  ctx: FaultContext,
+  vma: Vma,
+  vpn: number,
+  table: number,
+  pte: number,
+  unshare: boolean,
+): Kfn<number> {
   const k = ctx.k;
   const slot = PageTables.slot(table, vpn);
   const pfn = pteFrame(pte);
   const special = pteSpecial(pte);
+  // Only anonymous pages can be unshared; everything else is already what a pin may hold.
+  if (unshare && (special || !k.pages.isAnon(pfn))) return 0;
   if (!special && (vma.flags & VM_SHARED) !== 0) {
     // wp_page_shared: the page cache page itself becomes writable and dirty.
     yield* ptlLock(k, table);
@@ -246,16 +268,16 @@ function* doWpPage(ctx: FaultContext, vma: Vma, vpn: number, table: number, pte:
     return 0;
   }
   if (!special && k.pages.isAnon(pfn) && canReuseAnonPage(ctx, pfn)) {
-    // wp_page_reuse: this process is the only user; write in place.
+    // wp_page_reuse: this process is the only user; write in place (unsharing only marks it exclusive).
     yield* ptlLock(k, table);
     if (k.pt.entries[slot] === pte) {
       k.pages.set(pfn, PG_anon_exclusive);
-      k.pt.entries[slot] = pteWithBits(pte, _PAGE_RW | _PAGE_DIRTY | _PAGE_ACCESSED, 0);
+      if (!unshare) k.pt.entries[slot] = pteWithBits(pte, _PAGE_RW | _PAGE_DIRTY | _PAGE_ACCESSED, 0);
     }
     k.ptl.unlock(table);
     return 0;
   }
-  return yield* wpPageCopy(ctx, vma, vpn, table, pte);
+  return yield* wpPageCopy(ctx, vma, vpn, table, pte, unshare);
 }
 
 /**
@@ -275,7 +297,14 @@ function canReuseAnonPage(ctx: FaultContext, pfn: number): boolean {
 }
 
 /** wp_page_copy: a private copy of the page (zeroed for the zero page), replacing the PTE. */
-function* wpPageCopy(ctx: FaultContext, vma: Vma, vpn: number, table: number, pte: number): Kfn<number> {
+function* wpPageCopy(
+  ctx: FaultContext,
+  vma: Vma,
+  vpn: number,
+  table: number,
+  pte: number,
+  unshare: boolean,
+): Kfn<number> {
   const k = ctx.k;
   const slot = PageTables.slot(table, vpn);
   const old = pteFrame(pte);
@@ -301,7 +330,7 @@ function* wpPageCopy(ctx: FaultContext, vma: Vma, vpn: number, table: number, pt
     pageRemoveRmap(k, old, vma);
     k.pages.putStructural(old);
   }
-  mapNewAnonPage(ctx, vma, vpn, slot, copy);
+  mapNewAnonPage(ctx, vma, vpn, slot, copy, unshare);
   k.ptl.unlock(table);
   if (range !== null) mmuNotifierInvalidateRangeEnd(k, range);
   k.stats.cowFaults++;

@@ -5,9 +5,11 @@ import { PAGE_SIZE } from "../../src/base/units.js";
 import { FOLL_GET, getUserPages, putUserPage } from "../../src/mm/gup.js";
 import { GUP_PIN_COUNTING_BIAS } from "../../src/mm/memory.js";
 import { PROT_READ } from "../../src/mm/mmap.js";
+import { PG_anon_exclusive } from "../../src/mm/page.js";
 import { ZERO_PFN } from "../../src/mm/page_alloc.js";
-import { pteWrite } from "../../src/mm/pgtable.js";
+import { pteFrame, pteWrite } from "../../src/mm/pgtable.js";
 import type { Kfn } from "../../src/sched/thread.js";
+import { System } from "../../src/system.js";
 import { drain, inThread, kernelError, pageOf, pfnAt, pteAt, smallSystem } from "./helpers.js";
 
 const P = PAGE_SIZE;
@@ -159,6 +161,32 @@ describe("get_user_pages (FOLL_GET)", () => {
     expect(system.checkInvariants()).toEqual([]);
     putUserPage(system.kernel, system.gup, pfns[0]!);
     expect(system.kernel.pages.refcount[pfns[0]!]).toBe(1);
+    expect(system.checkInvariants()).toEqual([]);
+  });
+});
+
+describe("pin_user_pages of COW-shared anonymous memory (gup_must_unshare)", () => {
+  it("a read pin unshares the page first, so the parent's pin survives the child's and its own writes", () => {
+    const system = new System({ ram: "16MiB" });
+    const parent = system.spawn();
+    const addr = parent.mmap(4096);
+    parent.writeU32(addr, 7);
+    const child = parent.fork();
+    const shared = pteFrame(system.kernel.pt.read(parent.mm.root, addr / 4096));
+    expect(pteFrame(system.kernel.pt.read(child.mm.root, addr / 4096))).toBe(shared);
+    const [pinned] = parent.pinPages(addr, 1, false);
+    // The parent now maps (and pins) a page of its own, still read-only; the child keeps the old one.
+    expect(pinned).not.toBe(shared);
+    expect(pteFrame(system.kernel.pt.read(parent.mm.root, addr / 4096))).toBe(pinned);
+    expect(pteWrite(system.kernel.pt.read(parent.mm.root, addr / 4096))).toBe(false);
+    expect(system.kernel.pages.has(pinned!, PG_anon_exclusive)).toBe(true);
+    // Writes on either side leave the pinned page as the parent's: the pin sees the parent's data.
+    parent.writeU32(addr, 8);
+    child.writeU32(addr, 9);
+    expect(pteFrame(system.kernel.pt.read(parent.mm.root, addr / 4096))).toBe(pinned);
+    expect(system.kernel.store.word(pinned!)).toBe(8);
+    expect(child.readU32(addr)).toBe(9);
+    parent.unpinPages([pinned!]);
     expect(system.checkInvariants()).toEqual([]);
   });
 });
