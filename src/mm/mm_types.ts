@@ -129,6 +129,8 @@ export class MmStruct {
   /** VMAs sorted by start, non-overlapping. */
   vmas: Vma[] = [];
   readonly notifiers: MmuIntervalNotifier[] = [];
+  /** Subscriptions inserted during an invalidation, linked when the last one ends (deferred_list). */
+  readonly deferredNotifiers: MmuIntervalNotifier[] = [];
   /** Resident pages counted per kind, like MM_ANONPAGES and MM_FILEPAGES. */
   rssAnon = 0;
   rssFile = 0;

@@ -74,15 +74,19 @@ export function mmuIntervalNotifierInsert(
 ): MmuIntervalNotifier {
   assert(end > start, "notifier range is empty", () => `${start}..${end}`);
   const sub = new MmuIntervalNotifier(mm, start, end, ops);
-  // A new subscription starts out "valid now": its sequence is the mm's current one.
+  // Its sequence is the mm's current one. During an invalidation that is odd, so read_begin waits for
+  // the invalidation to end; and the subscription is linked only then (the kernel's deferred_list), so
+  // the invalidations already under way do not call it.
   sub.invalidateSeq = mm.notifierSeq;
-  mm.notifiers.push(sub);
+  if (mm.activeInvalidations > 0) mm.deferredNotifiers.push(sub);
+  else mm.notifiers.push(sub);
   return sub;
 }
 
 /** mmu_interval_notifier_remove. */
 export function mmuIntervalNotifierRemove(sub: MmuIntervalNotifier): void {
-  const list = sub.mm.notifiers;
+  const mm = sub.mm;
+  const list = mm.notifiers.includes(sub) ? mm.notifiers : mm.deferredNotifiers;
   const index = list.indexOf(sub);
   assert(index >= 0, "removing a notifier that is not registered");
   list.splice(index, 1);
@@ -135,6 +139,8 @@ export function mmuNotifierInvalidateRangeEnd(k: Kernel, range: MmuNotifierRange
   assert(mm.activeInvalidations > 0, "range_end without range_start");
   if (--mm.activeInvalidations === 0) {
     mm.notifierSeq++;
+    // Bounded by the subscriptions inserted during the invalidation.
+    for (const sub of mm.deferredNotifiers.splice(0)) mm.notifiers.push(sub);
     mm.notifierWaiters.wakeAll(k.sched);
   }
 }

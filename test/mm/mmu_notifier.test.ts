@@ -214,3 +214,53 @@ describe("read_begin and read_retry", () => {
     expect(mmuIntervalReadRetry(sub, seqSeen)).toBe(false);
   });
 });
+
+describe("a notifier inserted during an invalidation", () => {
+  it("is not called by the invalidations under way, and its read_begin waits for them to end", () => {
+    const system = smallSystem();
+    const proc = system.spawn();
+    mapFixed(proc, BASE, 2);
+    const k = system.kernel;
+    const vma = proc.mm.vmas[0]!;
+    const box: { late: { sub: MmuIntervalNotifier; heard: Heard[] } | null } = { late: null };
+    const log: string[] = [];
+    k.sched.setChooser((runnable, i) => i % runnable.length);
+    k.sched.spawn(
+      "invalidator",
+      (function* (): Kfn<void> {
+        const outer = notifierRange(proc.mm, vma, vma.start, vma.end, MMU_NOTIFY_CLEAR);
+        yield* mmuNotifierInvalidateRangeStart(k, outer);
+        box.late = listen(proc, BASE, 2);
+        // A nested invalidation in the same window: the deferred subscription must not hear it.
+        const inner = notifierRange(proc.mm, vma, vma.start, vma.start + 1, MMU_NOTIFY_CLEAR);
+        yield* mmuNotifierInvalidateRangeStart(k, inner);
+        mmuNotifierInvalidateRangeEnd(k, inner);
+        for (let i = 0; i < 4; i++) yield PREEMPT;
+        log.push("end");
+        mmuNotifierInvalidateRangeEnd(k, outer);
+      })(),
+    );
+    k.sched.spawn(
+      "reader",
+      (function* (): Kfn<void> {
+        while (box.late === null) yield PREEMPT;
+        yield* mmuIntervalReadBegin(k, box.late.sub);
+        log.push("read_begin returned");
+      })(),
+    );
+    k.sched.runAll();
+    expect(log).toEqual(["end", "read_begin returned"]);
+    expect(box.late!.heard).toEqual([]);
+    // Linked once the invalidations ended: the next change reaches it.
+    inThread(
+      system,
+      (function* (): Kfn<void> {
+        const range = notifierRange(proc.mm, vma, vma.start, vma.end, MMU_NOTIFY_CLEAR);
+        yield* mmuNotifierInvalidateRangeStart(k, range);
+        mmuNotifierInvalidateRangeEnd(k, range);
+      })(),
+    );
+    expect(box.late!.heard.map((h) => h.event)).toEqual(["CLEAR"]);
+    mmuIntervalNotifierRemove(box.late!.sub);
+  });
+});
