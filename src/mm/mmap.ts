@@ -250,10 +250,9 @@ export function* sysMprotect(
     for (const vma of isolateRange(mm, start, end)) {
       const old = vma.flags;
       vma.flags = (old & ~VM_ACCESS_FLAGS) | newFlags;
-      const lostWrite = (old & VM_WRITE) !== 0 && (newFlags & VM_WRITE) === 0;
+      // mprotect_fixup runs change_protection whenever the flags change.
       const noAccess = (newFlags & (VM_READ | VM_WRITE | VM_EXEC)) === 0;
-      const hadNoAccess = (old & (VM_READ | VM_WRITE | VM_EXEC)) === 0;
-      if (lostWrite || noAccess || hadNoAccess) yield* changeProtection(k, vma, noAccess);
+      if (vma.flags !== old) yield* changeProtection(k, vma, noAccess);
     }
     return 0;
   } finally {
@@ -264,7 +263,7 @@ export function* sysMprotect(
 /**
  * change_protection over a whole VMA whose flags have just changed: PTEs lose write access the VMA no
  * longer grants, PROT_NONE PTEs become inaccessible (and accessible again when access returns), and
- * writable device-private and migration entries become read-only.
+ * writable device-private and migration entries become read-only whatever the new protection.
  */
 function* changeProtection(k: Kernel, vma: Vma, noAccess: boolean): Kfn<void> {
   const mm = vma.mm;
@@ -290,9 +289,11 @@ function* changeProtection(k: Kernel, vma: Vma, noAccess: boolean): Kfn<void> {
             noAccess ? _PAGE_PROTNONE : 0,
             clear | (noAccess ? _PAGE_RW : 0),
           );
-        } else if (!writable && isWritableDevicePrivateEntry(pte)) {
+        } else if (isWritableDevicePrivateEntry(pte)) {
+          // change_pte_range downgrades writable swap-type entries whatever the new protection: a
+          // protection check is hard there, so it stays safe and lets the next write fault decide.
           k.pt.entries[slot] = makeDevicePrivateEntry(pteFrame(pte), false);
-        } else if (!writable && isWritableMigrationEntry(pte)) {
+        } else if (isWritableMigrationEntry(pte)) {
           k.pt.entries[slot] = makeMigrationEntry(pteFrame(pte), false);
         }
       }

@@ -1,9 +1,13 @@
 /** Behaviours a review found wrong, pinned down: each test failed before its fix. */
 import { describe, expect, it } from "vitest";
-import { HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL } from "../../src/drivers/dmirror.js";
+import {
+  HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL,
+  HMM_DMIRROR_PROT_READ,
+  HMM_DMIRROR_PROT_WRITE,
+} from "../../src/drivers/dmirror.js";
 import { type MigrateVmaArgs, migrateVmaFinalize, migrateVmaSetup } from "../../src/mm/migrate_device.js";
 import { MIGRATE_VMA_SELECT_DEVICE_PRIVATE } from "../../src/mm/migrate_pfn.js";
-import { PROT_NONE } from "../../src/mm/mmap.js";
+import { PROT_EXEC, PROT_NONE, PROT_READ, PROT_WRITE } from "../../src/mm/mmap.js";
 import { ptePresent, pteProtNone } from "../../src/mm/pgtable.js";
 import { SignalError } from "../../src/process.js";
 import { P, PROTOCOLS, pteAt, setup } from "./helpers.js";
@@ -37,6 +41,23 @@ describe.each(PROTOCOLS)("[%s]", (protocol) => {
     expect(fd.snapshot(addr, 1)[0]! & 0xf0).toBe(HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL);
     // The flag was used once; the next touch brings the page home intact.
     expect(proc.checkPages(addr, 1, 22)).toEqual([]);
+    expect(system.checkInvariants()).toEqual([]);
+  });
+});
+
+describe.each(PROTOCOLS)("mprotect [%s]", (protocol) => {
+  it("makes writable device-private entries read-only whatever the new protection", () => {
+    const { system, proc, fd } = setup(protocol);
+    const addr = proc.mmap(P);
+    proc.fillPages(addr, 1, 24);
+    expect(fd.migrateToDevice(addr, 1).cpages).toBe(1);
+    expect(fd.snapshot(addr, 1)[0]).toBe(HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL | HMM_DMIRROR_PROT_WRITE);
+    // Adding PROT_EXEC takes no access away, but change_pte_range downgrades the entry all the same.
+    proc.mprotect(addr, P, PROT_READ | PROT_WRITE | PROT_EXEC);
+    expect(fd.snapshot(addr, 1)[0]).toBe(HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL | HMM_DMIRROR_PROT_READ);
+    // A CPU write still succeeds: it faults the page back and then write-faults it.
+    proc.fillPages(addr, 1, 25);
+    expect(proc.checkPages(addr, 1, 25)).toEqual([]);
     expect(system.checkInvariants()).toEqual([]);
   });
 });
