@@ -71,15 +71,6 @@ function failNotHolder(k: Kernel, pfn: number): never {
 }
 
 /**
- * Hands a page lock to another thread: a destination page locked by one thread and unlocked by
- * another. The kernel has no owner to transfer; the model records one for its reports.
- */
-export function transferPageLock(k: Kernel, pfn: number, toThreadId: number): void {
-  assertPage(k.pages.has(pfn, PG_locked), "transferring an unlocked page lock", k.pages, pfn);
-  k.pages.lockHolder[pfn] = toThreadId;
-}
-
-/**
  * wait_on_page_locked (folio_wait_locked): sleeps until the page is unlocked, without taking the lock.
  * The caller must hold a reference or otherwise keep the page from being freed.
  */

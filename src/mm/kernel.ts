@@ -25,8 +25,6 @@ export interface KernelOptions {
   protocol: ProtocolVersion;
   cpus?: number;
   scheduler?: SchedulerOptions;
-  /** Frames reserved above RAM for device memory ranges added later. */
-  devicePagesReserve?: number;
 }
 
 /** Something that takes back a free ZONE_DEVICE page (memremap.ts registers the pagemaps). */
@@ -72,7 +70,7 @@ export class Kernel {
       () => String(options.ramPages),
     );
     this.sched = new Scheduler({ cpus: options.cpus ?? 2, ...options.scheduler });
-    const capacity = options.ramPages + (options.devicePagesReserve ?? 0);
+    const capacity = options.ramPages;
     this.pages = new PageArrays(capacity);
     this.store = createPageStore(options.store, capacity);
     this.ram = new PageAllocator(this.pages, options.ramPages);

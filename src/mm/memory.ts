@@ -92,7 +92,7 @@ export interface FaultContext {
 }
 
 /** Takes the PTE table lock, offering a scheduling point only when another thread could run. */
-function* ptlLock(k: Kernel, table: number): Kfn<void> {
+export function* ptlLock(k: Kernel, table: number): Kfn<void> {
   if (k.sched.contended || !k.ptl.tryLock(table)) yield* k.ptl.lock(table);
 }
 

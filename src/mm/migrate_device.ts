@@ -16,8 +16,7 @@ import { EINVAL } from "../base/errno.js";
 import { PAGE_SIZE } from "../base/units.js";
 import type { Kfn } from "../sched/thread.js";
 import { lockPage, trylockPage, unlockPage } from "./filemap.js";
-import type { Kernel } from "./kernel.js";
-import { type FaultContext, GUP_PIN_COUNTING_BIAS } from "./memory.js";
+import { type FaultContext, GUP_PIN_COUNTING_BIAS, ptlLock } from "./memory.js";
 import { isDevicePrivatePage, MEMORY_DEVICE_PRIVATE } from "./memremap.js";
 import { migratePageNoCopy } from "./migrate.js";
 import {
@@ -92,10 +91,6 @@ export interface MigrateVma {
 export interface MigrateContext extends FaultContext {
   readonly migrate: MigrateSwitches;
   readonly layout: MigratePfnLayout;
-}
-
-function* ptlLock(k: Kernel, table: number): Kfn<void> {
-  if (k.sched.contended || !k.ptl.tryLock(table)) yield* k.ptl.lock(table);
 }
 
 /** migrate_vma_collect_hole (and collect_skip when empty entries are not selected here). */

@@ -81,11 +81,6 @@ export function migratePfnToPfn(layout: MigratePfnLayout, mpfn: number): number 
   return Math.floor(mpfn * layout.SCALE_INVERSE);
 }
 
-/** The flag bits of a word (below SHIFT). */
-export function migratePfnFlags(layout: MigratePfnLayout, mpfn: number): number {
-  return mpfn % layout.SCALE;
-}
-
 export function hasFlag(mpfn: number, flag: number): boolean {
   return flag !== 0 && (mpfn & flag) !== 0;
 }

@@ -105,21 +105,16 @@ export function pageMapped(k: Kernel, pfn: number): boolean {
  */
 export function rmapTargets(k: Kernel, pfn: number): { vma: Vma; vpn: number }[] {
   const targets: { vma: Vma; vpn: number }[] = [];
-  forEachRmapTarget(k, pfn, (vma, vpn) => targets.push({ vma, vpn }));
-  return targets;
-}
-
-/** rmap_walk without building a list: calls visit(vma, vpn) for each place the page could be mapped. */
-export function forEachRmapTarget(k: Kernel, pfn: number, visit: (vma: Vma, vpn: number) => void): void {
   const mapping = k.mappingOf(pfn);
-  if (mapping === null) return;
+  if (mapping === null) return targets;
   const index = k.pages.index[pfn]!;
-  const vmas = "pages" in mapping ? mapping.mmaps : mapping.vmas;
+  const vmas = mapping instanceof AnonVma ? mapping.vmas : mapping.mmaps;
   for (const vma of vmas) {
     if (vma.mm.exited) continue;
     const vpn = vma.vpnOfIndex(index);
-    if (vpn >= 0) visit(vma, vpn);
+    if (vpn >= 0) targets.push({ vma, vpn });
   }
+  return targets;
 }
 
 /**
