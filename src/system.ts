@@ -40,6 +40,11 @@ export interface SystemOptions {
   migrateSwitches?: Partial<Omit<MigrateSwitches, "protocol">>;
   /** Single fault-path switches to override (see mm/memory.ts FaultPathSwitches). */
   faultSwitches?: Partial<FaultPathSwitches>;
+  /**
+   * false turns off the migration core's shortcuts for the common case (default true). They change
+   * speed, never the resulting state: a test or a doubtful user can compare.
+   */
+  fastPaths?: boolean;
 }
 
 /** Fault-path behaviour of each protocol version (see mm/memory.ts FaultPathSwitches). */
@@ -99,6 +104,7 @@ export class System {
       protocol: this.protocol,
       cpus: options.cpus ?? 2,
       scheduler: options.chooser === undefined ? {} : { chooser: options.chooser },
+      fastPaths: options.fastPaths ?? true,
     });
     this.pagemaps = new Pagemaps(this.kernel);
     this.faultContext = {

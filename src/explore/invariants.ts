@@ -113,9 +113,14 @@ export function checkInvariants(system: System): string[] {
     }
   }
 
-  // 3. Locks: a locked page has a live holder.
+  // 3. Locks: a locked page has a live holder, and only a locked page has a holder (unlock_page trusts
+  // the holder alone).
   for (let pfn = 0; pfn < pfnEnd; pfn++) {
-    if ((pages.flags[pfn]! & PG_locked) === 0) continue;
+    if ((pages.flags[pfn]! & PG_locked) === 0) {
+      if (pages.lockHolder[pfn] !== 0)
+        report(`pfn ${pfn}: unlocked but has lock holder ${pages.lockHolder[pfn]}`);
+      continue;
+    }
     const holder = k.threadById(pages.lockHolder[pfn]!);
     if (holder === null) report(`pfn ${pfn}: locked but no running thread holds it`);
   }

@@ -54,16 +54,17 @@ export function* lockPage(k: Kernel, pfn: number): Kfn<void> {
 /** unlock_page: clears PG_locked and wakes the page's waiters. */
 export function unlockPage(k: Kernel, pfn: number): void {
   const pages = k.pages;
-  assertPage(pages.has(pfn, PG_locked), "unlock_page of an unlocked page", pages, pfn);
-  if (pages.lockHolder[pfn] !== k.sched.current().id) failNotHolder(k, pfn);
+  // One test for both misuses (the holder is 0 when the page is unlocked); the reports are out of line.
+  if (pages.lockHolder[pfn] !== k.sched.current().id) failUnlock(k, pfn);
   pages.clear(pfn, PG_locked);
   pages.lockHolder[pfn] = 0;
   if (k.pageWaiters.hasWaiters(pfn)) k.pageWaiters.wakeAll(pfn, k.sched);
 }
 
-/** unlock_page's second assertion, out of line so that the hot path makes no closure. */
-function failNotHolder(k: Kernel, pfn: number): never {
+/** unlock_page's assertions, out of line so that the hot path makes no closure and stays small. */
+function failUnlock(k: Kernel, pfn: number): never {
   const pages = k.pages;
+  assertPage(pages.has(pfn, PG_locked), "unlock_page of an unlocked page", pages, pfn);
   fail(
     "unlock_page by a thread that does not hold it",
     () => `${pages.describe(pfn)} holder ${pages.lockHolder[pfn]} current ${k.sched.current().id}`,

@@ -8,7 +8,7 @@ import { KeyedWaitQueues, LockTable, RwSem } from "../sched/locks.js";
 import { Scheduler, type SchedulerOptions } from "../sched/scheduler.js";
 import type { Thread } from "../sched/thread.js";
 import { AddressSpace, AnonVma, type Mapping, MmStruct } from "./mm_types.js";
-import { PageArrays, PG_lru } from "./page.js";
+import { PageArrays, type PageFreer, PG_lru } from "./page.js";
 import { PageAllocator } from "./page_alloc.js";
 import { createPageStore, type PageStore, type StoreKind } from "./page_store.js";
 import { PageTables } from "./pgtable.js";
@@ -25,6 +25,8 @@ export interface KernelOptions {
   protocol: ProtocolVersion;
   cpus?: number;
   scheduler?: SchedulerOptions;
+  /** See Kernel.fastPaths (default true). */
+  fastPaths?: boolean;
 }
 
 /** Something that takes back a free ZONE_DEVICE page (memremap.ts registers the pagemaps). */
@@ -32,7 +34,7 @@ export interface DevicePageFreer {
   freeDevicePage(pfn: number): void;
 }
 
-export class Kernel {
+export class Kernel implements PageFreer {
   readonly sched: Scheduler;
   readonly pages: PageArrays;
   readonly store: PageStore;
@@ -44,6 +46,13 @@ export class Kernel {
   readonly pageWaiters = new KeyedWaitQueues();
   readonly lru: LruState;
   readonly protocol: ProtocolVersion;
+  /**
+   * Whether the migration core may take its shortcuts for the common case: the common entry of collect
+   * without the case analysis, and finalize without scheduling points while no other thread runs. They
+   * change speed, never the resulting state; false runs everything through the general code, which the
+   * tests compare them against.
+   */
+  readonly fastPaths: boolean;
   readonly mms = new Map<number, MmStruct>();
   private readonly mappingById: (Mapping | undefined)[] = [undefined];
   private nextMmId = 1;
@@ -77,14 +86,13 @@ export class Kernel {
     this.ptl = new LockTable(this.sched, "page-table lock of PTE table");
     this.lru = new LruState(this.sched.cpus);
     this.protocol = options.protocol;
+    this.fastPaths = options.fastPaths ?? true;
     this.nextDevicePfn = Math.ceil(options.ramPages / 512) * 512;
-    this.pages.freer = {
-      freePage: (pfn) => this.freePage(pfn),
-    };
+    this.pages.freer = this;
   }
 
   /** The last reference went: RAM returns to the allocator, device memory to its pagemap. */
-  private freePage(pfn: number): void {
+  freePage(pfn: number): void {
     if (this.pages.has(pfn, PG_lru)) lruDel(this, pfn);
     if (this.pages.isZoneDevice(pfn)) {
       assertAbout(this.devicePageFreer !== null, "device page freed with no pagemap registered", String, pfn);

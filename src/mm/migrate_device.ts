@@ -39,7 +39,7 @@ import {
   mmuNotifierInvalidateRangeStart,
   notifierRange,
 } from "./mmu_notifier.js";
-import { PG_anon_exclusive, PG_dirty, PG_lru } from "./page.js";
+import { assertPage, type PageArrays, PG_anon_exclusive, PG_dirty, PG_locked, PG_lru } from "./page.js";
 import { ZERO_PFN } from "./page_alloc.js";
 import { walkPageRange } from "./pagewalk.js";
 import {
@@ -112,7 +112,119 @@ function collectHole(
   return 0;
 }
 
-/** migrate_vma_collect_pmd: one PTE table's worth of the range, under its lock. */
+/**
+ * One entry of migrate_vma_collect_pmd, every case: returns the entry's migrate PFN word (0 when it is
+ * not collected) after taking what the version takes (reference, lock, migration entry), and counts it
+ * in m.cpages.
+ */
+function collectEntry(ctx: MigrateContext, m: MigrateVma, slot: number, vma: Vma): number {
+  const k = ctx.k;
+  const sw = ctx.migrate;
+  const L = ctx.layout;
+  const pages = k.pages;
+  const entries = k.pt.entries;
+  const pte = entries[slot]!;
+  // pte_none is selected like a hole; the zero page only when system memory is selected too.
+  const emptyOk = sw.allocOnEmpty && (!sw.emptyOnlyInAnonymous || vma.isAnonymous);
+  const selectSystem = !sw.selectByFlags || (m.flags & MIGRATE_VMA_SELECT_SYSTEM) !== 0;
+  let mpfn = 0;
+  let pfn = -1;
+  if (pte === 0) {
+    if (emptyOk) {
+      m.cpages++;
+      return L.MIGRATE;
+    }
+    return 0;
+  }
+  if (!ptePresent(pte)) {
+    const candidate = pteFrame(pte);
+    const wanted =
+      sw.collectDevicePrivate &&
+      isDevicePrivateEntry(pte) &&
+      (!sw.selectByFlags ||
+        ((m.flags & MIGRATE_VMA_SELECT_DEVICE_PRIVATE) !== 0 &&
+          ctx.pagemaps.of(candidate).owner === m.pgmapOwner));
+    if (wanted) {
+      pfn = candidate;
+      mpfn = migratePfn(L, pfn) + L.MIGRATE + L.DEVICE + (isWritableDevicePrivateEntry(pte) ? L.WRITE : 0);
+    }
+  } else if (pteSpecial(pte)) {
+    // The zero page is an empty entry to 4.14 and later; vm_normal_page gives the seed no page.
+    if (pteFrame(pte) === ZERO_PFN && emptyOk && selectSystem) {
+      m.cpages++;
+      return L.MIGRATE;
+    }
+    return 0;
+  } else {
+    const candidate = pteFrame(pte);
+    // hmmsim has no device-coherent memory, so a present page is always system memory.
+    assertPage(!pages.isZoneDevice(candidate), "a present PTE maps a ZONE_DEVICE page", pages, candidate);
+    if (selectSystem) {
+      pfn = candidate;
+      mpfn = migratePfn(L, pfn) + L.MIGRATE + (pteWrite(pte) ? L.WRITE : 0);
+    }
+  }
+  // No struct page mapping (page->mapping NULL) means nothing migrate_vma can move.
+  if (pfn < 0 || pages.mapping[pfn] === 0) return 0;
+  if (sw.skipMaybePinnedExclusive && maybePinnedExclusive(pages, pfn)) {
+    // folio_try_share_anon_rmap_pte fails for a possibly pinned exclusive page: leave it.
+    return 0;
+  }
+  // The collect reference: it "freezes" the PTE until the page is locked and unmapped.
+  pages.get(pfn);
+  if (!sw.collectOnlyLocked) m.cpages++;
+  const locked = sw.unmapWhileCollecting && (pfn === m.faultPage || trylockPage(k, pfn));
+  if (locked) {
+    mpfn = setFlag(mpfn, L.LOCKED);
+    if (sw.collectOnlyLocked) m.cpages++;
+    const present = ptePresent(pte);
+    const copyDirty = sw.collectCopiesDirty;
+    if (copyDirty && pteDirty(pte)) pages.set(pfn, PG_dirty);
+    const write = sw.writeFromMpfn ? hasFlag(mpfn, L.WRITE) : present && pteWrite(pte);
+    entries[slot] = makeMigrationEntry(
+      pfn,
+      write,
+      copyDirty && present && pteYoung(pte),
+      copyDirty && present && pteDirty(pte),
+    );
+    pageRemoveRmap(k, pfn, vma);
+    pages.putStructural(pfn);
+  } else if (sw.collectOnlyLocked) {
+    pages.put(pfn);
+    mpfn = 0;
+  }
+  return mpfn;
+}
+
+/** An exclusive anonymous page whose references look like a GUP pin (folio_maybe_dma_pinned). */
+function maybePinnedExclusive(pages: PageArrays, pfn: number): boolean {
+  return pages.has(pfn, PG_anon_exclusive) && pages.refcount[pfn]! >= GUP_PIN_COUNTING_BIAS;
+}
+
+/**
+ * Whether the version collects as 5.16 and later do (only pages it can lock, each unmapped on the
+ * spot with its dirty and young bits, the write bit from the mpfn, dst cleared): the versions whose
+ * common entry collectPmd takes without collectEntry's case analysis.
+ */
+function collectsLockedOnly(ctx: MigrateContext): boolean {
+  const sw = ctx.migrate;
+  return (
+    sw.unmapWhileCollecting &&
+    sw.collectOnlyLocked &&
+    sw.collectCopiesDirty &&
+    sw.writeFromMpfn &&
+    sw.protocol !== "seed" &&
+    ctx.layout.LOCKED === 0
+  );
+}
+
+/**
+ * migrate_vma_collect_pmd: one PTE table's worth of the range, under its lock. With the kernel's fast
+ * paths on, the common entry of today's versions, a present anonymous page that is not pinned and can
+ * be locked, is taken here with the same steps as collectEntry in the same order; every other entry,
+ * and every entry of the older versions, goes through collectEntry. The property test
+ * fast-paths.property.test.ts holds the two to the same result.
+ */
 function* collectPmd(
   ctx: MigrateContext,
   m: MigrateVma,
@@ -122,116 +234,65 @@ function* collectPmd(
   vma: Vma,
 ): Kfn<number> {
   const k = ctx.k;
-  const sw = ctx.migrate;
+  yield* ptlLock(k, table);
+  collectPmdLocked(ctx, m, table, start, end, vma);
+  k.ptl.unlock(table);
+  return 0;
+}
+
+function collectPmdLocked(
+  ctx: MigrateContext,
+  m: MigrateVma,
+  table: number,
+  start: number,
+  end: number,
+  vma: Vma,
+): void {
+  const k = ctx.k;
   const L = ctx.layout;
   const pages = k.pages;
-  // pte_none is selected like a hole; the zero page only when system memory is selected too.
-  const emptyOk = sw.allocOnEmpty && (!sw.emptyOnlyInAnonymous || vma.isAnonymous);
-  const selectSystem = !sw.selectByFlags || (m.flags & MIGRATE_VMA_SELECT_SYSTEM) !== 0;
-  const zeroOk = emptyOk && selectSystem;
-  // Loop invariants, read once per table: the version's switches and the walk's arrays and counters.
-  const selectDevice = sw.collectDevicePrivate;
-  const skipPinned = sw.skipMaybePinnedExclusive;
-  const onlyLocked = sw.collectOnlyLocked;
-  const unmapNow = sw.unmapWhileCollecting;
-  const copyDirty = sw.collectCopiesDirty;
-  const writeFromMpfn = sw.writeFromMpfn;
   // The seed's collect_pmd leaves dst alone (only collect_hole clears it); 4.14 clears both.
-  const clearDst = sw.protocol !== "seed";
+  const clearDst = ctx.migrate.protocol !== "seed";
+  const quick =
+    k.fastPaths &&
+    collectsLockedOnly(ctx) &&
+    (!ctx.migrate.selectByFlags || (m.flags & MIGRATE_VMA_SELECT_SYSTEM) !== 0);
   const faultPage = m.faultPage;
   const src = m.src;
   const dst = m.dst;
-  yield* ptlLock(k, table);
   // Nothing in the loop adds page tables, so the PTE pool stays the same array.
   const entries = k.pt.entries;
-  // The walk's counters, kept in locals and stored back after the loop (nothing in it reads them).
   let n = m.npages;
-  let cpages = m.cpages;
-  for (let vpn = start; vpn < end; vpn++) {
+  assert(n + (end - start) <= src.length, "collect overran src", () => `${n} + ${end - start}`);
+  for (let vpn = start; vpn < end; vpn++, n++) {
     const slot = PageTables.slot(table, vpn);
     const pte = entries[slot]!;
-    let mpfn = 0;
-    let pfn = -1;
-    if (pte === 0) {
-      if (emptyOk) {
-        mpfn = L.MIGRATE;
-        cpages++;
-      }
-    } else if (!ptePresent(pte)) {
-      const candidate = pteFrame(pte);
-      const wanted =
-        selectDevice &&
-        isDevicePrivateEntry(pte) &&
-        (!sw.selectByFlags ||
-          ((m.flags & MIGRATE_VMA_SELECT_DEVICE_PRIVATE) !== 0 &&
-            ctx.pagemaps.of(candidate).owner === m.pgmapOwner));
-      if (wanted) {
-        pfn = candidate;
-        mpfn = migratePfn(L, pfn) + L.MIGRATE + L.DEVICE + (isWritableDevicePrivateEntry(pte) ? L.WRITE : 0);
-      }
-    } else if (pteSpecial(pte) && pteFrame(pte) === ZERO_PFN) {
-      // The zero page is an empty entry to 4.14 and later; vm_normal_page gives the seed no page.
-      if (zeroOk) {
-        mpfn = L.MIGRATE;
-        cpages++;
-      }
-    } else if (!pteSpecial(pte)) {
-      const candidate = pteFrame(pte);
-      // hmmsim has no device-coherent memory, so a present page is always system memory.
-      assert(!pages.isZoneDevice(candidate), "a present PTE maps a ZONE_DEVICE page", () =>
-        pages.describe(candidate),
-      );
-      if (selectSystem) {
-        pfn = candidate;
-        mpfn = migratePfn(L, pfn) + L.MIGRATE + (pteWrite(pte) ? L.WRITE : 0);
-      }
-    }
-    // No struct page mapping (page->mapping NULL) means nothing migrate_vma can move.
-    if (pfn >= 0 && pages.mapping[pfn] === 0) {
-      pfn = -1;
-      mpfn = 0;
-    }
-    if (
-      pfn >= 0 &&
-      skipPinned &&
-      pages.has(pfn, PG_anon_exclusive) &&
-      pages.refcount[pfn]! >= GUP_PIN_COUNTING_BIAS
-    ) {
-      // folio_try_share_anon_rmap_pte fails for a possibly pinned exclusive page: leave it.
-      pfn = -1;
-      mpfn = 0;
-    }
-    if (pfn >= 0) {
-      // The collect reference: it "freezes" the PTE until the page is locked and unmapped.
-      pages.get(pfn);
-      if (!onlyLocked) cpages++;
-      const locked = unmapNow && (pfn === faultPage || trylockPage(k, pfn));
-      if (locked) {
-        mpfn = setFlag(mpfn, L.LOCKED);
-        if (onlyLocked) cpages++;
-        const present = ptePresent(pte);
-        if (copyDirty && pteDirty(pte)) pages.set(pfn, PG_dirty);
-        const write = writeFromMpfn ? hasFlag(mpfn, L.WRITE) : present && pteWrite(pte);
-        entries[slot] = makeMigrationEntry(
-          pfn,
-          write,
-          copyDirty && present && pteYoung(pte),
-          copyDirty && present && pteDirty(pte),
-        );
+    if (clearDst) dst[n] = 0;
+    if (quick && ptePresent(pte) && !pteSpecial(pte)) {
+      const pfn = pteFrame(pte);
+      if (
+        pfn !== faultPage &&
+        pages.isAnon(pfn) &&
+        pages.mapping[pfn] !== 0 &&
+        !pages.isZoneDevice(pfn) &&
+        !pages.has(pfn, PG_locked) &&
+        !maybePinnedExclusive(pages, pfn)
+      ) {
+        pages.get(pfn);
+        trylockPage(k, pfn);
+        if (pteDirty(pte)) pages.set(pfn, PG_dirty);
+        const write = pteWrite(pte);
+        entries[slot] = makeMigrationEntry(pfn, write, pteYoung(pte), pteDirty(pte));
         pageRemoveRmap(k, pfn, vma);
         pages.putStructural(pfn);
-      } else if (onlyLocked) {
-        pages.put(pfn);
-        mpfn = 0;
+        m.cpages++;
+        src[n] = migratePfn(L, pfn) + L.MIGRATE + (write ? L.WRITE : 0);
+        continue;
       }
     }
-    if (clearDst) dst[n] = 0;
-    src[n++] = mpfn;
+    src[n] = collectEntry(ctx, m, slot, vma);
   }
   m.npages = n;
-  m.cpages = cpages;
-  k.ptl.unlock(table);
-  return 0;
 }
 
 /** migrate_vma_collect: the walk, bracketed by the version's invalidation. */
@@ -614,8 +675,8 @@ function finalizeEntryEnd(ctx: MigrateContext, pfn: number, newPfn: number, faul
 }
 
 /**
- * Finalize entries from `from` on for a thread that runs alone: the same steps as the generator below
- * without scheduling points, with consecutive remaps in one PTE table under one PTL acquisition. Stops
+ * Finalize entries from `from` on for a thread that runs alone (a fast path, see Kernel.fastPaths): the
+ * same steps as the generator below without scheduling points, with consecutive remaps in one PTE table under one PTL acquisition. Stops
  * where another thread is alive; returns the next entry and adds the entries finalized to `counted`.
  */
 function finalizeNow(
@@ -660,7 +721,7 @@ export function* migrateVmaFinalizeCore(
   const cpu = k.sched.current().cpu;
   const counted = { finalized: 0 };
   for (let i = 0; i < npages; i++) {
-    if (!k.sched.contended) {
+    if (k.fastPaths && !k.sched.contended) {
       i = finalizeNow(ctx, src, dst, i, npages, faultPage, cpu, counted);
       if (i >= npages) break;
     }

@@ -36,6 +36,16 @@ export const SWP_DEVICE_WRITE = 4;
 export const SWP_DEVICE_EXCLUSIVE = 5;
 export const SWP_MIGRATION_READ_EXCLUSIVE = 6;
 
+/**
+ * Whether a number can be the frame of an entry: an integer from 0 to 2^43 - 1, so that frame * 1024 +
+ * bits stays an exact double. Math.floor rather than Number.isSafeInteger, which the JIT does not
+ * inline: every entry made passes through here.
+ */
+function isFrame(frame: number): boolean {
+  return frame >= 0 && frame < MAX_FRAMES && Math.floor(frame) === frame;
+}
+const MAX_FRAMES = 2 ** 43;
+
 /** pte_none. */
 export function pteNone(pte: number): boolean {
   return pte === 0;
@@ -76,7 +86,7 @@ export function pteProtNone(pte: number): boolean {
 
 /** pfn_pte: a present entry for `pfn` with the given bits (present is added). */
 export function mkPte(pfn: number, bits: number): number {
-  assertAbout(pfn >= 0 && Number.isSafeInteger(pfn), "pte pfn out of range", String, pfn);
+  assertAbout(isFrame(pfn), "pte pfn out of range", String, pfn);
   return pfn * BITS_SCALE + (bits | _PAGE_PRESENT);
 }
 
@@ -98,13 +108,16 @@ export function swapType(pte: number): number {
 /** A swap-type entry; `young`/`dirty` carry the old PTE's bits (migration entries since 6.1). */
 export function mkSwapPte(type: number, offset: number, young = false, dirty = false): number {
   assertAbout(type >= 1 && type <= 6, "bad swap type", String, type);
-  assertAbout(offset >= 0 && Number.isSafeInteger(offset), "swap offset out of range", String, offset);
-  return (
-    offset * BITS_SCALE +
-    type * SWAP_TYPE_SHIFT_SCALE +
-    (young ? _PAGE_ACCESSED : 0) +
-    (dirty ? _PAGE_DIRTY : 0)
-  );
+  return swapEntry(type, offset, (young ? _PAGE_ACCESSED : 0) + (dirty ? _PAGE_DIRTY : 0));
+}
+
+/**
+ * The entry of a known type with its young/dirty bits: what mkSwapPte and the make*Entry helpers
+ * share. Small on purpose, so that the JIT inlines it into the loops that make an entry per page.
+ */
+function swapEntry(type: number, offset: number, bits: number): number {
+  assertAbout(isFrame(offset), "swap offset out of range", String, offset);
+  return offset * BITS_SCALE + type * SWAP_TYPE_SHIFT_SCALE + bits;
 }
 
 export function isMigrationEntry(pte: number): boolean {
@@ -132,11 +145,12 @@ export function isDeviceExclusiveEntry(pte: number): boolean {
 }
 
 export function makeMigrationEntry(pfn: number, write: boolean, young = false, dirty = false): number {
-  return mkSwapPte(write ? SWP_MIGRATION_WRITE : SWP_MIGRATION_READ, pfn, young, dirty);
+  const bits = (young ? _PAGE_ACCESSED : 0) + (dirty ? _PAGE_DIRTY : 0);
+  return swapEntry(write ? SWP_MIGRATION_WRITE : SWP_MIGRATION_READ, pfn, bits);
 }
 
 export function makeDevicePrivateEntry(pfn: number, write: boolean): number {
-  return mkSwapPte(write ? SWP_DEVICE_WRITE : SWP_DEVICE_READ, pfn);
+  return swapEntry(write ? SWP_DEVICE_WRITE : SWP_DEVICE_READ, pfn, 0);
 }
 
 /** Human-readable PTE, for traces and reports. */

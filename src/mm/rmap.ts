@@ -238,11 +238,16 @@ export function removeMigrationPtesNow(
       batch.soleVma = vma;
     }
   }
-  if (vma !== null) {
-    const vpn = vma.vpnOfIndex(pages.index[dst]!);
-    if (vpn >= 0) remapOneNow(k, src, dst, vma, vpn, batch);
+  if (vma === null) {
+    remapEveryTargetNow(k, src, dst, batch);
     return;
   }
+  const vpn = vma.vpnOfIndex(pages.index[dst]!);
+  if (vpn >= 0) remapOneNow(k, src, dst, vma, vpn, batch);
+}
+
+/** removeMigrationPtesNow's rmap walk, for a page that may be mapped in more than one VMA. */
+function remapEveryTargetNow(k: Kernel, src: number, dst: number, batch: PtlBatch | null): void {
   for (const target of rmapTargets(k, dst)) remapOneNow(k, src, dst, target.vma, target.vpn, batch);
 }
 
@@ -288,18 +293,21 @@ function remapMigrationEntry(k: Kernel, src: number, dst: number, vma: Vma, slot
   const write = isWritableMigrationEntry(pte) && (vma.flags & VM_WRITE) !== 0;
   pages.getStructural(dst);
   pageAddRmap(k, dst, vma);
-  if (pages.isZoneDevice(dst)) {
-    k.pt.entries[slot] = makeDevicePrivateEntry(dst, write);
-    return;
-  }
+  k.pt.entries[slot] = pages.isZoneDevice(dst)
+    ? makeDevicePrivateEntry(dst, write)
+    : presentPteFromMigration(k, pte, dst, vma, write);
+}
+
+/** The present PTE that replaces migration entry `pte` for a system-memory page. */
+function presentPteFromMigration(k: Kernel, pte: number, dst: number, vma: Vma, write: boolean): number {
   // Since 6.1 the entry carries the old PTE's young bit, and its dirty bit counts if the page is dirty
   // too; 4.14 and the seed made the PTE old and clean (pte_mkold(mk_pte(...))).
   let bits = write ? _PAGE_RW : 0;
   if (k.protocol === "modern") {
     if (pteYoung(pte)) bits |= _PAGE_ACCESSED;
-    if (pteDirty(pte) && pages.has(dst, PG_dirty)) bits |= _PAGE_DIRTY;
+    if (pteDirty(pte) && k.pages.has(dst, PG_dirty)) bits |= _PAGE_DIRTY;
   }
   // mk_pte(new, vma->vm_page_prot): a VMA without access gives an inaccessible PTE.
   if ((vma.flags & VM_ACCESS_FLAGS) === 0) bits |= _PAGE_PROTNONE;
-  k.pt.entries[slot] = mkPte(dst, bits);
+  return mkPte(dst, bits);
 }
