@@ -22,12 +22,17 @@ export function benchMemcpy(): MemcpyBaseline {
   dst.fill(1);
   const chunks = TOTAL_BYTES / PAGE_SIZE;
   progress(`memcpy: copying ${TOTAL_BYTES / 2 ** 30} GiB in 4 KiB chunks`);
-  const t0 = performance.now();
-  for (let c = 0; c < chunks; c++) {
-    const at = c * PAGE_SIZE;
-    dst.set(src.subarray(at, at + PAGE_SIZE), at);
+  // The median of three passes, as the migration benchmark reports the median of its warm runs.
+  const passes: number[] = [];
+  for (let pass = 0; pass < 3; pass++) {
+    const t0 = performance.now();
+    for (let c = 0; c < chunks; c++) {
+      const at = c * PAGE_SIZE;
+      dst.set(src.subarray(at, at + PAGE_SIZE), at);
+    }
+    passes.push((performance.now() - t0) / 1000);
   }
-  const seconds = (performance.now() - t0) / 1000;
+  const seconds = passes.sort((a, b) => a - b)[1]!;
   if (dst[PAGE_SIZE] !== src[PAGE_SIZE]) throw new Error("memcpy baseline copied nothing");
   const pagesPerSecond = TOTAL_BYTES / PAGE_SIZE / seconds;
   return {
