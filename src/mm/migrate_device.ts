@@ -240,6 +240,7 @@ function* collectPmd(
   return 0;
 }
 
+/** collectPmd's loop over the table's entries, with its lock held. */
 function collectPmdLocked(
   ctx: MigrateContext,
   m: MigrateVma,
