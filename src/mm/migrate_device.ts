@@ -16,6 +16,7 @@ import { EINVAL } from "../base/errno.js";
 import { PAGE_SIZE } from "../base/units.js";
 import type { Kfn } from "../sched/thread.js";
 import { lockPage, trylockPage, unlockPage } from "./filemap.js";
+import type { Kernel } from "./kernel.js";
 import { type FaultContext, GUP_PIN_COUNTING_BIAS, ptlLock } from "./memory.js";
 import { isDevicePrivatePage, MEMORY_DEVICE_PRIVATE } from "./memremap.js";
 import { migratePageNoCopy } from "./migrate.js";
@@ -177,23 +178,34 @@ function collectEntry(ctx: MigrateContext, m: MigrateVma, slot: number, vma: Vma
   if (locked) {
     mpfn = setFlag(mpfn, L.LOCKED);
     if (sw.collectOnlyLocked) m.cpages++;
-    const present = ptePresent(pte);
-    const copyDirty = sw.collectCopiesDirty;
-    if (copyDirty && pteDirty(pte)) pages.set(pfn, PG_dirty);
-    const write = sw.writeFromMpfn ? hasFlag(mpfn, L.WRITE) : present && pteWrite(pte);
-    entries[slot] = makeMigrationEntry(
-      pfn,
-      write,
-      copyDirty && present && pteYoung(pte),
-      copyDirty && present && pteDirty(pte),
-    );
-    pageRemoveRmap(k, pfn, vma);
-    pages.putStructural(pfn);
+    const write = sw.writeFromMpfn ? hasFlag(mpfn, L.WRITE) : ptePresent(pte) && pteWrite(pte);
+    unmapCollected(k, slot, pte, pfn, vma, write, sw.collectCopiesDirty);
   } else if (sw.collectOnlyLocked) {
     pages.put(pfn);
     mpfn = 0;
   }
   return mpfn;
+}
+
+/**
+ * The unmap half of collecting a locked page: the PTE becomes a migration entry (with the PTE's young
+ * and dirty bits, and the dirty bit moved to the page, where the version copies them) and the mapping's
+ * rmap and reference go.
+ */
+function unmapCollected(
+  k: Kernel,
+  slot: number,
+  pte: number,
+  pfn: number,
+  vma: Vma,
+  write: boolean,
+  copyDirty: boolean,
+): void {
+  if (copyDirty && pteDirty(pte)) k.pages.set(pfn, PG_dirty);
+  const copyBits = copyDirty && ptePresent(pte);
+  k.pt.entries[slot] = makeMigrationEntry(pfn, write, copyBits && pteYoung(pte), copyBits && pteDirty(pte));
+  pageRemoveRmap(k, pfn, vma);
+  k.pages.putStructural(pfn);
 }
 
 /** An exclusive anonymous page whose references look like a GUP pin (folio_maybe_dma_pinned). */
@@ -281,11 +293,8 @@ function collectPmdLocked(
       ) {
         pages.get(pfn);
         trylockPage(k, pfn);
-        if (pteDirty(pte)) pages.set(pfn, PG_dirty);
         const write = pteWrite(pte);
-        entries[slot] = makeMigrationEntry(pfn, write, pteYoung(pte), pteDirty(pte));
-        pageRemoveRmap(k, pfn, vma);
-        pages.putStructural(pfn);
+        unmapCollected(k, slot, pte, pfn, vma, write, true);
         m.cpages++;
         src[n] = migratePfn(L, pfn) + L.MIGRATE + (write ? L.WRITE : 0);
         continue;
