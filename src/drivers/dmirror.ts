@@ -7,12 +7,18 @@
  * - device memory holds its own data (the page store covers device pfns), so there is no hidden
  *   backing system page per device page; zone_device_data names the dmirror that migrated the page;
  * - device memory has a size: chunks are added until it is used up, then allocation fails;
+ * - free device pages are handed out lowest pfn first (base/free_frames.ts), as a buddy allocator such
+ *   as amdgpu's drm_buddy does, where test_hmm.c keeps a last-freed-first list. Neither the uapi nor the
+ *   hmm-tests can see the order; the bytes store can, since device frames are host memory and copies
+ *   that walk it downwards run at about two thirds of the speed (the page allocator's comment has the
+ *   figures);
  * - under "seed" and "4.14" the driver migrates through migrate_vma() and its callbacks (test_hmm.c
  *   did not exist then); under "modern" through migrate_vma_setup/pages/finalize as test_hmm.c does;
  * - no THP, no device-coherent memory, no EXCLUSIVE or RELEASE commands yet.
  */
 import { assert } from "../base/assert.js";
 import { EINVAL, ENOENT, ENOMEM, KernelError } from "../base/errno.js";
+import { FreeFrames } from "../base/free_frames.js";
 import { asVpn, PAGE_SIZE, TASK_SIZE } from "../base/units.js";
 import { trylockPage, unlockPage } from "../mm/filemap.js";
 import {
@@ -97,6 +103,17 @@ export interface DmirrorResult {
   faults: number;
 }
 
+/** The src and dst arrays of a migration command, sized for its largest chunk. */
+interface ChunkBuffers {
+  readonly src: Float64Array;
+  readonly dst: Float64Array;
+}
+
+function chunkBuffers(npages: number): ChunkBuffers {
+  const length = Math.max(1, Math.min(npages, MIGRATE_CHUNK_PAGES));
+  return { src: new Float64Array(length), dst: new Float64Array(length) };
+}
+
 /** A mirror entry: pfn * 4 + tag (0 read-only, 3 writable). */
 function entryPfn(entry: number): number {
   return Math.floor(entry / 4);
@@ -108,7 +125,7 @@ function entryWritable(entry: number): boolean {
 /** struct dmirror_device: one device's private memory and its free list. */
 export class DmirrorDevice {
   readonly chunks: DevPagemap[] = [];
-  private readonly freePages: number[] = [];
+  private readonly freePages = new FreeFrames();
   /** Open mirrors by id, for migrate_to_ram (zone_device_data names the one that migrated a page). */
   readonly mirrors = new Map<number, Dmirror>();
   private nextMirrorId = 1;
@@ -149,15 +166,15 @@ export class DmirrorDevice {
       migrateToRam: (vmf) => this.devmemFault(vmf),
     });
     this.chunks.push(pgmap);
-    // Pushed low to high, so allocation takes the highest pfn first, as test_hmm.c's list does.
-    for (let pfn = pgmap.startPfn; pfn < pgmap.endPfn; pfn++) this.freePages.push(pfn);
+    this.freePages.grow(pgmap.endPfn);
+    this.freePages.addRange(pgmap.startPfn, pgmap.endPfn);
     return true;
   }
 
   /** dmirror_devmem_alloc_page: a locked device page with one reference, or -1. */
   allocPage(): number {
-    if (this.freePages.length === 0 && !this.allocateChunk()) return -1;
-    const pfn = this.freePages.pop()!;
+    if (this.freePages.size === 0 && !this.allocateChunk()) return -1;
+    const pfn = this.freePages.takeLowest();
     zoneDevicePageInit(this.ctx.k, pfn);
     this.allocated++;
     return pfn;
@@ -167,7 +184,7 @@ export class DmirrorDevice {
   private devmemFree(pfn: number): void {
     this.ctx.k.pages.zoneDeviceData[pfn] = 0;
     this.freed++;
-    this.freePages.push(pfn);
+    this.freePages.add(pfn);
   }
 
   /** dmirror_devmem_fault (dev_pagemap_ops.migrate_to_ram): moves the faulting page back to RAM. */
@@ -435,19 +452,30 @@ export class Dmirror {
     this.mutex.unlock();
   }
 
-  /** Runs one chunk of a migration in the system's protocol version. */
+  /**
+   * Runs one chunk of a migration in the system's protocol version, with src and dst arrays of at least
+   * end - start entries that the command allocated once for all its chunks, as test_hmm.c does.
+   */
   private *migrateChunk(
     vma: Vma,
     start: number,
     end: number,
     toDevice: boolean,
     counted: { cpages: number },
+    buffers: ChunkBuffers,
   ): Kfn<number> {
     const ctx = this.ctx;
     const L = ctx.layout;
     const npages = end - start;
-    const src = new Float64Array(npages);
-    const dst = new Float64Array(npages);
+    assert(
+      buffers.src.length >= npages,
+      "chunk buffers too small",
+      () => `${buffers.src.length} < ${npages}`,
+    );
+    const { src, dst } = buffers;
+    // The seed's collect_pmd never clears dst (only collect_hole does), and its finalize releases any
+    // page dst names, so a driver of that era had to hand in a cleared dst for every call.
+    dst.fill(0, 0, npages);
     const self = this;
     const countMoved = () => {
       for (let i = 0; i < npages; i++)
@@ -526,8 +554,9 @@ export class Dmirror {
   /** HMM_DMIRROR_MIGRATE_TO_DEV: migrate, then read the whole range back through the mirror. */
   *cmdMigrateToDevice(vpn: number, npages: number): Kfn<DmirrorResult | number> {
     const ignored = { cpages: 0 };
+    const buffers = chunkBuffers(npages);
     const ret = yield* this.forEachChunk(vpn, npages, (vma, start, end) =>
-      this.migrateChunk(vma, start, end, true, ignored),
+      this.migrateChunk(vma, start, end, true, ignored, buffers),
     );
     if (ret !== 0) return ret;
     yield* this.mutex.lock();
@@ -589,8 +618,9 @@ export class Dmirror {
   /** HMM_DMIRROR_MIGRATE_TO_SYS: cpages counts this device's pages that moved back. */
   *cmdMigrateToSystem(vpn: number, npages: number): Kfn<DmirrorResult | number> {
     const counted = { cpages: 0 };
+    const buffers = chunkBuffers(npages);
     const ret = yield* this.forEachChunk(vpn, npages, (vma, start, end) =>
-      this.migrateChunk(vma, start, end, false, counted),
+      this.migrateChunk(vma, start, end, false, counted, buffers),
     );
     if (ret !== 0) return ret;
     return { cpages: counted.cpages, faults: 0 };
@@ -599,11 +629,10 @@ export class Dmirror {
   /** migrate_to_ram for a page this mirror migrated: one page, with the fault page (6.1+). */
   *migrateToRam(vmf: VmFault): Kfn<number> {
     const ctx = this.ctx;
-    const src = new Float64Array(1);
-    const dst = new Float64Array(1);
+    const { src, dst } = chunkBuffers(1);
     if (ctx.migrate.protocol !== "modern") {
       const counted = { cpages: 0 };
-      const ret = yield* this.migrateChunk(vmf.vma, vmf.vpn, vmf.vpn + 1, false, counted);
+      const ret = yield* this.migrateChunk(vmf.vma, vmf.vpn, vmf.vpn + 1, false, counted, { src, dst });
       return ret === 0 ? 0 : VM_FAULT_SIGBUS;
     }
     const args: MigrateVmaArgs = {

@@ -66,6 +66,13 @@ export class BytesStore implements PageStore {
    * covers what the pfn space held when it was made and is enlarged (copied) when the space grows.
    */
   private slab(pfn: number): Uint8Array {
+    const slab = this.slabs[Math.floor(pfn / SLAB_PAGES)];
+    // One test for the common case; every pfn in range but not yet in a slab goes out of line.
+    if (slab !== undefined && pfn >= 0 && (pfn % SLAB_PAGES) * PAGE_SIZE < slab.byteLength) return slab;
+    return this.slabFor(pfn);
+  }
+
+  private slabFor(pfn: number): Uint8Array {
     assert(pfn >= 0 && pfn < this.capacity, "pfn outside the page store", () => `${pfn} of ${this.capacity}`);
     const index = Math.floor(pfn / SLAB_PAGES);
     const slab = this.slabs[index];

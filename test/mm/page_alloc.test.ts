@@ -64,6 +64,16 @@ describe("page allocator", () => {
     expect(pages.badPages).toEqual([]);
   });
 
+  it("hands out the lowest free frame first, as the buddy allocator does after frees merge", () => {
+    const { pages, ram } = allocator(16);
+    const taken = Array.from({ length: 8 }, () => ram.allocPage());
+    expect(taken).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+    for (const pfn of [7, 2, 5]) pages.put(pfn);
+    expect([ram.allocPage(), ram.allocPage(), ram.allocPage(), ram.allocPage()]).toEqual([2, 5, 7, 9]);
+    expect(ram.usedPages).toBe(9);
+    expect(ram.freePages).toBe(6);
+  });
+
   it("refuses a double free and freeing the zero page", () => {
     const { ram } = allocator(4);
     const pfn = ram.allocPage();
