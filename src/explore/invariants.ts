@@ -34,6 +34,13 @@ export function checkInvariants(system: System): string[] {
   // 1. Page tables: count mappings per page; every entry lies in a VMA that allows it.
   const mapped = new Map<number, number>();
   for (const mm of k.mms.values()) {
+    // hmmsim's RSS counts the PTEs that map a page, present or device-private (migration entries not).
+    let anonMapped = 0;
+    let fileMapped = 0;
+    const countRss = (pfn: number) => {
+      if (pages.isAnon(pfn)) anonMapped++;
+      else fileMapped++;
+    };
     k.pt.forEachTable(mm.root, (table, firstVpn) => {
       for (let i = 0; i < 512; i++) {
         const pte = k.pt.entries[table * 512 + i]!;
@@ -57,9 +64,11 @@ export function checkInvariants(system: System): string[] {
           }
           if (pteWrite(pte) && pfn === ZERO_PFN) report(`mm ${mm.id}: zero page mapped writable`);
           mapped.set(pfn, (mapped.get(pfn) ?? 0) + 1);
+          countRss(pfn);
         } else if (isDevicePrivateEntry(pte)) {
           if (!pages.isZoneDevice(pfn)) report(`mm ${mm.id}: device-private entry to RAM pfn ${pfn}`);
           mapped.set(pfn, (mapped.get(pfn) ?? 0) + 1);
+          countRss(pfn);
         } else if (isMigrationEntry(pte)) {
           if (quiescent)
             report(
@@ -68,6 +77,10 @@ export function checkInvariants(system: System): string[] {
         }
       }
     });
+    if (!mm.exited && (mm.rssAnon !== anonMapped || mm.rssFile !== fileMapped))
+      report(
+        `mm ${mm.id}: RSS anon ${mm.rssAnon} file ${mm.rssFile} but PTEs map ${anonMapped} anon and ${fileMapped} file pages`,
+      );
   }
 
   // 2. References each page should have.
