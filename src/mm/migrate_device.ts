@@ -82,7 +82,7 @@ import {
   removeMigrationPtesNow,
   tryToMigrate,
 } from "./rmap.js";
-import { isolateLruPage, lruAddDrain, lruAddDrainAll, lruCacheAdd, putbackLruPage } from "./swap.js";
+import { isolateLruPage, lruAddDrain, lruAddDrainAll, lruCacheAdd, lruDel, putbackLruPage } from "./swap.js";
 
 /** struct migrate_vma. start and end are page numbers here; the kernel's are byte addresses. */
 export interface MigrateVma {
@@ -286,6 +286,9 @@ function collectPmdLocked(
   const dst = m.dst;
   // Nothing in the loop adds page tables, so the PTE pool stays the same array.
   const entries = k.pt.entries;
+  const flags = pages.flags;
+  const mapcount = pages.mapcount;
+  const me = k.sched.current().id;
   let n = m.npages;
   assert(n + (end - start) <= src.length, "collect overran src", () => `${n} + ${end - start}`);
   for (let vpn = start; vpn < end; vpn++, n++) {
@@ -296,16 +299,23 @@ function collectPmdLocked(
       const pfn = pteFrame(pte);
       if (
         pfn !== faultPage &&
-        pages.isAnon(pfn) &&
+        (flags[pfn]! & (PG_anon | PG_zone_device | PG_locked)) === PG_anon &&
         pages.mapping[pfn] !== 0 &&
-        !pages.isZoneDevice(pfn) &&
-        !pages.has(pfn, PG_locked) &&
+        mapcount[pfn]! > 0 &&
         !maybePinnedExclusive(pages, pfn)
       ) {
-        pages.get(pfn);
-        trylockPage(k, pfn);
+        // collectEntry's steps for this entry, on the arrays: get_page (held), trylock_page (free, so
+        // taken), then unmapCollected's migration entry with the PTE's young and dirty bits, PG_dirty
+        // from the PTE, and the rmap and the mapping's reference dropped. The get and the mapping's put
+        // cancel in refcount (the page stays mapped elsewhere or held, so it is never freed here).
         const write = pteWrite(pte);
-        unmapCollected(k, slot, pte, pfn, vma, write, true);
+        const dirty = pteDirty(pte);
+        pages.heldRefs[pfn]!++;
+        flags[pfn]! |= dirty ? PG_locked | PG_dirty : PG_locked;
+        pages.lockHolder[pfn] = me;
+        entries[slot] = makeMigrationEntry(pfn, write, pteYoung(pte), dirty);
+        mapcount[pfn]!--;
+        vma.mm.rssAnon--;
         m.cpages++;
         src[n] = migratePfn(L, pfn) + L.MIGRATE + (write ? L.WRITE : 0);
         continue;
@@ -487,6 +497,19 @@ export function* migrateVmaUnmap(ctx: MigrateContext, m: MigrateVma): Kfn<void> 
 }
 
 /**
+ * migrateDeviceUnmap's common entry: an anonymous system page on an LRU list that collect unmapped,
+ * with no reference but the one collect holds (so isolation succeeds and the pin check passes).
+ */
+function isolatesUnmapped(pages: PageArrays, pfn: number): boolean {
+  return (
+    (pages.flags[pfn]! & (PG_lru | PG_anon | PG_zone_device)) === (PG_lru | PG_anon) &&
+    pages.mapcount[pfn] === 0 &&
+    pages.refcount[pfn] === 1 &&
+    pages.heldRefs[pfn] === 1
+  );
+}
+
+/**
  * migrate_device_unmap (5.16 and later): prepare and unmap in one pass over pages collect locked.
  * Returns the number of entries still migrating, holes included.
  */
@@ -504,10 +527,18 @@ export function* migrateDeviceUnmap(
   let restore = 0;
   let unmapped = 0;
   lruAddDrain(k, cpu);
+  const quick = k.fastPaths;
   for (let i = 0; i < npages; i++) {
     const pfn = migratePfnToPfn(L, src[i]!);
     if (pfn < 0) {
       if (hasFlag(src[i]!, L.MIGRATE)) unmapped++;
+      continue;
+    }
+    if (quick && isolatesUnmapped(pages, pfn)) {
+      // isolate_lru_page's get and the put of collect's reference cancel out: what is left is the
+      // unlink, and the pin check passes on refcount 1 and no mappings.
+      lruDel(k, pfn);
+      unmapped++;
       continue;
     }
     const device = pages.isZoneDevice(pfn);

@@ -1,7 +1,8 @@
 /**
  * The migration core's fast paths (System option `fastPaths`, default on) change speed, never state:
- * random ranges of pages in every state collect can meet are migrated to a device, partly faulted back
- * by the CPU and migrated back, once with the fast paths and once without, and everything a user or the
+ * random ranges of pages in every state collect can meet are migrated to a device (sometimes with its
+ * first allocation failing, so that a page is restored), partly faulted back by the CPU and migrated
+ * back, once with the fast paths and once without, and everything a user or the
  * invariant checker could look at must come out the same: each command's result or errno, the bytes
  * read back, every PTE of the range, every field of every struct page and the RSS counters (after the
  * migration to the device and at the end), the migration counters and the invariant report.
@@ -32,6 +33,8 @@ interface Scenario {
   states: PageState[];
   /** Pages the CPU writes (faulting them back) between the two migrations. */
   cpuWrites: boolean[];
+  /** FAIL_ALLOC before the migration to the device: its first page stays behind and is restored. */
+  failAlloc: boolean;
 }
 
 /** Runs one scenario and returns everything observable, as one JSON-comparable value. */
@@ -94,6 +97,7 @@ function observe(scenario: Scenario, fastPaths: boolean): unknown {
     rss: [proc.mm.rssAnon, proc.mm.rssFile, child?.mm.rssAnon ?? 0, child?.mm.rssFile ?? 0],
   });
   const fd = system.device(0).open(proc);
+  if (scenario.failAlloc) fd.setFlags(addr);
   attempt("to device", () => fd.migrateToDevice(addr, npages));
   const onDevice = tables();
   scenario.cpuWrites.forEach((write, i) => {
@@ -131,8 +135,14 @@ const scenarios: fc.Arbitrary<Scenario> = fc
       },
     ),
     writes: fc.array(fc.boolean(), { minLength: 12, maxLength: 12 }),
+    failAlloc: fc.boolean(),
   })
-  .map(({ protocol, states, writes }) => ({ protocol, states, cpuWrites: writes.slice(0, states.length) }));
+  .map(({ protocol, states, writes, failAlloc }) => ({
+    protocol,
+    states,
+    cpuWrites: writes.slice(0, states.length),
+    failAlloc,
+  }));
 
 describe("migration fast paths", () => {
   it("leave exactly the state the general code leaves", () => {
