@@ -72,7 +72,7 @@ import {
 import { ZERO_PFN } from "../mm/page_alloc.js";
 import { Lock } from "../sched/locks.js";
 import type { Kfn } from "../sched/thread.js";
-import type { CopyEngine } from "./copy_engine.js";
+import { CopyBatch, type CopyEngine } from "./copy_engine.js";
 import { DeviceTable } from "./device_table.js";
 
 /** HMM_DMIRROR_PROT_* snapshot codes (test_hmm_uapi.h). */
@@ -103,15 +103,16 @@ export interface DmirrorResult {
   faults: number;
 }
 
-/** The src and dst arrays of a migration command, sized for its largest chunk. */
+/** The src and dst arrays of a migration command and its list of copies, sized for its largest chunk. */
 interface ChunkBuffers {
   readonly src: Float64Array;
   readonly dst: Float64Array;
+  readonly copies: CopyBatch;
 }
 
 function chunkBuffers(npages: number): ChunkBuffers {
   const length = Math.max(1, Math.min(npages, MIGRATE_CHUNK_PAGES));
-  return { src: new Float64Array(length), dst: new Float64Array(length) };
+  return { src: new Float64Array(length), dst: new Float64Array(length), copies: new CopyBatch(length) };
 }
 
 /** A mirror entry: pfn * 4 + tag (0 read-only, 3 writable). */
@@ -403,7 +404,12 @@ export class Dmirror {
   // Migration to the device.
 
   /** dmirror_migrate_alloc_and_copy: a device page for each system page or empty entry collected. */
-  private allocAndCopyToDevice(src: Float64Array, dst: Float64Array, npages: number): void {
+  private allocAndCopyToDevice(
+    src: Float64Array,
+    dst: Float64Array,
+    npages: number,
+    copies: CopyBatch,
+  ): void {
     const k = this.ctx.k;
     const L = this.ctx.layout;
     for (let i = 0; i < npages; i++) {
@@ -414,11 +420,12 @@ export class Dmirror {
       if (this.failAlloc()) continue;
       const dpfn = this.device.allocPage();
       if (dpfn < 0) continue;
-      if (spfn >= 0) this.device.copier.copyPage(dpfn, spfn);
+      if (spfn >= 0) copies.add(dpfn, spfn);
       else this.device.copier.zeroPage(dpfn);
       k.pages.zoneDeviceData[dpfn] = this.id;
       dst[i] = migratePfn(L, dpfn) + L.LOCKED + L.DEVICE + (hasFlag(s, L.WRITE) ? L.WRITE : 0);
     }
+    this.device.copier.copyPages(copies);
   }
 
   /**
@@ -472,7 +479,7 @@ export class Dmirror {
       "chunk buffers too small",
       () => `${buffers.src.length} < ${npages}`,
     );
-    const { src, dst } = buffers;
+    const { src, dst, copies } = buffers;
     // The seed's collect_pmd never clears dst (only collect_hole does), and its finalize releases any
     // page dst names, so a driver of that era had to hand in a cleared dst for every call.
     dst.fill(0, 0, npages);
@@ -485,8 +492,8 @@ export class Dmirror {
       let outOfMemory = false;
       const ops: MigrateVmaOps<null> = {
         *allocAndCopy() {
-          if (toDevice) self.allocAndCopyToDevice(src, dst, npages);
-          else if ((yield* self.allocAndCopyToSystem(src, dst, start, npages)) !== 0) {
+          if (toDevice) self.allocAndCopyToDevice(src, dst, npages, copies);
+          else if ((yield* self.allocAndCopyToSystem(src, dst, start, npages, copies)) !== 0) {
             self.undoDst(dst, npages);
             outOfMemory = true;
           }
@@ -512,11 +519,11 @@ export class Dmirror {
     const ret = yield* migrateVmaSetup(ctx, args);
     if (ret !== 0) return ret;
     if (toDevice) {
-      this.allocAndCopyToDevice(src, dst, npages);
+      this.allocAndCopyToDevice(src, dst, npages, copies);
       yield* migrateVmaPages(ctx, args);
       yield* this.finalizeAndMapToDevice(src, dst, start, npages);
     } else {
-      if ((yield* this.allocAndCopyToSystem(src, dst, start, npages)) !== 0) {
+      if ((yield* this.allocAndCopyToSystem(src, dst, start, npages, copies)) !== 0) {
         this.undoDst(dst, npages);
         yield* migrateVmaFinalize(ctx, args);
         return -ENOMEM;
@@ -574,6 +581,7 @@ export class Dmirror {
     dst: Float64Array,
     start: number,
     npages: number,
+    copies: CopyBatch,
   ): Kfn<number> {
     const k = this.ctx.k;
     const L = this.ctx.layout;
@@ -586,15 +594,17 @@ export class Dmirror {
         // 4.14's convention for a device page that cannot come back: dst = MIGRATE_PFN_ERROR, and the
         // fault that wanted it gets SIGBUS. (ERROR lacks VALID, so the core restores the entry.)
         if (L.ERROR !== 0) dst[i] = L.ERROR;
+        this.device.copier.copyPages(copies);
         return VM_FAULT_OOM;
       }
       assert(trylockPage(k, dpfn), "a fresh page is unlocked");
       // xa_erase: the notifier skipped this migration (its own owner), so the mirror entry goes here.
       // The xarray has its own lock; test_hmm.c does not take the dmirror mutex for it.
       this.pt.delete(start + i);
-      this.device.copier.copyPage(dpfn, spfn);
+      copies.add(dpfn, spfn);
       dst[i] = migratePfn(L, dpfn) + L.LOCKED + (hasFlag(src[i]!, L.WRITE) ? L.WRITE : 0);
     }
+    this.device.copier.copyPages(copies);
     return 0;
   }
 
@@ -629,10 +639,11 @@ export class Dmirror {
   /** migrate_to_ram for a page this mirror migrated: one page, with the fault page (6.1+). */
   *migrateToRam(vmf: VmFault): Kfn<number> {
     const ctx = this.ctx;
-    const { src, dst } = chunkBuffers(1);
+    const buffers = chunkBuffers(1);
+    const { src, dst } = buffers;
     if (ctx.migrate.protocol !== "modern") {
       const counted = { cpages: 0 };
-      const ret = yield* this.migrateChunk(vmf.vma, vmf.vpn, vmf.vpn + 1, false, counted, { src, dst });
+      const ret = yield* this.migrateChunk(vmf.vma, vmf.vpn, vmf.vpn + 1, false, counted, buffers);
       return ret === 0 ? 0 : VM_FAULT_SIGBUS;
     }
     const args: MigrateVmaArgs = {
@@ -646,7 +657,7 @@ export class Dmirror {
       faultPage: vmf.page,
     };
     if ((yield* migrateVmaSetup(ctx, args)) !== 0) return VM_FAULT_SIGBUS;
-    const ret = yield* this.allocAndCopyToSystem(src, dst, vmf.vpn, 1);
+    const ret = yield* this.allocAndCopyToSystem(src, dst, vmf.vpn, 1, buffers.copies);
     if (ret !== 0) {
       this.undoDst(dst, 1);
       yield* migrateVmaFinalize(ctx, args);
