@@ -48,9 +48,10 @@ export class Kernel implements PageFreer {
   readonly protocol: ProtocolVersion;
   /**
    * Whether the migration core may take its shortcuts for the common case: the common entry of collect
-   * without the case analysis, and finalize without scheduling points while no other thread runs. They
-   * change speed, never the resulting state; false runs everything through the general code, which the
-   * tests compare them against.
+   * and of migrate_device_unmap, and finalize's runs of pages that moved to a device, each straight on
+   * the page arrays; and finalize without scheduling points while no other thread runs. They change
+   * speed, never the resulting state; false runs everything through the general code, which
+   * fast-paths.property.test.ts compares them against.
    */
   readonly fastPaths: boolean;
   readonly mms = new Map<number, MmStruct>();
