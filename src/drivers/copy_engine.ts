@@ -8,7 +8,7 @@
  * copies streams through host memory, where copies interleaved with the per-page bookkeeping of
  * allocation ran a third slower (137 against 103 ms per GiB on the development VM).
  */
-import { assert } from "../base/assert.js";
+import { assert, assertAbout } from "../base/assert.js";
 import type { PageStore } from "../mm/page_store.js";
 
 /** A list of page copies waiting for the engine: destination and source frame numbers. */
@@ -24,7 +24,7 @@ export class CopyBatch {
   }
 
   add(dstPfn: number, srcPfn: number): void {
-    assert(this.count < this.dstPfns.length, "copy batch full", () => String(this.count));
+    assertAbout(this.count < this.dstPfns.length, "copy batch full", String, this.count);
     this.dstPfns[this.count] = dstPfn;
     this.srcPfns[this.count] = srcPfn;
     this.count++;
