@@ -36,8 +36,10 @@ const FLAGS_CLEARED_AT_FREE =
 export class PageAllocator {
   /** Frames of RAM, the zero page included. */
   readonly ramPages: number;
-  /** Frames on the free lists. A frame never allocated is free too. */
+  /** Frames returned to the free lists; every one lies below highWater. */
   private readonly free: FreeFrames;
+  /** Frames at or above this pfn have never been allocated (so untouched RAM costs nothing). */
+  private highWater = ZERO_PFN + 1;
   private allocatedCount = 0;
   /** When non-zero, the next allocations fail (fault injection for tests and scenarios). */
   failNext = 0;
@@ -52,7 +54,6 @@ export class PageAllocator {
     assert(pages.capacity >= ramPages, "struct page arrays smaller than RAM");
     this.ramPages = ramPages;
     this.free = new FreeFrames(ramPages);
-    this.free.addRange(ZERO_PFN + 1, ramPages);
     pages.set(ZERO_PFN, PG_reserved | PG_uptodate);
     pages.refcount[ZERO_PFN] = 1;
   }
@@ -78,8 +79,11 @@ export class PageAllocator {
       this.failNext--;
       return -1;
     }
-    const pfn = this.free.takeLowest();
-    if (pfn < 0) return -1;
+    // A returned frame is lower than any never allocated, so this is the lowest free frame either way.
+    let pfn: number;
+    if (this.free.size > 0) pfn = this.free.takeLowest();
+    else if (this.highWater < this.ramPages) pfn = this.highWater++;
+    else return -1;
     const pages = this.pages;
     assertPage(
       pages.refcount[pfn] === 0 && pages.mapcount[pfn] === 0,
@@ -114,6 +118,6 @@ export class PageAllocator {
 
   /** True when the frame is free (never allocated, or returned). */
   isFree(pfn: number): boolean {
-    return this.isRam(pfn) && this.free.has(pfn);
+    return this.isRam(pfn) && pfn !== ZERO_PFN && (pfn >= this.highWater || this.free.has(pfn));
   }
 }
