@@ -100,9 +100,10 @@ export class PageAllocator {
   /** __free_pages: the last reference is gone; the frame returns to the free pool. */
   freePage(pfn: number): void {
     const pages = this.pages;
+    // Below the high-water mark: a frame never handed out cannot come back.
     assertAbout(
-      this.isRam(pfn) && pfn !== ZERO_PFN,
-      "freeing a frame that is not allocatable RAM",
+      this.isRam(pfn) && pfn !== ZERO_PFN && pfn < this.highWater,
+      "freeing a frame that is not allocated RAM",
       String,
       pfn,
     );

@@ -80,6 +80,8 @@ describe("page allocator", () => {
     ram.freePage(pfn);
     expect(() => ram.freePage(pfn)).toThrow(/double free/);
     expect(() => ram.freePage(ZERO_PFN)).toThrow(AssertionError);
+    // A frame never handed out cannot be freed (it would be handed out twice).
+    expect(() => ram.freePage(3)).toThrow(/not allocated RAM/);
   });
 
   it("a fault that finds RAM exhausted fails without leaking", () => {
