@@ -1,7 +1,8 @@
 /**
- * A set of free frame numbers that hands out the lowest first: one bit per frame and a cursor below
- * which no word has a free bit. Taking is amortised O(1) when frames are freed and taken in bulk, which
- * is how migrations use it; freeing is O(1).
+ * A set of free frame numbers that hands out the lowest first: one bit per frame, one summary bit per
+ * 32-frame word that has a free frame, and a cursor below which no word has one. Adding is O(1); taking
+ * scans summary words from the cursor, so finding the next free frame costs one step per 1024 frames
+ * skipped, and bulk frees followed by bulk takes (how migrations use it) cost O(1) each.
  *
  * Both of hmmsim's frame allocators use it (RAM in mm/page_alloc.ts, device memory in the dmirror
  * driver), so that runs of allocations walk up through frame numbers as a buddy allocator's do.
@@ -12,16 +13,25 @@ function describeFrame(frame: number): string {
   return String(frame);
 }
 
+/** The index of the lowest set bit of a non-zero 32-bit word. */
+function lowestBitIndex(word: number): number {
+  return 31 - Math.clz32(word & -word);
+}
+
 export class FreeFrames {
   /** One bit per frame number, set while the frame is free. */
   private bits: Uint32Array;
-  /** No word below this one has a bit set. */
+  /** One bit per word of `bits`, set while that word has a free frame. */
+  private summary: Uint32Array;
+  /** No word of `bits` below this one has a free frame. */
   private lowestWord = 0;
   private freeCount = 0;
 
   constructor(capacity = 0) {
     assert(Number.isSafeInteger(capacity) && capacity >= 0, "bad frame capacity", () => String(capacity));
-    this.bits = new Uint32Array(Math.ceil(capacity / 32));
+    const words = Math.ceil(capacity / 32);
+    this.bits = new Uint32Array(words);
+    this.summary = new Uint32Array(Math.ceil(words / 32));
   }
 
   /** Frame numbers below this can be held. */
@@ -37,9 +47,12 @@ export class FreeFrames {
   grow(capacity: number): void {
     const words = Math.ceil(capacity / 32);
     if (words <= this.bits.length) return;
-    const grown = new Uint32Array(words);
-    grown.set(this.bits);
-    this.bits = grown;
+    const bits = new Uint32Array(words);
+    bits.set(this.bits);
+    this.bits = bits;
+    const summary = new Uint32Array(Math.ceil(words / 32));
+    summary.set(this.summary);
+    this.summary = summary;
   }
 
   has(frame: number): boolean {
@@ -54,6 +67,7 @@ export class FreeFrames {
     const held = this.bits[word]!;
     assertAbout((held & bit) === 0, "frame freed twice", describeFrame, frame);
     this.bits[word] = held | bit;
+    this.summary[word >>> 5]! |= 1 << (word & 31);
     this.freeCount++;
     if (word < this.lowestWord) this.lowestWord = word;
   }
@@ -71,6 +85,7 @@ export class FreeFrames {
       const word = frame >>> 5;
       assert(this.bits[word] === 0, "frame freed twice", () => `in ${frame}..${frame + 31}`);
       this.bits[word] = 0xffffffff;
+      this.summary[word >>> 5]! |= 1 << (word & 31);
       this.freeCount += 32;
       if (word < this.lowestWord) this.lowestWord = word;
     }
@@ -79,15 +94,35 @@ export class FreeFrames {
 
   /** Removes and returns the lowest frame, or -1 when the set is empty. */
   takeLowest(): number {
-    const bits = this.bits;
     let word = this.lowestWord;
-    while (word < bits.length && bits[word] === 0) word++;
-    this.lowestWord = word;
-    if (word === bits.length) return -1;
-    const free = bits[word]!;
+    // Small on purpose, so that it inlines into the allocators: moving to the next word with a free
+    // frame is out of line (once per 32 frames taken in a run).
+    if (word >= this.bits.length || this.bits[word] === 0) {
+      word = this.nextWordWithFreeFrame();
+      if (word < 0) return -1;
+    }
+    const free = this.bits[word]!;
     const lowestBit = free & -free;
-    bits[word] = free ^ lowestBit;
+    const left = free ^ lowestBit;
+    this.bits[word] = left;
+    if (left === 0) this.summary[word >>> 5]! &= ~(1 << (word & 31));
     this.freeCount--;
-    return word * 32 + 31 - Math.clz32(lowestBit);
+    return word * 32 + lowestBitIndex(lowestBit);
+  }
+
+  /**
+   * The lowest word with a free frame, through the summary, which becomes the cursor; -1 when the set
+   * is empty. Summary bits below the cursor's are clear (no word below it has a free frame), so the
+   * first set bit from the cursor's summary word on is the one.
+   */
+  private nextWordWithFreeFrame(): number {
+    if (this.freeCount === 0) return -1;
+    const summary = this.summary;
+    let group = this.lowestWord >>> 5;
+    while (group < summary.length && summary[group] === 0) group++;
+    assert(group < summary.length, "free count and bitmap disagree", () => String(this.freeCount));
+    const word = group * 32 + lowestBitIndex(summary[group]!);
+    this.lowestWord = word;
+    return word;
   }
 }

@@ -74,7 +74,7 @@ describe("page allocator", () => {
     expect(ram.freePages).toBe(6);
   });
 
-  it("refuses a double free and freeing the zero page", () => {
+  it("refuses a double free, the zero page and a frame never handed out", () => {
     const { ram } = allocator(4);
     const pfn = ram.allocPage();
     ram.freePage(pfn);

@@ -15,16 +15,17 @@ type Step =
   | { kind: "grow"; by: number };
 
 const step: fc.Arbitrary<Step> = fc.oneof(
-  fc.record({ kind: fc.constant("add" as const), frame: fc.nat(300) }),
-  fc.record({ kind: fc.constant("addRange" as const), from: fc.nat(300), length: fc.nat(80) }),
+  // Up to a few thousand frames, so that the summary level (one bit per 1024 frames) has several words.
+  fc.record({ kind: fc.constant("add" as const), frame: fc.nat(4000) }),
+  fc.record({ kind: fc.constant("addRange" as const), from: fc.nat(4000), length: fc.nat(300) }),
   { arbitrary: fc.record({ kind: fc.constant("take" as const) }), weight: 3 },
-  fc.record({ kind: fc.constant("grow" as const), by: fc.nat(100) }),
+  fc.record({ kind: fc.constant("grow" as const), by: fc.nat(2000) }),
 );
 
 describe("FreeFrames", () => {
   it("hands out the lowest free frame and agrees with a sorted-list reference", () => {
     fc.assert(
-      fc.property(fc.nat(200), fc.array(step, { maxLength: 120 }), (initial, steps) => {
+      fc.property(fc.nat(3000), fc.array(step, { maxLength: 120 }), (initial, steps) => {
         const frames = new FreeFrames(initial);
         const reference = new Set<number>();
         let capacity = Math.ceil(initial / 32) * 32;
