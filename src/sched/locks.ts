@@ -204,6 +204,11 @@ export class KeyedWaitQueues {
     if (this.queues.size === 0) return false;
     return this.queues.has(key);
   }
+
+  /** True when nobody waits on any key. */
+  get empty(): boolean {
+    return this.queues.size === 0;
+  }
 }
 
 /**
