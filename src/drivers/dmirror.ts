@@ -576,7 +576,10 @@ export class Dmirror {
   // -------------------------------------------------------------------------------------------------
   // Migration back to system memory.
 
-  /** dmirror_devmem_fault_alloc_and_copy: a RAM page for each device page collected. Returns 0 or VM_FAULT_OOM. */
+  /**
+   * dmirror_devmem_fault_alloc_and_copy: a RAM page for each device page collected, the copies queued
+   * in `copies` and run at the end (or before an early return). Returns 0 or VM_FAULT_OOM.
+   */
   private *allocAndCopyToSystem(
     src: Float64Array,
     dst: Float64Array,
