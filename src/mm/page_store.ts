@@ -78,10 +78,12 @@ export class BytesStore implements PageStore {
     const slab = this.slabs[index];
     const offset = (pfn % SLAB_PAGES) * PAGE_SIZE;
     if (slab !== undefined && offset < slab.byteLength) return slab;
-    // A slab that must grow goes straight to full size, so device ranges added chunk by chunk cost
-    // at most one copy.
-    const needed = this.capacity - index * SLAB_PAGES;
-    const pages = slab === undefined ? Math.min(SLAB_PAGES, needed) : SLAB_PAGES;
+    // A slab grows to what the pfn space holds now, and at least doubles, so device ranges added chunk
+    // by chunk cost few copies; it never allocates host memory for frames that do not exist yet (a small
+    // system with a small device stays small: the explorer builds thousands of them a second).
+    const needed = Math.min(SLAB_PAGES, this.capacity - index * SLAB_PAGES);
+    const pages =
+      slab === undefined ? needed : Math.min(SLAB_PAGES, Math.max(needed, (2 * slab.byteLength) / PAGE_SIZE));
     const grown = new Uint8Array(pages * PAGE_SIZE);
     if (slab !== undefined) grown.set(slab);
     this.slabs[index] = grown;
