@@ -4,12 +4,14 @@
  */
 import { GUP_PIN_COUNTING_BIAS } from "../mm/memory.js";
 import { AddressSpace, VM_ACCESS_FLAGS, VM_WRITE } from "../mm/mm_types.js";
-import { PG_buddy, PG_locked, PG_lru } from "../mm/page.js";
+import { PG_anon, PG_anon_exclusive, PG_buddy, PG_locked, PG_lru } from "../mm/page.js";
 import { ZERO_PFN } from "../mm/page_alloc.js";
 import {
   describePte,
   isDevicePrivateEntry,
   isMigrationEntry,
+  isReadableMigrationEntry,
+  isWritableDevicePrivateEntry,
   pteFrame,
   ptePresent,
   pteProtNone,
@@ -30,9 +32,17 @@ export function checkInvariants(system: System): string[] {
     if (out.length < VIOLATIONS_MAX) out.push(line);
   };
   const quiescent = k.sched.liveThreads().length === 0;
+  // A writable mapping of an anonymous page is its only mapping, so the page must be exclusive
+  // (the kernel's VM_BUG_ON(pte_write(pte) && !PageAnonExclusive(page)) in do_swap_page and friends).
+  const checkWritableAnon = (mmId: number, vpn: number, pfn: number) => {
+    if (pages.isAnon(pfn) && !pages.has(pfn, PG_anon_exclusive))
+      report(`mm ${mmId}: vpn 0x${vpn.toString(16)} maps shared anonymous pfn ${pfn} writable`);
+  };
 
   // 1. Page tables: count mappings per page; every entry lies in a VMA that allows it.
   const mapped = new Map<number, number>();
+  // Migration entries that carry a page's exclusivity (writable or readable-exclusive), per page.
+  const exclusiveEntries = new Map<number, number>();
   for (const mm of k.mms.values()) {
     // hmmsim's RSS counts the PTEs that map a page, present or device-private (migration entries not).
     let anonMapped = 0;
@@ -65,15 +75,18 @@ export function checkInvariants(system: System): string[] {
           if (pteWrite(pte) && pfn === ZERO_PFN) report(`mm ${mm.id}: zero page mapped writable`);
           mapped.set(pfn, (mapped.get(pfn) ?? 0) + 1);
           countRss(pfn);
+          if (pteWrite(pte)) checkWritableAnon(mm.id, vpn, pfn);
         } else if (isDevicePrivateEntry(pte)) {
           if (!pages.isZoneDevice(pfn)) report(`mm ${mm.id}: device-private entry to RAM pfn ${pfn}`);
           mapped.set(pfn, (mapped.get(pfn) ?? 0) + 1);
           countRss(pfn);
+          if (isWritableDevicePrivateEntry(pte)) checkWritableAnon(mm.id, vpn, pfn);
         } else if (isMigrationEntry(pte)) {
           if (quiescent)
             report(
               `mm ${mm.id}: migration entry for pfn ${pfn} left at vpn 0x${vpn.toString(16)} with no migration running`,
             );
+          if (!isReadableMigrationEntry(pte)) exclusiveEntries.set(pfn, (exclusiveEntries.get(pfn) ?? 0) + 1);
         }
       }
     });
@@ -82,6 +95,17 @@ export function checkInvariants(system: System): string[] {
         `mm ${mm.id}: RSS anon ${mm.rssAnon} file ${mm.rssFile} but PTEs map ${anonMapped} anon and ${fileMapped} file pages`,
       );
   }
+
+  // An exclusive anonymous page (PageAnonExclusive) has exactly one owner: one mapping, or, while it is
+  // unmapped for migration, one migration entry that carries the exclusivity instead of the page.
+  const checkExclusivity = (pfn: number, flags: number, mappings: number, entries: number) => {
+    const exclusive = (flags & (PG_anon | PG_anon_exclusive)) === (PG_anon | PG_anon_exclusive);
+    if (exclusive && mappings > 1) report(`pfn ${pfn}: exclusive anonymous page mapped ${mappings} times`);
+    if (entries > 1)
+      report(`pfn ${pfn}: ${entries} exclusive migration entries (writable or read-exclusive)`);
+    if (exclusive && entries > 0)
+      report(`pfn ${pfn}: marked exclusive while a migration entry carries its exclusivity`);
+  };
 
   // 2. References each page should have.
   const batched = batchedCount(k);
@@ -106,6 +130,7 @@ export function checkInvariants(system: System): string[] {
     if (k.ram.isRam(pfn) && (flags & PG_buddy) !== 0)
       report(`pfn ${pfn}: free in the allocator but has ${refcount} references`);
     if (mapcount !== mappings) report(`pfn ${pfn}: mapcount ${mapcount} but ${mappings} PTEs map it`);
+    checkExclusivity(pfn, flags, mappings, exclusiveEntries.get(pfn) ?? 0);
     const gets = system.gup.gets.get(pfn) ?? 0;
     const pins = system.gup.pins.get(pfn) ?? 0;
     const expected =

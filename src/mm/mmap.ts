@@ -43,7 +43,7 @@ import {
   isWritableDevicePrivateEntry,
   isWritableMigrationEntry,
   makeDevicePrivateEntry,
-  makeMigrationEntry,
+  migrationEntryReadOnly,
   PageTables,
   pteFrame,
   ptePresent,
@@ -294,7 +294,8 @@ function* changeProtection(k: Kernel, vma: Vma, noAccess: boolean): Kfn<void> {
           // protection check is hard there, so it stays safe and lets the next write fault decide.
           k.pt.entries[slot] = makeDevicePrivateEntry(pteFrame(pte), false);
         } else if (isWritableMigrationEntry(pte)) {
-          k.pt.entries[slot] = makeMigrationEntry(pteFrame(pte), false);
+          // An anonymous page keeps its exclusivity in a readable-exclusive entry; young and dirty stay.
+          k.pt.entries[slot] = migrationEntryReadOnly(pte, k.pages.isAnon(pteFrame(pte)));
         }
       }
       k.ptl.unlock(table);
