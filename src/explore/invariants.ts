@@ -162,9 +162,10 @@ export function checkInvariants(system: System): string[] {
     const holder = k.threadById(pages.lockHolder[pfn]!);
     if (holder === null) report(`pfn ${pfn}: locked but no running thread holds it`);
   }
-  for (const table of k.ptl.heldKeys()) {
-    if (k.ptl.holderOf(table)?.live !== true) report(`page-table lock ${table}: held by no running thread`);
-  }
+  // Every other lock the scheduler tracks (mutexes, rwsems, page-table locks): a holder that finished or
+  // failed without releasing it.
+  for (const line of k.sched.locksHeldByGoneThreads())
+    report(`lock held by a thread that no longer runs: ${line}`);
 
   // 4. LRU lists: links consistent with PG_lru and the sizes.
   for (let list = 0; list < k.lru.head.length; list++) {
