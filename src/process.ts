@@ -31,20 +31,34 @@ import {
   sysMremap,
   sysMunmap,
 } from "./mm/mmap.js";
+import { pagefaultOutOfMemory, selectBadProcess } from "./mm/oom_kill.js";
 import { NoBytesError } from "./mm/page_store.js";
 import { _PAGE_ACCESSED, _PAGE_DIRTY, PageTables, pteFrame, pteProtNone, pteSpecial } from "./mm/pgtable.js";
 import type { Kfn } from "./sched/thread.js";
 import type { System, TmpFile } from "./system.js";
 
-/** A CPU access the kernel answered with a signal. */
+/**
+ * A CPU access the kernel answered with a signal. SIGKILL: the OOM killer chose this process while the
+ * access faulted; the process is gone (see mm/oom_kill.ts).
+ */
 export class SignalError extends KernelError {
   constructor(
-    readonly signal: "SIGSEGV" | "SIGBUS",
+    readonly signal: "SIGSEGV" | "SIGBUS" | "SIGKILL",
     readonly address: number,
     what: string,
   ) {
     super(EFAULT, `${what} at 0x${address.toString(16)}: ${signal}`);
   }
+}
+
+/** What accessPage returns instead of a pfn when the access ends in a signal. */
+const ACCESS_SEGV = -1;
+const ACCESS_BUS = -2;
+const ACCESS_KILLED = -3;
+
+/** The signal an accessPage result below zero stands for. */
+function accessSignal(result: number): "SIGSEGV" | "SIGBUS" | "SIGKILL" {
+  return result === ACCESS_SEGV ? "SIGSEGV" : result === ACCESS_BUS ? "SIGBUS" : "SIGKILL";
 }
 
 /** Retries of one access before hmmsim calls it a livelock (each retry follows a completed fault). */
@@ -124,9 +138,37 @@ export class Process {
 
   /** exit(2): the address space goes away; device mirrors hear MMU_NOTIFY_RELEASE. */
   exit(): void {
-    this.run("exit", exitMmap(this.k, this.mm));
+    this.run("exit", this.doExit());
+  }
+
+  /** do_exit's part for the model: exit_mmap, then the process is gone. Runs inside a kernel thread. */
+  *doExit(): Kfn<void> {
+    assert(this.alive, "process exits twice", () => `pid ${this.pid}`);
+    yield* exitMmap(this.k, this.mm);
     this.alive = false;
     this.system.forgetProcess(this);
+  }
+
+  /**
+   * The OOM killer's stand-in for a user fault that returned VM_FAULT_OOM (mm/oom_kill.ts): under
+   * today's kernel with RAM left, nothing (the access retries); otherwise the process with the highest
+   * oom_badness is killed. Returns true when this process was the victim (the access ends in SIGKILL),
+   * false when the access should retry. The caller holds no mmap_lock.
+   */
+  private *outOfMemory(): Kfn<boolean> {
+    const k = this.k;
+    if (pagefaultOutOfMemory(k) === "retry") return false;
+    const candidates = this.system.liveProcesses();
+    const victim =
+      candidates[
+        selectBadProcess(
+          k,
+          candidates.map((process) => process.mm),
+        )
+      ] ?? this;
+    k.stats.oomKills++;
+    yield* victim.doExit();
+    return victim === this;
   }
 
   get exited(): boolean {
@@ -152,7 +194,9 @@ export class Process {
 
   /**
    * One CPU access to the page at vpn: returns its pfn once the PTE allows the access, faulting as the
-   * arch handler does (mmap_lock for read, find_vma, access_error, handle_mm_fault, retry).
+   * arch handler does (mmap_lock for read, find_vma, access_error, handle_mm_fault, mm_fault_error,
+   * retry), or a negative number for the signal that ends it: -1 SIGSEGV, -2 SIGBUS, -3 SIGKILL (the
+   * OOM killer chose this process; it has exited).
    */
   *accessPage(vpn: number, write: boolean): Kfn<number> {
     const k = this.k;
@@ -172,8 +216,13 @@ export class Process {
         ret = yield* handleMmFault(this.system.faultContext, vma, vpn, write ? FAULT_FLAG_WRITE : 0);
       }
       mm.mmapLock.upRead();
-      if ((ret & VM_FAULT_SIGSEGV) !== 0) return -1;
-      if ((ret & (VM_FAULT_SIGBUS | VM_FAULT_OOM)) !== 0) return -2;
+      // mm_fault_error: VM_FAULT_OOM first, and for a user access never a signal but the OOM path.
+      if ((ret & VM_FAULT_OOM) !== 0) {
+        if (yield* this.outOfMemory()) return ACCESS_KILLED;
+        continue;
+      }
+      if ((ret & VM_FAULT_SIGSEGV) !== 0) return ACCESS_SEGV;
+      if ((ret & VM_FAULT_SIGBUS) !== 0) return ACCESS_BUS;
     }
     throw new Error(`access to vpn ${vpn} retried ${ACCESS_RETRIES_MAX} times: livelock`);
   }
@@ -210,8 +259,7 @@ export class Process {
       // The MMU's walk first; only a page it cannot use goes through the fault path.
       let pfn = this.translate(vpn, write);
       if (pfn < 0) pfn = yield* this.accessPage(vpn, write);
-      if (pfn === -1) throw new SignalError("SIGSEGV", at, what);
-      if (pfn === -2) throw new SignalError("SIGBUS", at, what);
+      if (pfn < 0) throw new SignalError(accessSignal(pfn), at, what);
       visit(pfn, inPage, done, chunk);
       done += chunk;
     }
@@ -290,8 +338,7 @@ export class Process {
           // The MMU's walk first; only a page it cannot use goes through the fault path.
           let pfn = self.translate(first + i, true);
           if (pfn < 0) pfn = yield* self.accessPage(first + i, true);
-          if (pfn < 0)
-            throw new SignalError(pfn === -1 ? "SIGSEGV" : "SIGBUS", (first + i) * PAGE_SIZE, "fillPages");
+          if (pfn < 0) throw new SignalError(accessSignal(pfn), (first + i) * PAGE_SIZE, "fillPages");
           store.fill(pfn, pageValue(seed, i));
         }
       })(),
@@ -312,8 +359,7 @@ export class Process {
           // The MMU's walk first; only a page it cannot use goes through the fault path.
           let pfn = self.translate(first + i, false);
           if (pfn < 0) pfn = yield* self.accessPage(first + i, false);
-          if (pfn < 0)
-            throw new SignalError(pfn === -1 ? "SIGSEGV" : "SIGBUS", (first + i) * PAGE_SIZE, "checkPages");
+          if (pfn < 0) throw new SignalError(accessSignal(pfn), (first + i) * PAGE_SIZE, "checkPages");
           if (!store.holds(pfn, pageValue(seed, i))) wrong.push(i);
         }
       })(),
@@ -333,8 +379,7 @@ export class Process {
           // The MMU's walk first; only a page it cannot use goes through the fault path.
           let pfn = self.translate(first + i, write);
           if (pfn < 0) pfn = yield* self.accessPage(first + i, write);
-          if (pfn < 0)
-            throw new SignalError(pfn === -1 ? "SIGSEGV" : "SIGBUS", (first + i) * PAGE_SIZE, "touch");
+          if (pfn < 0) throw new SignalError(accessSignal(pfn), (first + i) * PAGE_SIZE, "touch");
         }
       })(),
     );

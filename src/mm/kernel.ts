@@ -71,6 +71,9 @@ export class Kernel implements PageFreer {
     migrateCollected: 0,
     migrateMoved: 0,
     migrateRestored: 0,
+    /** User faults that returned VM_FAULT_OOM and were retried, and processes the OOM killer killed. */
+    oomRetries: 0,
+    oomKills: 0,
   };
 
   constructor(options: KernelOptions) {
