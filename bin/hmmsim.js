@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Runs the TypeScript CLI under Node with tsx's loader, so that `npm link` / `npx hmmsim` work without
 // a build step. The child is node itself (`node --import tsx`), not tsx's own command, whose signal
-// relay kills a child that does not answer within 30 ms.
+// relay SIGKILLs a child that has not acknowledged a SIGINT within some 60 ms.
 //
 // What the child ends with comes through unchanged: its exit status, or the signal that killed it.
 // SIGINT, SIGTERM and SIGHUP reach the child whether they were sent to the whole process group (a

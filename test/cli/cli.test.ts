@@ -212,8 +212,8 @@ describe("hmmsim interrupted", () => {
   }
 
   it("says so once and exits 130 when run through tsx (npm start), whose relay kills a child that is slow to answer", async () => {
-    // tsx's command forwards SIGINT and SIGKILLs a child that has not answered within 30 ms: only a
-    // main thread left idle (the model in its worker) answers in time and says so.
+    // tsx's command forwards SIGINT and SIGKILLs a child that has not acknowledged it within some
+    // 60 ms: only a main thread left idle (the model in its worker) answers in time and says so.
     const result = await interruptLongRun("SIGINT", "group", "tsx");
     expect(result.status).toBe(130);
     expect(result.stdout).toBe("");
