@@ -21,15 +21,20 @@ import {
 import { batchedCount } from "../mm/swap.js";
 import type { System } from "../system.js";
 
-/** Stop collecting after this many lines: one bug tends to break thousands of pages the same way. */
+/**
+ * Stop listing after this many lines (one bug tends to break thousands of pages the same way); a last
+ * line says how many more were found.
+ */
 const VIOLATIONS_MAX = 50;
 
 export function checkInvariants(system: System): string[] {
   const k = system.kernel;
   const pages = k.pages;
   const out: string[] = [];
+  let unlisted = 0;
   const report = (line: string) => {
     if (out.length < VIOLATIONS_MAX) out.push(line);
+    else unlisted++;
   };
   const quiescent = k.sched.liveThreads().length === 0;
   // A writable mapping of an anonymous page is its only mapping, so the page must be exclusive
@@ -196,6 +201,7 @@ export function checkInvariants(system: System): string[] {
   }
 
   // 6. What the kernel itself would have reported.
-  for (const bad of pages.badPages.slice(0, VIOLATIONS_MAX)) report(`bad page: ${bad.reason}`);
+  for (const bad of pages.badPages) report(`bad page: ${bad.reason}`);
+  if (unlisted > 0) out.push(`... and ${unlisted} more violations not listed`);
   return out;
 }
