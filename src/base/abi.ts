@@ -57,7 +57,7 @@ export function intArg(value: unknown): number | null {
 export function storedInteger(value: unknown, bits: 32 | 64): bigint | null {
   let big: bigint;
   if (typeof value === "bigint") {
-    if (value < -(1n << 63n) || value >= U64_LIMIT) return null;
+    if (bits !== 64 || value < -(1n << 63n) || value >= U64_LIMIT) return null;
     big = value;
   } else if (isRegisterValue(value)) {
     big = BigInt(value);
