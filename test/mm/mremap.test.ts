@@ -41,6 +41,13 @@ describe("mremap argument checks (check_mremap_params)", () => {
         `new address ${newAddr}`,
       );
     }
+    // MREMAP_DONTUNMAP alone takes the address as a hint, but check_mremap_params checks it all the same.
+    expectFailsUnchanged(
+      system,
+      "EINVAL",
+      () => proc.mremap(addr, 2 * P, 2 * P, MOVE | MREMAP_DONTUNMAP, -P),
+      "hint",
+    );
     expect(proc.read(addr, 2 * P)).toEqual(pageOf(5, 2));
   });
 
