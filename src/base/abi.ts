@@ -35,7 +35,7 @@ export function isRegisterValue(value: unknown): value is number {
 /** The `unsigned long` (or `size_t`) a register holding `value` passes, or null when none can. */
 export function ulongArg(value: unknown): bigint | null {
   if (!isRegisterValue(value)) return null;
-  return BigInt.asUintN(64, BigInt(value));
+  return value >= 0 ? BigInt(value) : BigInt.asUintN(64, BigInt(value));
 }
 
 /** The `loff_t` (signed 64 bits) a register holding `value` passes, or null when none can. */

@@ -178,15 +178,21 @@ export interface MmapRequest {
   offset: number;
 }
 
-/** mmap's argument checks that need no VMA; the fields are the register values. */
+/** mmap's arguments once checked: register values, the flags split into their low 32 bits and the rest. */
 interface MmapArgs {
   addr: bigint;
   len: bigint;
   prot: number;
-  flags: bigint;
+  /** The low 32 bits of the flags, where every MAP_ flag lives. */
+  flags: number;
+  /** Whether any flag bit above 31 is set (unknown to every kernel). */
+  highFlags: boolean;
   pgoff: bigint;
   fixed: boolean;
 }
+
+const MMAP_MIN_BYTES = BigInt(MMAP_MIN_ADDR);
+const LOW_32 = 0xffff_ffffn;
 
 /**
  * sys_mmap (x86-64), ksys_mmap_pgoff, vm_mmap_pgoff and the argument checks of do_mmap and
@@ -196,33 +202,42 @@ function mmapArgs(req: MmapRequest): MmapArgs | number {
   const addr = ulongArg(req.addr);
   const len = ulongArg(req.length);
   const prot = ulongArg(req.prot);
-  let flags = ulongArg(req.flags);
+  const flagBits = ulongArg(req.flags);
   const offset = ulongArg(req.offset);
-  if (addr === null || len === null || prot === null || flags === null || offset === null) return -EINVAL;
+  if (addr === null || len === null || prot === null || flagBits === null || offset === null) return -EINVAL;
   // sys_mmap: the byte offset must be page aligned, whatever else is wrong.
   if (offset % PAGE_BYTES !== 0n) return -EINVAL;
   const pgoff = offset / PAGE_BYTES;
+  let flags = Number(flagBits & LOW_32);
   // ksys_mmap_pgoff: a file mapping needs a file (fget); MAP_HUGETLB needs hugetlbfs.
-  if ((flags & BigInt(MAP_ANONYMOUS)) === 0n && req.file === null) return -EBADF;
-  if ((flags & BigInt(MAP_HUGETLB)) !== 0n) return -EINVAL;
+  if ((flags & MAP_ANONYMOUS) === 0 && req.file === null) return -EBADF;
+  if ((flags & MAP_HUGETLB) !== 0) return -EINVAL;
   // do_mmap.
   if (len === 0n) return -EINVAL;
-  if ((flags & BigInt(MAP_FIXED_NOREPLACE)) !== 0n) flags |= BigInt(MAP_FIXED);
-  const fixed = (flags & BigInt(MAP_FIXED)) !== 0n;
+  if ((flags & MAP_FIXED_NOREPLACE) !== 0) flags |= MAP_FIXED;
+  const fixed = (flags & MAP_FIXED) !== 0;
   const aligned = pageAlignUlong(len);
   if (aligned === 0n) return -ENOMEM;
   if (pgoff + aligned / PAGE_BYTES >= U64_LIMIT) return -EOVERFLOW;
   // __get_unmapped_area and generic_get_unmapped_area: lengths no address space can hold.
-  if (aligned > TASK_BYTES || aligned > TASK_BYTES - BigInt(MMAP_MIN_ADDR)) return -ENOMEM;
+  if (aligned > TASK_BYTES - MMAP_MIN_BYTES) return -ENOMEM;
   if (fixed) {
     if (addr > TASK_BYTES - aligned) return -ENOMEM;
     if (addr % PAGE_BYTES !== 0n) return -EINVAL;
     // security_mmap_addr (cap_mmap_addr): below mmap_min_addr needs CAP_SYS_RAWIO.
-    if (addr < BigInt(MMAP_MIN_ADDR)) return -EPERM;
+    if (addr < MMAP_MIN_BYTES) return -EPERM;
   }
   // Only PROT_READ, PROT_WRITE and PROT_EXEC mean anything to mmap (calc_vm_prot_bits); it checks no
   // other bit.
-  return { addr, len: aligned, prot: Number(prot & 7n), flags, pgoff, fixed };
+  return {
+    addr,
+    len: aligned,
+    prot: Number(prot & 7n),
+    flags,
+    highFlags: flagBits > LOW_32,
+    pgoff,
+    fixed,
+  };
 }
 
 /**
@@ -235,24 +250,24 @@ function mappingFlags(
   vpn: number,
 ): { vmFlags: number; pgoff: number } | number {
   const flags = args.flags;
-  const has = (flag: number) => (flags & BigInt(flag)) !== 0n;
   // can_do_mlock: hmmsim's processes have RLIMIT_MEMLOCK 0 and no CAP_IPC_LOCK.
-  if (has(MAP_LOCKED)) return -EPERM;
+  if ((flags & MAP_LOCKED) !== 0) return -EPERM;
   // calc_vm_flag_bits: MAP_GROWSDOWN is a stack, MAP_STACK asks for no huge pages (6.7).
   let vmFlags =
     protToVmFlags(args.prot) |
     VM_MAYREAD |
     VM_MAYWRITE |
     VM_MAYEXEC |
-    (has(MAP_GROWSDOWN) ? VM_GROWSDOWN : 0) |
-    (has(MAP_STACK) ? VM_NOHUGEPAGE : 0);
-  const type = Number(flags & BigInt(MAP_TYPE));
+    ((flags & MAP_GROWSDOWN) !== 0 ? VM_GROWSDOWN : 0) |
+    ((flags & MAP_STACK) !== 0 ? VM_NOHUGEPAGE : 0);
+  const type = flags & MAP_TYPE;
   if (!anonymous) {
     // file_mmap_ok: the mapping must end within the largest file size.
     if (args.pgoff > (MAX_LFS_FILESIZE - args.len) / PAGE_BYTES) return -EOVERFLOW;
     if (type !== MAP_SHARED && type !== MAP_SHARED_VALIDATE && type !== MAP_PRIVATE) return -EINVAL;
     // MAP_SHARED ignores the flags it does not know; MAP_SHARED_VALIDATE refuses them.
-    if (type === MAP_SHARED_VALIDATE && (flags & ~BigInt(LEGACY_MAP_MASK)) !== 0n) return -EOPNOTSUPP;
+    if (type === MAP_SHARED_VALIDATE && (args.highFlags || (flags & ~LEGACY_MAP_MASK) !== 0))
+      return -EOPNOTSUPP;
     if (type !== MAP_PRIVATE) vmFlags |= VM_SHARED | VM_MAYSHARE;
     if ((vmFlags & VM_GROWSDOWN) !== 0) return -EINVAL;
     return { vmFlags, pgoff: Number(args.pgoff) };
@@ -278,7 +293,7 @@ function mappingFlags(
 export function* sysMmap(k: Kernel, mm: MmStruct, req: MmapRequest): Kfn<number> {
   const args = mmapArgs(req);
   if (typeof args === "number") return args;
-  const anonymous = (args.flags & BigInt(MAP_ANONYMOUS)) !== 0n;
+  const anonymous = (args.flags & MAP_ANONYMOUS) !== 0;
   const pages = Number(args.len / PAGE_BYTES);
   yield* mm.mmapLock.downWrite();
   try {
@@ -290,13 +305,12 @@ export function* sysMmap(k: Kernel, mm: MmStruct, req: MmapRequest): Kfn<number>
       let hint = Number(args.addr < TASK_BYTES ? args.addr / PAGE_BYTES : 0n);
       if (hint !== 0 && hint * PAGE_SIZE < MMAP_MIN_ADDR) hint = MMAP_MIN_ADDR / PAGE_SIZE;
       vpn =
-        (args.flags & BigInt(MAP_32BIT)) !== 0n
+        (args.flags & MAP_32BIT) !== 0
           ? getUnmappedArea32(mm, pages, hint)
           : getUnmappedArea(mm, pages, hint);
       if (vpn < 0) return -ENOMEM;
     }
-    if ((args.flags & BigInt(MAP_FIXED_NOREPLACE)) !== 0n && mm.vmasIn(vpn, vpn + pages).length > 0)
-      return -EEXIST;
+    if ((args.flags & MAP_FIXED_NOREPLACE) !== 0 && mm.vmasIn(vpn, vpn + pages).length > 0) return -EEXIST;
     const mapping = mappingFlags(args, anonymous, vpn);
     if (typeof mapping === "number") return mapping;
     const { vmFlags } = mapping;
