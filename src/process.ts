@@ -69,7 +69,8 @@ export interface MmapOptions {
   addr?: number;
   prot?: number;
   flags?: number;
-  file?: TmpFile;
+  /** The file to map (its fd); absent or null for none. */
+  file?: TmpFile | null;
   offset?: number;
 }
 
@@ -110,7 +111,8 @@ export class Process {
     if (typeof options !== "object" || options === null)
       throw new KernelError(EINVAL, "mmap: options must be an object");
     const file = this.fileOf(options.file);
-    const defaultFlags = options.file === undefined ? MAP_PRIVATE | MAP_ANONYMOUS : MAP_SHARED;
+    const defaultFlags =
+      options.file === undefined || options.file === null ? MAP_PRIVATE | MAP_ANONYMOUS : MAP_SHARED;
     const req = {
       addr: options.addr === undefined ? 0 : options.addr,
       length,
