@@ -13,12 +13,13 @@
  * system call: a zero-length access touches nothing and succeeds wherever it points; an access that
  * reaches a page its VMA does not allow, or that runs out of user space (a negative address is one
  * above 2^63), is SIGSEGV at the first such byte, before any page is touched. Two answers are
- * hmmsim's own: byte accesses on the tokens store give EOPNOTSUPP (NoBytesError), and a read whose
- * result the host cannot allocate (more than a typed array holds) gives ENOMEM.
+ * hmmsim's own: byte accesses on the tokens store give EOPNOTSUPP (NoBytesError), and a read of more
+ * than MAX_RW_COUNT (0x7ffff000) bytes, or one whose result the host cannot allocate, gives ENOMEM.
  */
 import { isByteBuffer, isRegisterValue, storedInteger, ulongArg } from "./base/abi.js";
 import { checkReturn, EFAULT, EINVAL, ENOMEM, ESRCH, KernelError } from "./base/errno.js";
 import { PAGE_SIZE, TASK_SIZE } from "./base/units.js";
+import { MAX_RW_COUNT } from "./mm/filemap.js";
 import { dupMm, exitMmap } from "./mm/fork.js";
 import { FOLL_PIN, FOLL_WRITE, getUserPages, unpinUserPages } from "./mm/gup.js";
 import { sysMadvise } from "./mm/madvise.js";
@@ -64,6 +65,11 @@ const PRESENT_OK_WRITE = 1 | 2; // _PAGE_PRESENT | _PAGE_RW
 /** An access range's end is capped one byte past user space: enough to fault there. */
 const ACCESS_END_MAX = TASK_SIZE + 1;
 const TASK_BYTES = BigInt(TASK_SIZE);
+/**
+ * The most bytes one read hands back: MAX_RW_COUNT, the kernel's cap on one read(2). The result is
+ * hmmsim's to allocate; a longer read of accessible memory is ENOMEM, whatever the host could hold.
+ */
+const READ_BYTES_MAX = MAX_RW_COUNT;
 
 export interface MmapOptions {
   addr?: number;
@@ -291,13 +297,14 @@ export class Process {
     this.requireBytes("read");
     this.checkAccess(range.start, range.end, false, "read");
     const bytes = range.end - range.start;
-    let out: Uint8Array;
+    let out: Uint8Array | null = null;
     try {
-      out = new Uint8Array(bytes);
+      if (bytes <= READ_BYTES_MAX) out = new Uint8Array(bytes);
     } catch (error) {
       if (!(error instanceof RangeError)) throw error;
-      throw new KernelError(ENOMEM, `read: hmmsim cannot hold ${bytes} bytes in one result`);
     }
+    if (out === null)
+      throw new KernelError(ENOMEM, `read: hmmsim will not hold ${bytes} bytes in one result`);
     const store = this.k.store;
     this.run(
       "read",

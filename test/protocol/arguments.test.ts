@@ -285,11 +285,12 @@ describe("Process arguments: CPU accesses", () => {
     expectFailsUnchanged(system, "SIGSEGV", () => proc.fillPages(addr, -1, 1), "fillPages -1 pages");
   });
 
-  it("a read the host cannot hold (8 GiB of mapped memory) is ENOMEM, not a RangeError", () => {
+  it("a read longer than MAX_RW_COUNT of mapped memory is ENOMEM (hmmsim's own limit), not a RangeError", () => {
     const system = new System({ ram: "16MiB" });
     const proc = system.spawn();
     const addr = proc.mmap(2 ** 33);
     expectFailsUnchanged(system, "ENOMEM", () => proc.read(addr, 2 ** 33), "8 GiB read");
+    expectFailsUnchanged(system, "ENOMEM", () => proc.read(addr, 0x7ffff000 + 1), "MAX_RW_COUNT + 1");
   });
 
   it("values no register holds are EINVAL; a buffer that is not a Uint8Array is EFAULT", () => {
