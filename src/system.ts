@@ -2,13 +2,14 @@
  * The friendly surface: a System is one simulated machine (RAM, CPUs, a page store, a protocol
  * version); it spawns processes and creates tmpfs files.
  */
-import { checkReturn, KernelError } from "./base/errno.js";
+import { loffArg } from "./base/abi.js";
+import { checkReturn, EFAULT, EFBIG, EINVAL, KernelError } from "./base/errno.js";
 import { PAGE_SIZE, parsePages } from "./base/units.js";
 import { Device } from "./device.js";
 import { MemcpyEngine } from "./drivers/copy_engine.js";
 import { DmirrorDevice } from "./drivers/dmirror.js";
 import { checkInvariants } from "./explore/invariants.js";
-import { filemapRead, filemapWrite } from "./mm/filemap.js";
+import { sysPread64, sysPwrite64, TMPFS_MAX_BYTES } from "./mm/filemap.js";
 import { GupLedger } from "./mm/gup.js";
 import { Kernel, type ProtocolVersion } from "./mm/kernel.js";
 import type { FaultContext, FaultPathSwitches } from "./mm/memory.js";
@@ -55,10 +56,14 @@ export function faultSwitchesFor(protocol: ProtocolVersion): FaultPathSwitches {
   };
 }
 
-/** A tmpfs file: bytes in the page cache, mappable with MAP_SHARED or MAP_PRIVATE. */
+/**
+ * A tmpfs file: bytes in the page cache, mappable with MAP_SHARED or MAP_PRIVATE. pread and pwrite
+ * check their arguments as the kernel does (see sysPread64 and sysPwrite64 in mm/filemap.ts).
+ */
 export class TmpFile {
   constructor(
-    private readonly system: System,
+    /** The system whose page cache holds the file: mmap takes only files of its own system. */
+    readonly system: System,
     readonly space: AddressSpace,
   ) {}
 
@@ -70,17 +75,17 @@ export class TmpFile {
     return this.space.sizeBytes;
   }
 
-  /** pwrite(2): returns bytes written. */
+  /** pwrite(2): returns bytes written (fewer only when memory runs out part-way). */
   write(offset: number, data: Uint8Array): number {
     const k = this.system.kernel;
-    return checkReturn(filemapWrite(k, this.space, offset, data, 0), "pwrite");
+    return checkReturn(sysPwrite64(k, this.space, offset, data, 0), "pwrite");
   }
 
-  /** pread(2): returns the bytes read (short at end of file). */
+  /** pread(2): returns the bytes read (short at end of file, empty at or past it). */
   read(offset: number, length: number): Uint8Array {
-    const into = new Uint8Array(length);
-    const n = checkReturn(filemapRead(this.system.kernel, this.space, offset, into), "pread");
-    return into.subarray(0, n);
+    const got = sysPread64(this.system.kernel, this.space, offset, length);
+    if (typeof got === "number") throw new KernelError(-got, "pread");
+    return got;
   }
 }
 
@@ -154,10 +159,17 @@ export class System {
     return [...this.processes.values()];
   }
 
-  /** A tmpfs file of `size` bytes (zero-filled), like open(O_TMPFILE) plus ftruncate. */
+  /**
+   * A tmpfs file of `size` bytes (zero-filled), like open(O_TMPFILE) plus ftruncate. The name is a
+   * label (a string; anything else is a bad pathname pointer, EFAULT); the size is ftruncate's off_t:
+   * EINVAL when negative (do_sys_ftruncate), EFBIG above the largest file (inode_newsize_ok).
+   */
   createFile(name: string, size = 0): TmpFile {
-    if (!Number.isSafeInteger(size) || size < 0) throw new KernelError(22, `file size ${size}`);
-    return new TmpFile(this, this.kernel.newAddressSpace(name, size, false));
+    if (typeof name !== "string") throw new KernelError(EFAULT, "open: the name must be a string");
+    const length = loffArg(size);
+    if (length === null || length < 0n) throw new KernelError(EINVAL, `ftruncate: file size ${String(size)}`);
+    if (length > BigInt(TMPFS_MAX_BYTES)) throw new KernelError(EFBIG, `ftruncate: file size ${size}`);
+    return new TmpFile(this, this.kernel.newAddressSpace(name, Number(length), false));
   }
 
   /** Every violated invariant, one line each; empty when the whole state is consistent. */

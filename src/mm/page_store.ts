@@ -7,13 +7,22 @@
  * The kernel's counterparts are copy_highpage, clear_highpage and kmap + memcpy.
  */
 import { assert } from "../base/assert.js";
+import { EOPNOTSUPP, KernelError } from "../base/errno.js";
 import { PAGE_SIZE } from "../base/units.js";
 
 export type StoreKind = "bytes" | "tokens";
 
-/** Thrown when a byte-level access is made on the tokens store, which keeps no bytes. */
-export class NoBytesError extends Error {
-  override readonly name = "NoBytesError";
+/**
+ * Thrown when a byte-level access is made on the tokens store, which keeps no bytes: a configuration no
+ * kernel has, so the closest answer is EOPNOTSUPP ("operation not supported" by this object), and like
+ * every error a caller of hmmsim sees it is a KernelError.
+ */
+export class NoBytesError extends KernelError {
+  override readonly name: string = "NoBytesError";
+
+  constructor(what: string) {
+    super(EOPNOTSUPP, what);
+  }
 }
 
 export interface PageStore {
