@@ -3,7 +3,7 @@
  * every step. Each violation is one line naming the page, mm or lock and what is wrong.
  */
 import { GUP_PIN_COUNTING_BIAS } from "../mm/memory.js";
-import { AddressSpace, VM_ACCESS_FLAGS, VM_WRITE } from "../mm/mm_types.js";
+import { AddressSpace, VM_ACCESS_FLAGS, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_WRITE } from "../mm/mm_types.js";
 import { PG_anon, PG_anon_exclusive, PG_buddy, PG_locked, PG_lru } from "../mm/page.js";
 import { ZERO_PFN } from "../mm/page_alloc.js";
 import {
@@ -18,7 +18,7 @@ import {
   pteSpecial,
   pteWrite,
 } from "../mm/pgtable.js";
-import { batchedCount } from "../mm/swap.js";
+import { batchedCount, pageLruList } from "../mm/swap.js";
 import type { System } from "../system.js";
 
 /**
@@ -43,6 +43,17 @@ export function checkInvariants(system: System): string[] {
     if (pages.isAnon(pfn) && !pages.has(pfn, PG_anon_exclusive))
       report(`mm ${mmId}: vpn 0x${vpn.toString(16)} maps shared anonymous pfn ${pfn} writable`);
   };
+
+  // 0. VMAs: sorted, non-overlapping, and no contradictory flags.
+  for (const mm of k.mms.values()) {
+    let end = 0;
+    for (const vma of mm.vmas) {
+      if (vma.start < end) report(`mm ${mm.id}: ${vma} overlaps the VMA before it`);
+      end = vma.end;
+      if ((vma.flags & (VM_HUGEPAGE | VM_NOHUGEPAGE)) === (VM_HUGEPAGE | VM_NOHUGEPAGE))
+        report(`mm ${mm.id}: ${vma} has both VM_HUGEPAGE and VM_NOHUGEPAGE`);
+    }
+  }
 
   // 1. Page tables: count mappings per page; every entry lies in a VMA that allows it.
   const mapped = new Map<number, number>();
@@ -172,13 +183,15 @@ export function checkInvariants(system: System): string[] {
   for (const line of k.sched.locksHeldByGoneThreads())
     report(`lock held by a thread that no longer runs: ${line}`);
 
-  // 4. LRU lists: links consistent with PG_lru and the sizes.
+  // 4. LRU lists: links consistent with PG_lru and the sizes; each page on the list its flags name.
   for (let list = 0; list < k.lru.head.length; list++) {
     let count = 0;
     let prev = -1;
     for (let pfn = k.lru.head[list]!; pfn >= 0 && count <= pfnEnd; pfn = pages.lruNext[pfn]!) {
       if (pages.lruList[pfn] !== list || (pages.flags[pfn]! & PG_lru) === 0)
         report(`LRU list ${list}: pfn ${pfn} linked but not marked`);
+      else if (pageLruList(k, pfn) !== list)
+        report(`LRU list ${list}: pfn ${pfn} belongs on list ${pageLruList(k, pfn)} by its flags`);
       if (pages.lruPrev[pfn] !== prev) report(`LRU list ${list}: pfn ${pfn} has a broken back link`);
       prev = pfn;
       count++;
