@@ -9,6 +9,7 @@
 import { assert } from "./base/assert.js";
 import { checkReturn, EFAULT, EINVAL, KernelError } from "./base/errno.js";
 import { PAGE_SIZE } from "./base/units.js";
+import { type DeviceFile, FileTable } from "./device.js";
 import { dupMm, exitMmap } from "./mm/fork.js";
 import { FOLL_PIN, FOLL_WRITE, getUserPages, unpinUserPage } from "./mm/gup.js";
 import {
@@ -63,6 +64,8 @@ export class Process {
   /** Faults this process took (page faults that reached handle_mm_fault). */
   faults = 0;
   private alive = true;
+  /** The descriptor table (files_struct): the device files open in this process. */
+  readonly fdTable: FileTable = new FileTable(this);
 
   constructor(
     readonly system: System,
@@ -115,18 +118,33 @@ export class Process {
     checkReturn(this.run("madvise", sysMadvise(this.k, this.mm, addr, length, advice)), "madvise");
   }
 
-  /** fork(2): a child with a copy-on-write copy of this address space. */
+  /**
+   * fork(2): a child with a copy-on-write copy of this address space and a copy of the descriptor
+   * table (dup_fd): its `files` name the same open device files as this process's, at the same fds.
+   */
   fork(): Process {
     const child = this.run("fork", dupMm(this.k, this.mm));
     if (typeof child === "number") throw new KernelError(-child, "fork");
-    return this.system.adoptProcess(child);
+    const process = this.system.adoptProcess(child);
+    process.fdTable.copyFrom(this.fdTable);
+    return process;
   }
 
-  /** exit(2): the address space goes away; device mirrors hear MMU_NOTIFY_RELEASE. */
+  /**
+   * exit(2), in do_exit's order: exit_mm (the address space goes away; device mirrors hear
+   * MMU_NOTIFY_RELEASE), then exit_files (every descriptor is closed; the last one of a file releases
+   * it, with the mm already gone).
+   */
   exit(): void {
     this.run("exit", exitMmap(this.k, this.mm));
+    this.fdTable.closeAll();
     this.alive = false;
     this.system.forgetProcess(this);
+  }
+
+  /** The device files open in this process (opened or inherited across fork), lowest fd first. */
+  get files(): readonly DeviceFile[] {
+    return this.fdTable.files;
   }
 
   get exited(): boolean {

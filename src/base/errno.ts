@@ -1,6 +1,7 @@
 /** Linux errno values (include/uapi/asm-generic/errno-base.h and errno.h), positive as in the headers. */
 export const EPERM = 1;
 export const ENOENT = 2;
+export const ESRCH = 3;
 export const EINTR = 4;
 export const EIO = 5;
 export const EBADF = 9;
@@ -19,6 +20,7 @@ export const EOVERFLOW = 75;
 const errnoNames: Readonly<Record<number, string>> = {
   [EPERM]: "EPERM",
   [ENOENT]: "ENOENT",
+  [ESRCH]: "ESRCH",
   [EINTR]: "EINTR",
   [EIO]: "EIO",
   [EBADF]: "EBADF",

@@ -18,6 +18,7 @@ import {
 } from "../mm/pgtable.js";
 import { batchedCount } from "../mm/swap.js";
 import type { System } from "../system.js";
+import { checkMirrorInvariants } from "./mirror_invariants.js";
 
 /** Stop collecting after this many lines: one bug tends to break thousands of pages the same way. */
 const VIOLATIONS_MAX = 50;
@@ -168,6 +169,8 @@ export function checkInvariants(system: System): string[] {
       }
     }
   }
+
+  checkMirrorInvariants(system, report);
 
   // 6. What the kernel itself would have reported.
   for (const bad of pages.badPages.slice(0, VIOLATIONS_MAX)) report(`bad page: ${bad.reason}`);

@@ -121,7 +121,7 @@ describe("invalidation events", () => {
     proc.madvise(BASE + 3 * P, P, MADV_DONTNEED);
     expect(low.heard).toEqual([]);
     expect(high.heard).toHaveLength(1);
-    mmuIntervalNotifierRemove(high.sub);
+    inThread(system, mmuIntervalNotifierRemove(system.kernel, high.sub));
     expect(high.sub.removed).toBe(true);
     proc.munmap(BASE, 4 * P);
     expect(high.heard).toHaveLength(1);
@@ -261,6 +261,6 @@ describe("a notifier inserted during an invalidation", () => {
       })(),
     );
     expect(box.late!.heard.map((h) => h.event)).toEqual(["CLEAR"]);
-    mmuIntervalNotifierRemove(box.late!.sub);
+    inThread(system, mmuIntervalNotifierRemove(k, box.late!.sub));
   });
 });
