@@ -780,10 +780,10 @@ export class Dmirror {
    * HMM_DMIRROR_RELEASE: dmirror_device_remove_chunks, which evicts and removes every chunk of the
    * device. It needs migrate_device_range (6.1); under the older versions the command does not exist.
    */
-  *cmdRelease(): Kfn<number> {
+  *cmdRelease(): Kfn<DmirrorResult | number> {
     if (this.ctx.migrate.protocol !== "modern") return -EINVAL;
     yield* this.device.removeChunks();
-    return 0;
+    return { cpages: 0, faults: 0 };
   }
 
   /**
