@@ -165,6 +165,8 @@ describe("buffers (cmd->ptr): copy_from_user and copy_to_user fail with EFAULT",
       expect(errnoOf(() => fd.read(addr, 4, bad as Uint8Array))).toBe(EFAULT);
     }
     expect(short.every((byte) => byte === 9)).toBe(true);
+    // Refused before dmirror_fault ran: nothing was mirrored.
+    expect(fd.mirror.pt.size).toBe(0);
     unchanged(setup);
   });
 
@@ -197,8 +199,10 @@ describe("buffers (cmd->ptr): copy_from_user and copy_to_user fail with EFAULT",
     const ok = fd.read(addr, 4, into);
     expect(ok.data).toBe(into);
     expect(new Uint32Array(into.buffer)[0]).toBe(ok.words[0]);
+    // Pages 0 and 1 are mirrored, pages 2 and 3 are PROT_NONE: dmirror_do_read copies the first two
+    // into the bounce buffer, then dmirror_fault fails with -EFAULT, and nothing reaches cmd->ptr.
     const kept = new Uint8Array(4 * P).fill(0xee);
-    proc.mprotect(addr, 4 * P, 0);
+    proc.mprotect(addr + 2 * P, 2 * P, 0);
     expect(errnoOf(() => fd.read(addr, 4, kept))).toBe(EFAULT);
     expect(kept.every((byte) => byte === 0xee)).toBe(true);
   });
