@@ -79,7 +79,12 @@ export class Device {
    */
   open(process: Process): DeviceFile {
     const candidate = process as Partial<Process> | null | undefined;
-    if (typeof candidate !== "object" || candidate === null || candidate.system !== this.system)
+    if (
+      typeof candidate !== "object" ||
+      candidate === null ||
+      candidate.system !== this.system ||
+      !(candidate.fdTable instanceof FileTable)
+    )
       throw new KernelError(EINVAL, "open: not a process of this system");
     if (process.exited) throw new KernelError(ESRCH, `open: process ${process.pid} has exited`);
     const file = new OpenFile(this.system, new Dmirror(this.driver, process.mm));
