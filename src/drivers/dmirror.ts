@@ -797,9 +797,11 @@ export class Dmirror {
     yield* mmuIntervalNotifierRemove(this.ctx.k, this.notifier);
     if (this.ctx.migrate.protocol === "modern") yield* this.device.evictAll();
     this.pt.clear();
-    // The open stays registered with the device: pages it migrated (under seed and 4.14, which do not
-    // evict, or a page eviction could not take) still name it, and a CPU fault on one must find a
-    // migrate_to_ram that works. A released open has no page table left to update.
+    // The open stays registered with the device while pages it migrated (under seed and 4.14, which do
+    // not evict, or a page eviction could not take) still name it: a CPU fault on one must find a
+    // migrate_to_ram that works (test_hmm.c frees the dmirror and would use it after free). A released
+    // open has no page table left to update.
+    this.device.forgetMirror(this);
   }
 }
 

@@ -139,6 +139,19 @@ export class DmirrorDevice {
     return id;
   }
 
+  /**
+   * Drops a released open from the registry unless a device page in use still names it (kfree(dmirror)
+   * in dmirror_fops_release; a page that eviction could not take keeps its open findable, see release).
+   */
+  forgetMirror(mirror: Dmirror): void {
+    const pages = this.ctx.k.pages;
+    for (const chunk of this.chunks) {
+      for (let pfn = chunk.startPfn; pfn < chunk.endPfn; pfn++)
+        if (pages.refcount[pfn] !== 0 && pages.zoneDeviceData[pfn] === mirror.id) return;
+    }
+    this.mirrors.delete(mirror.id);
+  }
+
   /** The memremap and free-list half of dmirror_allocate_chunk; false when the limit is reached. */
   private addChunk(): boolean {
     const pages = Math.min(DEVMEM_CHUNK_PAGES, this.limitPages - this.mappedPages);
