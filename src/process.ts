@@ -20,6 +20,7 @@ import { isByteBuffer, isRegisterValue, storedInteger, ulongArg } from "./base/a
 import { assert } from "./base/assert.js";
 import { checkReturn, EFAULT, EINVAL, ENOMEM, ESRCH, KernelError } from "./base/errno.js";
 import { PAGE_SIZE, TASK_SIZE } from "./base/units.js";
+import { type DeviceFile, FileTable } from "./device.js";
 import { MAX_RW_COUNT } from "./mm/filemap.js";
 import { dupMm, exitMmap } from "./mm/fork.js";
 import { FOLL_PIN, FOLL_WRITE, getUserPages, unpinUserPages } from "./mm/gup.js";
@@ -99,6 +100,8 @@ export class Process {
   /** Faults this process took (page faults that reached handle_mm_fault). */
   faults = 0;
   private alive = true;
+  /** The descriptor table (files_struct): the device files open in this process. */
+  readonly fdTable: FileTable = new FileTable(this);
 
   constructor(
     readonly system: System,
@@ -173,22 +176,33 @@ export class Process {
     checkReturn(this.run("madvise", sysMadvise(this.k, this.mm, addr, length, advice)), "madvise");
   }
 
-  /** fork(2): a child with a copy-on-write copy of this address space. */
+  /**
+   * fork(2): a child with a copy-on-write copy of this address space and a copy of the descriptor
+   * table (dup_fd): its `files` name the same open device files as this process's, at the same fds.
+   */
   fork(): Process {
     const child = this.run("fork", dupMm(this.k, this.mm));
     if (typeof child === "number") throw new KernelError(-child, "fork");
-    return this.system.adoptProcess(child);
+    const process = this.system.adoptProcess(child);
+    process.fdTable.copyFrom(this.fdTable);
+    return process;
   }
 
-  /** exit(2): the address space goes away; device mirrors hear MMU_NOTIFY_RELEASE. */
+  /**
+   * exit(2), in do_exit's order: exit_mm (the address space goes away; device mirrors hear
+   * MMU_NOTIFY_RELEASE), then exit_files (every descriptor is closed; the last one of a file releases
+   * it, with the mm already gone).
+   */
   exit(): void {
     this.run("exit", this.doExit());
   }
 
-  /** do_exit's part for the model: exit_mmap, then the process is gone. Runs inside a kernel thread. */
+  /** exit(2)'s work, in the exiting thread (the OOM killer runs it for its victim too). */
   *doExit(): Kfn<void> {
     assert(this.alive, "process exits twice", () => `pid ${this.pid}`);
     yield* exitMmap(this.k, this.mm);
+    // do_exit: exit_mm before exit_files, so release runs with the address space gone.
+    yield* this.fdTable.closeAll();
     this.alive = false;
     this.system.forgetProcess(this);
   }
@@ -213,6 +227,11 @@ export class Process {
     k.stats.oomKills++;
     yield* victim.doExit();
     return victim === this;
+  }
+
+  /** The device files open in this process (opened or inherited across fork), lowest fd first. */
+  get files(): readonly DeviceFile[] {
+    return this.fdTable.files;
   }
 
   get exited(): boolean {

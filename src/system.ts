@@ -7,7 +7,7 @@ import { checkReturn, EFAULT, EFBIG, EINVAL, KernelError } from "./base/errno.js
 import { PAGE_SIZE, parsePages } from "./base/units.js";
 import { Device } from "./device.js";
 import { MemcpyEngine } from "./drivers/copy_engine.js";
-import { DmirrorDevice } from "./drivers/dmirror.js";
+import { DmirrorDevice, type DmirrorSwitches, TEST_HMM_SWITCHES } from "./drivers/dmirror.js";
 import { checkInvariants } from "./explore/invariants.js";
 import { sysPread64, sysPwrite64, TMPFS_MAX_BYTES } from "./mm/filemap.js";
 import { GupLedger } from "./mm/gup.js";
@@ -30,10 +30,23 @@ export interface SystemOptions {
   /** The scheduler's chooser (default: the lowest-numbered runnable thread). */
   chooser?: Chooser;
   /**
-   * Devices (dmirror 0, 1, ...) and the private memory of each, e.g. [{ memory: "64MiB" }]. Default:
-   * two devices of 64 MiB, as lib/test_hmm.c always creates two private devices.
+   * Devices (dmirror 0, 1, ...) and the most private memory each may hold, e.g. [{ memory: "1MiB" }].
+   * A device starts with one chunk of memory and adds 2 MiB chunks as migrations need pages, as
+   * lib/test_hmm.c's dmirror_allocate_chunk does, up to that limit; past it a page cannot be allocated
+   * and stays where it is. Memory never used costs nothing. Default: two devices of up to 1 GiB, as
+   * test_hmm.c always creates two private devices, and hmm-tests migrates up to 256 MiB to one.
    */
   devices?: { memory: string | number }[];
+  /**
+   * Switches for the dmirror driver where lib/test_hmm.c has a defect (drivers/dmirror_devmem.ts,
+   * DmirrorSwitches); all false by default, which is test_hmm.c. `invalidateOnOwnMigration: true` gives
+   * a driver whose mirrors stay coherent with the CPU page table while it migrates (test_hmm.c skips
+   * its own MMU_NOTIFY_MIGRATE in every open of the device, without moving the notifier sequence, so a
+   * racing WRITE is lost, a second open mirrors a freed page, and a racing READ mirrors the page being
+   * migrated away); `faultFailsWithoutMm: true` makes READ and WRITE on a file whose mm has exited fail
+   * with EINVAL, where test_hmm.c loops forever (hmmsim throws DmirrorLivelockError).
+   */
+  dmirror?: Partial<DmirrorSwitches>;
   /**
    * Single migration switches to override on top of the protocol's (see mm/migrate_pfn.ts), e.g.
    * 4.14 with `zoneDeviceAwarePutback: false` to bring back one historical defect.
@@ -47,6 +60,9 @@ export interface SystemOptions {
    */
   fastPaths?: boolean;
 }
+
+/** A device's memory limit when SystemOptions.devices does not say. */
+const DEFAULT_DEVICE_MEMORY = "1GiB";
 
 /** Fault-path behaviour of each protocol version (see mm/memory.ts FaultPathSwitches). */
 export function faultSwitchesFor(protocol: ProtocolVersion): FaultPathSwitches {
@@ -123,10 +139,12 @@ export class System {
       layout: layoutFor(this.protocol),
     };
     const copier = new MemcpyEngine(this.kernel.store);
-    const specs = options.devices ?? [{ memory: "64MiB" }, { memory: "64MiB" }];
+    const dmirrorSwitches: DmirrorSwitches = { ...TEST_HMM_SWITCHES, ...options.dmirror };
+    const specs = options.devices ?? [{ memory: DEFAULT_DEVICE_MEMORY }, { memory: DEFAULT_DEVICE_MEMORY }];
     specs.forEach((spec, minor) => {
       const pages = parsePages(spec.memory, `device ${minor} memory`);
-      this.devices.push(new Device(this, new DmirrorDevice(this.migrateContext, minor, pages, copier)));
+      const driver = new DmirrorDevice(this.migrateContext, minor, pages, copier, dmirrorSwitches);
+      this.devices.push(new Device(this, driver));
     });
   }
 

@@ -20,6 +20,7 @@ import {
 } from "../mm/pgtable.js";
 import { batchedCount, pageLruList } from "../mm/swap.js";
 import type { System } from "../system.js";
+import { checkMirrorInvariants } from "./mirror_invariants.js";
 
 /**
  * Stop listing after this many lines (one bug tends to break thousands of pages the same way); a last
@@ -212,6 +213,8 @@ export function checkInvariants(system: System): string[] {
       }
     }
   }
+
+  checkMirrorInvariants(system, report);
 
   // 6. What the kernel itself would have reported.
   for (const bad of pages.badPages) report(`bad page: ${bad.reason}`);

@@ -258,7 +258,7 @@ describe("hmmsim", () => {
     const { status, stdout } = hmmsim("conformance", "--json");
     expect(status).toBe(0);
     const { tests } = JSON.parse(stdout) as { tests: { name: string; protocol: string; passed: boolean }[] };
-    expect(tests).toHaveLength(26);
+    expect(tests).toHaveLength(28);
     expect(tests.filter((test) => !test.passed)).toEqual([]);
     expect(new Set(tests.map((test) => test.protocol))).toEqual(new Set(["4.14", "modern"]));
   });

@@ -52,7 +52,7 @@ function onePageOnDevice() {
 function evictRacingFork(s: ReturnType<typeof onePageOnDevice>, choose: (step: number) => "close" | "fork") {
   const sched = s.system.kernel.sched;
   let step = 0;
-  const close = sched.spawn("close", s.fd.mirror.close(), 0);
+  const close = sched.spawn("close", s.fd.closeFd(), 0);
   const fork = sched.spawn("fork", dupMm(s.system.kernel, s.proc.mm), 1);
   sched.setChooser((runnable) => {
     const wanted = choose(step++) === "close" ? close : fork;

@@ -76,7 +76,7 @@ describe("thread failure", () => {
     );
     k.sched.runAll();
     expect(system.checkInvariants()).toEqual([
-      `lock held by a thread that no longer runs: dmirror 0 mutex held by ${leaker}, which no longer runs`,
+      `lock held by a thread that no longer runs: dmirror 0 open ${fd.mirror.id} mutex held by ${leaker}, which no longer runs`,
     ]);
   });
 });
