@@ -87,12 +87,14 @@ export class BytesStore implements PageStore {
     const slab = this.slabs[index];
     const offset = (pfn % SLAB_PAGES) * PAGE_SIZE;
     if (slab !== undefined && offset < slab.byteLength) return slab;
-    // A slab grows to what the pfn space holds now, and at least doubles, so device ranges added chunk
-    // by chunk cost few copies; it never allocates host memory for frames that do not exist yet (a small
-    // system with a small device stays small: the explorer builds thousands of them a second).
+    // A small slab takes what the pfn space holds now, and at least doubles when it grows, so a small
+    // system with a small device stays small (the explorer builds thousands of them a second). A slab
+    // past a quarter of full size goes straight to full size: growing it again would copy (and touch)
+    // hundreds of MiB, where a full-size buffer costs host memory only for the frames touched.
     const needed = Math.min(SLAB_PAGES, this.capacity - index * SLAB_PAGES);
-    const pages =
+    let pages =
       slab === undefined ? needed : Math.min(SLAB_PAGES, Math.max(needed, (2 * slab.byteLength) / PAGE_SIZE));
+    if (pages * 4 >= SLAB_PAGES) pages = SLAB_PAGES;
     const grown = new Uint8Array(pages * PAGE_SIZE);
     if (slab !== undefined) grown.set(slab);
     this.slabs[index] = grown;
