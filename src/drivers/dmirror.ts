@@ -66,7 +66,7 @@ import {
 } from "../mm/mmu_notifier.js";
 import { ZERO_PFN } from "../mm/page_alloc.js";
 import { Lock } from "../sched/locks.js";
-import type { Kfn, Thread } from "../sched/thread.js";
+import type { Kfn } from "../sched/thread.js";
 import { CopyBatch } from "./copy_engine.js";
 import { DeviceTable } from "./device_table.js";
 import type { DmirrorDevice } from "./dmirror_devmem.js";
@@ -176,13 +176,6 @@ export class Dmirror {
   flags = 0;
   /** Released (dmirror_fops_release ran): the last file reference went. */
   closed = false;
-  /**
-   * Threads now inside a migration this open started. The corrected driver (invalidateOnOwnMigration)
-   * recognises its own MMU_NOTIFY_MIGRATE by the thread that runs the invalidation, as a real driver can
-   * by recording `current` in its migration context.
-   */
-  private readonly migrators: Thread[] = [];
-
   constructor(
     readonly device: DmirrorDevice,
     readonly mm: MmStruct,
@@ -208,28 +201,16 @@ export class Dmirror {
    * dmirror_interval_invalidate: drop the mirror entries of the range and move the sequence. test_hmm.c
    * returns early for MMU_NOTIFY_MIGRATE whose owner is this device, in every open of the device ("the
    * invalidation is handled as part of the migration process"); see DmirrorSwitches for what that
-   * breaks and for the corrected driver, which skips only the erase, and only in its own migrations.
+   * breaks. The corrected driver invalidates its own migrations like any other event.
    */
   private *invalidate(sub: MmuIntervalNotifier, range: MmuNotifierRange, curSeq: number): Kfn<boolean> {
-    let erase = true;
-    if (range.event === MMU_NOTIFY_MIGRATE && range.owner === this.device) {
-      if (!this.device.switches.invalidateOnOwnMigration) return true;
-      erase = !this.migrators.includes(this.ctx.k.sched.current());
-    }
+    const ownMigration = range.event === MMU_NOTIFY_MIGRATE && range.owner === this.device;
+    if (ownMigration && !this.device.switches.invalidateOnOwnMigration) return true;
     yield* this.mutex.lock();
     mmuIntervalSetSeq(sub, curSeq);
-    if (erase) this.doUpdate(range.start, range.end);
+    this.doUpdate(range.start, range.end);
     this.mutex.unlock();
     return true;
-  }
-
-  /** Runs `body` as a migration this open started (see `migrators`). */
-  private *asMigrator<T>(body: Kfn<T>): Kfn<T> {
-    const me = this.ctx.k.sched.current();
-    this.migrators.push(me);
-    const ret = yield* body;
-    this.migrators.splice(this.migrators.indexOf(me), 1);
-    return ret;
   }
 
   /**
@@ -401,26 +382,19 @@ export class Dmirror {
   // Migration to the device.
 
   /**
-   * dmirror_migrate_alloc_and_copy: a device page for each system page or empty entry collected. The
-   * corrected driver (invalidateOnOwnMigration) first erases, under its mutex, this open's mirror
-   * entries of the pages collected, so that no WRITE can store into a source page after its copy;
-   * test_hmm.c leaves them until finalize_and_map replaces them (window (a) of DmirrorSwitches).
+   * dmirror_migrate_alloc_and_copy: a device page for each system page or empty entry collected. Under
+   * test_hmm.c's skipped invalidation this open still mirrors the source pages while it copies them
+   * (window (a) of DmirrorSwitches); finalize_and_map replaces those entries.
    */
   private *allocAndCopyToDevice(
     src: Float64Array,
     dst: Float64Array,
-    start: number,
     npages: number,
     copies: CopyBatch,
   ): Kfn<void> {
     const k = this.ctx.k;
     const L = this.ctx.layout;
     const device = this.device;
-    if (device.switches.invalidateOnOwnMigration) {
-      yield* this.mutex.lock();
-      for (let i = 0; i < npages; i++) if (hasFlag(src[i]!, L.MIGRATE)) this.pt.delete(start + i);
-      this.mutex.unlock();
-    }
     for (let i = 0; i < npages; i++) {
       const s = src[i]!;
       if (!hasFlag(s, L.MIGRATE)) continue;
@@ -502,7 +476,7 @@ export class Dmirror {
       let outOfMemory = false;
       const ops: MigrateVmaOps<null> = {
         *allocAndCopy() {
-          if (toDevice) yield* self.allocAndCopyToDevice(src, dst, start, npages, copies);
+          if (toDevice) yield* self.allocAndCopyToDevice(src, dst, npages, copies);
           else if ((yield* self.allocAndCopyToSystem(src, dst, start, npages, copies)) !== 0) {
             self.undoDst(dst, npages);
             outOfMemory = true;
@@ -529,7 +503,7 @@ export class Dmirror {
     const ret = yield* migrateVmaSetup(ctx, args);
     if (ret !== 0) return ret;
     if (toDevice) {
-      yield* this.allocAndCopyToDevice(src, dst, start, npages, copies);
+      yield* this.allocAndCopyToDevice(src, dst, npages, copies);
       yield* migrateVmaPages(ctx, args);
       yield* this.finalizeAndMapToDevice(src, dst, start, npages);
     } else {
@@ -589,7 +563,7 @@ export class Dmirror {
     const ignored = { cpages: 0 };
     const buffers = chunkBuffers(npages);
     const ret = yield* this.forEachChunk(vpn, npages, (vma, start, end) =>
-      this.asMigrator(this.migrateChunk(vma, start, end, true, ignored, buffers)),
+      this.migrateChunk(vma, start, end, true, ignored, buffers),
     );
     if (ret !== 0) return ret;
     if (!bounceFits(k, npages)) return -ENOMEM;
@@ -668,7 +642,7 @@ export class Dmirror {
     const counted = { cpages: 0 };
     const buffers = chunkBuffers(npages);
     const ret = yield* this.forEachChunk(vpn, npages, (vma, start, end) =>
-      this.asMigrator(this.migrateChunk(vma, start, end, false, counted, buffers)),
+      this.migrateChunk(vma, start, end, false, counted, buffers),
     );
     if (ret !== 0) return ret;
     return { cpages: counted.cpages, faults: 0 };
@@ -676,7 +650,7 @@ export class Dmirror {
 
   /** migrate_to_ram for a page this mirror migrated: one page, with the fault page (6.1+). */
   *migrateToRam(vmf: VmFault): Kfn<number> {
-    return yield* this.asMigrator(this.devmemFault(vmf));
+    return yield* this.devmemFault(vmf);
   }
 
   /** dmirror_devmem_fault for one page. */

@@ -61,9 +61,10 @@ export interface DmirrorSwitches {
    * second open of the device keeps mirroring the source page after another open migrated it, so its
    * READ returns a freed frame and its WRITE corrupts whoever gets the frame next; (c) a READ whose
    * hmm_range_fault ran before collect passes mmu_interval_read_retry and mirrors the page being
-   * migrated away. true: only the open that started the migration skips erasing, and it still calls
-   * mmu_interval_set_seq (c); it erases its own entries of the pages it collected, under its mutex,
-   * before copying them (a); every other open invalidates as for any other event (b).
+   * migrated away. true: every open, the migrating one included, invalidates its own migrations as
+   * any other event, erasing its entries and moving the sequence before collect changes a PTE, so no
+   * mirror entry is left over a page being migrated (a, b) and a racing READ retries (c); the
+   * migrating open maps the destination pages again in finalize_and_map, as it always does.
    */
   readonly invalidateOnOwnMigration: boolean;
   /**

@@ -103,7 +103,9 @@ export function checkInvariants(system: System): string[] {
             report(
               `mm ${mm.id}: migration entry for pfn ${pfn} left at vpn 0x${vpn.toString(16)} with no migration running`,
             );
-          if (!isReadableMigrationEntry(pte)) exclusiveEntries.set(pfn, (exclusiveEntries.get(pfn) ?? 0) + 1);
+          // Only an anonymous page has an owner; a shared file page gets a writable entry per mapping.
+          if (pages.isAnon(pfn) && !isReadableMigrationEntry(pte))
+            exclusiveEntries.set(pfn, (exclusiveEntries.get(pfn) ?? 0) + 1);
         }
       }
     });

@@ -6,9 +6,9 @@
  *
  * A mirror entry is compared with the PTE at its address in the mirrored mm: it must name the same pfn,
  * be writable only where the CPU mapping is, and not outlive the mm. A migration entry there means a
- * migration is under way, during which the migrating driver legitimately still mirrors the source page
- * (or already its destination), so it is not compared; at quiescence no migration entry is left (the
- * main checker reports one that is).
+ * migration is under way, during which the driver may still mirror the source page read-only (or
+ * already its destination), but not writable: a write there can be lost. At quiescence no migration
+ * entry is left (the main checker reports one that is).
  */
 import { entryPfn, entryWritable } from "../drivers/dmirror.js";
 import {
@@ -40,7 +40,15 @@ export function checkMirrorInvariants(system: System, report: (line: string) => 
           return;
         }
         const pte = k.pt.read(mm.root, vpn);
-        if (isMigrationEntry(pte)) return;
+        if (isMigrationEntry(pte)) {
+          // A migration is under way. Mirroring its source read-only is harmless (nobody can change
+          // it), and its destination is what the migrating driver maps next; but a writable entry for
+          // the source lets the device store into a page whose copy may already be made: a lost write
+          // (test_hmm.c's window (a)).
+          if (entryWritable(entry) && pteFrame(pte) === pfn)
+            report(`${at} writable over a migration entry (a device write there can be lost)`);
+          return;
+        }
         let cpuPfn = -1;
         let cpuWritable = false;
         if (ptePresent(pte) && !pteProtNone(pte)) {

@@ -125,9 +125,6 @@ export function rmapTargets(k: Kernel, pfn: number): { vma: Vma; vpn: number }[]
   return targets;
 }
 
-/** Walks that visit more VMAs than this have lost their way (every visit adds one VMA to `seen`). */
-const RMAP_WALK_VMAS_MAX = 1 << 20;
-
 /**
  * rmap_walk (rmap_walk_anon / rmap_walk_file): calls `visit(vma, vpn)` for every VMA where the page
  * could be mapped, from page->mapping and page->index; `visit` may yield, and returns false to stop the
@@ -135,33 +132,23 @@ const RMAP_WALK_VMAS_MAX = 1 << 20;
  *
  * Deliberate difference: the kernel holds the anon_vma (or i_mmap) rwsem for read across the walk, so
  * fork (anon_vma_fork), VMA splits and unlinks wait for it. hmmsim does not model that lock; instead
- * the walk re-reads the live set of VMAs after every visit (which may yield) and takes the first VMA
- * it has not visited, computing its vpn then. A VMA is always linked after the VMA it copies its PTEs
- * from (fork links the child's VMA, a split its tail, mremap its new VMA, each after the original), so
- * a PTE copied or moved during the walk lands in a VMA the walk has yet to visit, which is what the
- * lock guarantees; unlinked VMAs and exited mms are skipped, as the lock would have kept them.
+ * the walk iterates the live set of VMAs across its yields (a Set's iterator visits what is added
+ * after its position and skips what is deleted) and computes each vpn when it gets there. A VMA is
+ * always linked after the VMA it copies its PTEs from (fork links the child's VMA, a split its tail,
+ * mremap its new VMA, each after the original), so a PTE copied or moved during the walk lands in a VMA
+ * the walk has yet to visit, which is what the lock guarantees; unlinked VMAs and exited mms are
+ * skipped, as the lock would have kept them out.
  */
 export function* rmapWalk(k: Kernel, pfn: number, visit: (vma: Vma, vpn: number) => Kfn<boolean>): Kfn<void> {
   const mapping = k.mappingOf(pfn);
   if (mapping === null) return;
   const index = k.pages.index[pfn]!;
   const vmas = mapping instanceof AnonVma ? mapping.vmas : mapping.mmaps;
-  const seen = new Set<Vma>();
-  for (let visited = 0; visited < RMAP_WALK_VMAS_MAX; visited++) {
-    let next: Vma | null = null;
-    for (const vma of vmas) {
-      if (!seen.has(vma)) {
-        next = vma;
-        break;
-      }
-    }
-    if (next === null) return;
-    seen.add(next);
-    if (next.mm.exited) continue;
-    const vpn = next.vpnOfIndex(index);
-    if (vpn >= 0 && !(yield* visit(next, vpn))) return;
+  for (const vma of vmas) {
+    if (vma.mm.exited) continue;
+    const vpn = vma.vpnOfIndex(index);
+    if (vpn >= 0 && !(yield* visit(vma, vpn))) return;
   }
-  fail("rmap walk visited too many VMAs", () => k.pages.describe(pfn));
 }
 
 /** Whether `vma` is still one the page's rmap reaches: after a yield it may have been unlinked. */

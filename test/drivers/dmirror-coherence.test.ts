@@ -130,7 +130,7 @@ describe("window (c): a READ racing the same open's MIGRATE_TO_DEV", () => {
     expect([...back.words].some((word, i) => word === pageValue(99, i))).toBe(true);
   });
 
-  it("never mirrors a stale page with invalidateOnOwnMigration (the own open still moves the sequence)", () => {
+  it("never mirrors a stale page with invalidateOnOwnMigration (the own open moves the sequence too)", () => {
     for (let seed = 1; seed <= SCHEDULES; seed++) {
       const rng = new Rng(seed);
       const { system, proc, addr, fd } = raceReadWithMigration(true, (n) => rng.below(n));
@@ -164,33 +164,51 @@ function raceWriteWithMigration(corrected: boolean, seed: number) {
   sched.setChooser((runnable) => rng.below(runnable.length));
   const write = sched.spawn("WRITE", fd.mirror.cmdWrite(addr / P, NPAGES, pagesOf(3)), 0);
   const migrate = sched.spawn("MIGRATE_TO_DEV", fd.mirror.cmdMigrateToDevice(addr / P, NPAGES), 1);
-  sched.runAll();
+  // The checker after every step, as the explorer runs it: what it says about the window while open.
+  const named = new Set<string>();
+  while (sched.step()) for (const line of system.checkInvariants()) named.add(line);
   sched.setChooser(() => 0);
   expect(write.state).toBe("done");
   expect(write.result).toEqual({ cpages: NPAGES, faults: expect.any(Number) });
   expect(migrate.state).toBe("done");
-  return { system, lost: proc.checkPages(addr, NPAGES, 3) };
+  return { system, named: [...named], lost: proc.checkPages(addr, NPAGES, 3) };
 }
 
 describe("window (a): a WRITE racing the same open's MIGRATE_TO_DEV", () => {
   // dmirror_migrate_alloc_and_copy copies the source pages without the dmirror mutex and without
   // touching the mirror; a WRITE that takes the mutex between the copy and
   // dmirror_migrate_finalize_and_map stores into the source page through its still-valid entry.
-  it("loses the write in some schedules under test_hmm.c, though WRITE returned success", () => {
+  it("loses the write in some schedules under test_hmm.c, and the checker names the window while it is open", () => {
     let lost = 0;
+    let named = 0;
     for (let seed = 1; seed <= SCHEDULES; seed++) {
       const run = raceWriteWithMigration(false, seed);
-      if (run.lost.length > 0) lost++;
-      // The mirror is coherent afterwards: nothing but the data says what happened.
+      // Afterwards the mirror is coherent again. During the migration, whenever another thread could
+      // run between collect and finalize_and_map, the checker saw the open's writable entry over the
+      // source page's migration entry: every schedule that lost the write was one of those.
       expect(stale(run.system.checkInvariants()), `seed ${seed}`).toEqual([]);
+      const window = run.named.some((line) =>
+        /^stale device mirror entry: .* writable over a migration entry/.test(line),
+      );
+      expect(
+        run.named.every((line) => line.startsWith("stale device mirror entry")),
+        `seed ${seed}: ${run.named.join("; ")}`,
+      ).toBe(true);
+      if (run.lost.length > 0) {
+        lost++;
+        expect(window, `seed ${seed} lost the write unnamed`).toBe(true);
+      }
+      if (window) named++;
     }
     expect(lost).toBeGreaterThan(0);
+    expect(named).toBeGreaterThanOrEqual(lost);
   });
 
-  it("never loses it with invalidateOnOwnMigration (own entries erased before the copy)", () => {
+  it("never loses it with invalidateOnOwnMigration, and the checker is silent at every step", () => {
     for (let seed = 1; seed <= SCHEDULES; seed++) {
       const run = raceWriteWithMigration(true, seed);
       expect(run.lost, `seed ${seed}`).toEqual([]);
+      expect(run.named, `seed ${seed}`).toEqual([]);
       expect(run.system.checkInvariants(), `seed ${seed}`).toEqual([]);
     }
   });

@@ -48,7 +48,7 @@ describe("mirror invariants", () => {
   });
 
   it("a driver lock held by a thread that has finished", () => {
-    const { system, fd, proc } = build();
+    const { system, fd } = build();
     system.kernel.sched.call(
       "leaks the mutex",
       (function* (): Kfn<void> {
