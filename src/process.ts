@@ -100,6 +100,8 @@ export class Process {
   /** Faults this process took (page faults that reached handle_mm_fault). */
   faults = 0;
   private alive = true;
+  /** Exit has begun (the process's own, or the OOM killer's): a fatal signal is pending. */
+  private isDying = false;
   /** The descriptor table (files_struct): the device files open in this process. */
   readonly fdTable: FileTable = new FileTable(this);
 
@@ -197,9 +199,15 @@ export class Process {
     this.run("exit", this.doExit());
   }
 
-  /** exit(2)'s work, in the exiting thread (the OOM killer runs it for its victim too). */
+  /**
+   * exit(2)'s work, in the exiting thread (the OOM killer runs it for its victim too). The process is
+   * dying from the first step on; a second exit meanwhile (the OOM killer's and the process's own, in
+   * two threads) leaves the teardown to the first.
+   */
   *doExit(): Kfn<void> {
-    assert(this.alive, "process exits twice", () => `pid ${this.pid}`);
+    assert(this.alive, "process exits after it has exited", () => `pid ${this.pid}`);
+    if (this.isDying) return;
+    this.isDying = true;
     yield* exitMmap(this.k, this.mm);
     // do_exit: exit_mm before exit_files, so release runs with the address space gone.
     yield* this.fdTable.closeAll();
@@ -216,6 +224,9 @@ export class Process {
   private *outOfMemory(): Kfn<boolean> {
     const k = this.k;
     if (pagefaultOutOfMemory(k) === "retry") return false;
+    // oom_evaluate_task: while an earlier victim is still dying, nobody else is chosen; its memory is
+    // about to come back, so the access retries (or ends, if this process is that victim).
+    if (this.system.liveProcesses().some((process) => process.isDying)) return this.isDying;
     const candidates = this.system.liveProcesses();
     const victim =
       candidates[
@@ -265,10 +276,17 @@ export class Process {
     const k = this.k;
     const mm = this.mm;
     for (let attempt = 0; attempt < ACCESS_RETRIES_MAX; attempt++) {
+      // A process the OOM killer chose in another thread dies at its next return to user space.
+      if (this.isDying) return ACCESS_KILLED;
       const present = this.translate(vpn, write);
       if (present >= 0) return present;
       // mmap_read_trylock first, as do_user_addr_fault does; uncontended it needs no scheduling point.
       if (k.sched.contended || !mm.mmapLock.tryDownRead()) yield* mm.mmapLock.downRead();
+      if (this.isDying) {
+        // Killed while it waited for mmap_lock (lock_mm_and_find_vma is killable).
+        mm.mmapLock.upRead();
+        return ACCESS_KILLED;
+      }
       const vma = mm.findVma(vpn);
       let ret: number;
       // access_error (arch/x86/mm/fault.c): a read needs any of VM_READ, VM_WRITE, VM_EXEC.

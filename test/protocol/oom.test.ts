@@ -5,7 +5,9 @@
  * OOM killer in both eras (mm/oom_kill.ts says what stands in for it); a transient failure retries today.
  */
 import { describe, expect, it } from "vitest";
-import { SignalError } from "../../src/process.js";
+import { Rng } from "../../src/base/rng.js";
+import { type Process, SignalError } from "../../src/process.js";
+import type { Kfn } from "../../src/sched/thread.js";
 import { System } from "../../src/system.js";
 import { P, PROTOCOLS } from "./helpers.js";
 
@@ -76,5 +78,56 @@ describe.each(PROTOCOLS)("out of memory in a user fault [%s]", (protocol) => {
       expect(proc.exited).toBe(true);
     }
     expect(system.checkInvariants()).toEqual([]);
+  });
+});
+
+describe("out of memory in two faults at once (modern)", () => {
+  /** Each thread writes `count` pages of its process and returns how the accesses ended. */
+  function* writer(proc: Process, addr: number, count: number): Kfn<string> {
+    for (let i = 0; i < count; i++) {
+      const pfn = yield* proc.accessPage(addr / P + i, true);
+      if (pfn < 0) return pfn === -3 ? "SIGKILL" : `signal ${pfn}`;
+    }
+    return "done";
+  }
+
+  it("kills one victim for both, and a victim faulting in its own thread dies of SIGKILL, over 200 schedules", () => {
+    for (let seed = 1; seed <= 200; seed++) {
+      const system = small("modern");
+      const hog = system.spawn();
+      hog.fillPages(hog.mmap(60 * P), 40, 2);
+      const b = system.spawn();
+      const c = system.spawn();
+      const bAddr = b.mmap(30 * P);
+      const cAddr = c.mmap(20 * P);
+      const sched = system.kernel.sched;
+      const rng = new Rng(seed);
+      sched.setChooser((runnable) => rng.below(runnable.length));
+      const hogThread = sched.spawn("hog", writer(hog, hog.mmap(8 * P), 8), 0);
+      const bThread = sched.spawn("b", writer(b, bAddr, 30), 1);
+      const cThread = sched.spawn("c", writer(c, cAddr, 20), 0);
+      sched.runAll();
+      sched.setChooser(() => 0);
+      const where = `seed ${seed}`;
+      // 40 + 8 + 30 + 20 pages into 63 frames: the hog goes, once, and the others fit.
+      expect(system.kernel.stats.oomKills, where).toBe(1);
+      expect(hog.exited, where).toBe(true);
+      expect([hogThread.result, bThread.result, cThread.result], where).toEqual([
+        expect.stringMatching(/^(SIGKILL|done)$/),
+        "done",
+        "done",
+      ]);
+      expect(b.checkPages(bAddr, 30, 0).length, where).toBe(30); // written by accessPage, not filled
+      expect(system.checkInvariants(), where).toEqual([]);
+      // Page tables came back exactly once: two new processes get tables of their own.
+      const x = system.spawn();
+      const y = system.spawn();
+      const xAddr = x.mmap(P, { addr: 2 ** 40 });
+      const yAddr = y.mmap(P, { addr: 2 ** 40 });
+      x.fillPages(xAddr, 1, 5);
+      y.fillPages(yAddr, 1, 6);
+      expect(x.checkPages(xAddr, 1, 5), where).toEqual([]);
+      expect(system.checkInvariants(), where).toEqual([]);
+    }
   });
 });
