@@ -768,8 +768,8 @@ export class Dmirror {
    */
   *cmdRelease(): Kfn<DmirrorResult | number> {
     if (this.ctx.migrate.protocol !== "modern") return -EINVAL;
-    yield* this.device.removeChunks();
-    return { cpages: 0, faults: 0 };
+    const ret = yield* this.device.removeChunks();
+    return ret < 0 ? ret : { cpages: 0, faults: 0 };
   }
 
   /**

@@ -22,6 +22,7 @@
  *   may reuse it); new chunks get new pfns.
  */
 import { assert } from "../base/assert.js";
+import { ENOMEM } from "../base/errno.js";
 import { FreeFrames } from "../base/free_frames.js";
 import { trylockPage } from "../mm/filemap.js";
 import {
@@ -209,13 +210,15 @@ export class DmirrorDevice {
 
   /**
    * dmirror_device_evict_chunk: migrate_device_range over the chunk, a RAM page and a copy for each page
-   * collected, migrate_device_pages, migrate_device_finalize. Returns the pages moved. The kernel's RAM
-   * allocation cannot fail (__GFP_NOFAIL); hmmsim's can, and leaves that page on the device.
+   * collected, migrate_device_pages, migrate_device_finalize. Returns the pages moved, and how many
+   * could not get a RAM page. The kernel's allocation cannot fail (__GFP_NOFAIL: it reclaims and
+   * OOM-kills until it succeeds); hmmsim's RAM has no reclaim, so that page stays on the device.
    */
-  *evictChunk(chunk: DevPagemap): Kfn<number> {
+  *evictChunk(chunk: DevPagemap): Kfn<{ moved: number; unallocated: number }> {
     const k = this.ctx.k;
     const L = this.ctx.layout;
     let moved = 0;
+    let unallocated = 0;
     const src = new Float64Array(chunk.pages);
     const dst = new Float64Array(chunk.pages);
     yield* migrateDeviceRange(this.ctx, src, chunk.startPfn, chunk.pages);
@@ -223,7 +226,10 @@ export class DmirrorDevice {
       const spfn = migratePfnToPfn(L, src[i]!);
       if (spfn < 0 || !hasFlag(src[i]!, L.MIGRATE)) continue;
       const dpfn = k.ram.allocPage();
-      if (dpfn < 0) continue;
+      if (dpfn < 0) {
+        unallocated++;
+        continue;
+      }
       assert(trylockPage(k, dpfn), "a fresh page is unlocked");
       this.copier.copyPage(dpfn, spfn);
       dst[i] = migratePfn(L, dpfn) + (hasFlag(src[i]!, L.WRITE) ? L.WRITE : 0);
@@ -231,7 +237,7 @@ export class DmirrorDevice {
     }
     yield* migrateDevicePages(this.ctx, src, dst, chunk.pages);
     yield* migrateDeviceFinalize(this.ctx, src, dst, chunk.pages);
-    return moved;
+    return { moved, unallocated };
   }
 
   /**
@@ -241,7 +247,7 @@ export class DmirrorDevice {
    */
   *evictAll(): Kfn<number> {
     let moved = 0;
-    for (const chunk of [...this.chunks]) if (!chunk.killed) moved += yield* this.evictChunk(chunk);
+    for (const chunk of [...this.chunks]) if (!chunk.killed) moved += (yield* this.evictChunk(chunk)).moved;
     return moved;
   }
 
@@ -249,20 +255,44 @@ export class DmirrorDevice {
    * dmirror_device_remove_chunks (HMM_DMIRROR_RELEASE): under devmem_lock, for each chunk: mark it
    * removed and drop its free pages, evict it, memunmap_pages (which sleeps until every page of it has
    * been freed), free it. The device is left with no chunk; the next allocation adds a new one.
+   *
+   * Deliberate difference: when RAM cannot take a page the eviction collected (where the kernel's
+   * __GFP_NOFAIL allocation would OOM-kill until it could), memunmap_pages would wait for that page
+   * for ever; hmmsim keeps that chunk and the ones after it in service and returns -ENOMEM.
    */
-  *removeChunks(): Kfn<void> {
+  *removeChunks(): Kfn<number> {
     yield* this.devmemLock.lock();
+    let ret = 0;
+    const removed = new Set<DevPagemap>();
     // Bounded by the chunks present: none can be added while devmem_lock is held.
     for (const chunk of [...this.chunks]) {
       this.removing.add(chunk.id);
       this.dropFreePages(chunk);
-      yield* this.evictChunk(chunk);
+      const { unallocated } = yield* this.evictChunk(chunk);
+      if (unallocated > 0) {
+        this.removing.delete(chunk.id);
+        this.restoreFreePages(chunk);
+        ret = -ENOMEM;
+        break;
+      }
       yield* memunmapPages(this.ctx.k, chunk);
       this.removing.delete(chunk.id);
+      removed.add(chunk);
     }
+    // The removed chunks' free pages left the free list with dropFreePages, and their freed pages never
+    // went back to it (devmemFree), so the list holds only the chunks kept.
+    const kept = this.chunks.filter((chunk) => !removed.has(chunk));
     this.chunks.length = 0;
-    this.freePages = new FreeFrames();
+    this.chunks.push(...kept);
     this.devmemLock.unlock();
+    return ret;
+  }
+
+  /** Undoes dropFreePages for a chunk that stays in service: its free pages are on the list again. */
+  private restoreFreePages(chunk: DevPagemap): void {
+    const pages = this.ctx.k.pages;
+    for (let pfn = chunk.startPfn; pfn < chunk.endPfn; pfn++)
+      if (pages.refcount[pfn] === 0 && !this.freePages.has(pfn)) this.freePages.add(pfn);
   }
 
   /** dmirror_remove_free_pages: takes the chunk's free pages off the free list (once per RELEASE). */

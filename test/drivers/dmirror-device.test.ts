@@ -124,6 +124,30 @@ describe("HMM_DMIRROR_RELEASE (dmirror_device_remove_chunks)", () => {
     expect(system.checkInvariants()).toEqual([]);
   });
 
+  it("gives ENOMEM and keeps the chunk when RAM cannot take the device's pages, then succeeds once it can", () => {
+    // test_hmm.c allocates with __GFP_NOFAIL, which OOM-kills until it succeeds; hmmsim's RAM has no
+    // reclaim, so rather than wait in memunmap_pages for ever, RELEASE fails and changes nothing lasting.
+    const system = new System({ ram: "256KiB", devices: [{ memory: "1MiB" }] });
+    const proc = system.spawn();
+    const addr = proc.mmap(16 * 4096);
+    proc.fillPages(addr, 16, 3);
+    const fd = system.device(0).open(proc);
+    expect(fd.migrateToDevice(addr, 16).cpages).toBe(16);
+    const hog = system.spawn();
+    const hogAddr = hog.mmap(63 * 4096);
+    hog.fillPages(hogAddr, 63, 4);
+    expect(system.kernel.ram.freePages).toBe(0);
+    expect(() => fd.release()).toThrow(/ENOMEM/);
+    expect(system.device(0).driver.chunks).toHaveLength(1);
+    expect(system.device(0).driver.chunks[0]!.removed).toBe(false);
+    expect(system.checkInvariants()).toEqual([]);
+    hog.exit();
+    fd.release();
+    expect(system.device(0).driver.chunks).toEqual([]);
+    expect(proc.checkPages(addr, 16, 3)).toEqual([]);
+    expect(system.checkInvariants()).toEqual([]);
+  });
+
   it("does not exist under 4.14 (test_hmm.c gained it with migrate_device_range in 6.1): EINVAL", () => {
     const system = new System({ ram: "8MiB", protocol: "4.14", devices: [{ memory: "1MiB" }] });
     const proc = system.spawn();
