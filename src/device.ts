@@ -33,13 +33,11 @@ import {
   commandRange,
   Dmirror,
   type DmirrorDevice,
-  DmirrorLivelockError,
   type DmirrorResult,
   HMM_DMIRROR_FLAG_FAIL_ALLOC,
 } from "./drivers/dmirror.js";
 import { NoBytesError } from "./mm/page_store.js";
 import type { Process } from "./process.js";
-import { ThreadFailure } from "./sched/scheduler.js";
 import type { Kfn } from "./sched/thread.js";
 import type { System } from "./system.js";
 
@@ -195,18 +193,12 @@ export class DeviceFile {
   }
 
   private run<T>(name: string, body: Kfn<T | number>): T {
-    let ret: T | number;
-    try {
-      ret = this.system.kernel.sched.call(
-        `dmirror ${this.mirror.device.minor} ${name}`,
-        body,
-        this.process.cpu,
-      );
-    } catch (error) {
-      // A command test_hmm.c never returns from comes out as itself, not wrapped in its thread.
-      if (error instanceof ThreadFailure && error.cause instanceof DmirrorLivelockError) throw error.cause;
-      throw error;
-    }
+    // A command test_hmm.c never returns from comes out as its LivelockError (sched.call unwraps it).
+    const ret = this.system.kernel.sched.call(
+      `dmirror ${this.mirror.device.minor} ${name}`,
+      body,
+      this.process.cpu,
+    );
     if (typeof ret === "number") throw new KernelError(-ret, name);
     return ret;
   }

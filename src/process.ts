@@ -48,6 +48,7 @@ import { sysMremap } from "./mm/mremap.js";
 import { pagefaultOutOfMemory, selectBadProcess } from "./mm/oom_kill.js";
 import { NoBytesError } from "./mm/page_store.js";
 import { _PAGE_ACCESSED, _PAGE_DIRTY, PageTables, pteFrame, pteProtNone, pteSpecial } from "./mm/pgtable.js";
+import { LivelockError } from "./sched/scheduler.js";
 import type { Kfn } from "./sched/thread.js";
 import type { System, TmpFile } from "./system.js";
 
@@ -305,7 +306,9 @@ export class Process {
       if ((ret & VM_FAULT_SIGSEGV) !== 0) return ACCESS_SEGV;
       if ((ret & VM_FAULT_SIGBUS) !== 0) return ACCESS_BUS;
     }
-    throw new Error(`access to vpn ${vpn} retried ${ACCESS_RETRIES_MAX} times: livelock`);
+    throw new LivelockError(
+      `access to vpn ${vpn} retried ${ACCESS_RETRIES_MAX} times without progress: the kernel would retry for ever`,
+    );
   }
 
   /**

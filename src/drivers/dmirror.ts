@@ -66,6 +66,7 @@ import {
 } from "../mm/mmu_notifier.js";
 import { ZERO_PFN } from "../mm/page_alloc.js";
 import { Lock } from "../sched/locks.js";
+import { LivelockError } from "../sched/scheduler.js";
 import type { Kfn } from "../sched/thread.js";
 import { CopyBatch } from "./copy_engine.js";
 import { DeviceTable } from "./device_table.js";
@@ -143,7 +144,7 @@ export function entryWritable(entry: number): boolean {
  * returns 0 without faulting anything and dmirror_read/dmirror_write retry for ever (see
  * DmirrorSwitches.faultFailsWithoutMm). hmmsim stops the command instead of spinning, holding no lock.
  */
-export class DmirrorLivelockError extends Error {
+export class DmirrorLivelockError extends LivelockError {
   override readonly name = "DmirrorLivelockError";
   constructor(
     readonly command: string,

@@ -40,6 +40,15 @@ export class DeadlockError extends Error {
 }
 
 /**
+ * A kernel path that would never return: it spins or retries for ever in the kernel (an unkillable
+ * loop, a fault retried without progress), and the model stops it and says why. Like DeadlockError it
+ * reports what the kernel would do, not a misuse: a caller gets it instead of a hang.
+ */
+export class LivelockError extends Error {
+  override readonly name: string = "LivelockError";
+}
+
+/**
  * A thread threw: the error is wrapped with the thread, the schedule that led to it, and the locks the
  * scheduler released for it (a failed thread releases everything it held, so that the rest of the
  * system stays usable and the checker can look at it).
@@ -219,8 +228,13 @@ export class Scheduler {
       return this.run<T>(thread);
     } catch (error) {
       // A plain call fails as a system call does: its own KernelError (or SignalError) comes out
-      // unwrapped. Any other failure, or another thread's, keeps the ThreadFailure with its schedule.
-      if (error instanceof ThreadFailure && error.thread === thread && error.cause instanceof KernelError)
+      // unwrapped, and so does the LivelockError of a call the kernel would never return from. Any
+      // other failure, or another thread's, keeps the ThreadFailure with its schedule.
+      if (
+        error instanceof ThreadFailure &&
+        error.thread === thread &&
+        (error.cause instanceof KernelError || error.cause instanceof LivelockError)
+      )
         throw error.cause;
       throw error;
     }
@@ -257,7 +271,7 @@ export class Scheduler {
       this.running = null;
     }
     if (this.stepsTaken > this.stepsMax) {
-      throw new Error(
+      throw new LivelockError(
         `scheduler passed its limit of ${this.stepsMax} steps: livelock?\n  ${this.describeWaits().join("\n  ")}`,
       );
     }

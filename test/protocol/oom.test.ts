@@ -7,6 +7,7 @@
 import { describe, expect, it } from "vitest";
 import { Rng } from "../../src/base/rng.js";
 import { type Process, SignalError } from "../../src/process.js";
+import { LivelockError } from "../../src/sched/scheduler.js";
 import type { Kfn } from "../../src/sched/thread.js";
 import { System } from "../../src/system.js";
 import { P, PROTOCOLS } from "./helpers.js";
@@ -129,5 +130,20 @@ describe("out of memory in two faults at once (modern)", () => {
       expect(x.checkPages(xAddr, 1, 5), where).toEqual([]);
       expect(system.checkInvariants(), where).toEqual([]);
     }
+  });
+});
+
+describe("a fault that can never succeed", () => {
+  it("is a LivelockError naming the access, not a hang, where the kernel would retry for ever (modern)", () => {
+    const system = small("modern");
+    const proc = system.spawn();
+    const addr = proc.mmap(P);
+    // Every allocation fails while RAM has frames to spare: pagefault_out_of_memory retries each time.
+    system.kernel.ram.failNext = 2 ** 30;
+    expect(() => proc.touch(addr, 1, true)).toThrow(LivelockError);
+    expect(() => proc.touch(addr, 1, true)).toThrow(/retried 10000 times without progress/);
+    system.kernel.ram.failNext = 0;
+    proc.touch(addr, 1, true);
+    expect(system.checkInvariants()).toEqual([]);
   });
 });
