@@ -152,6 +152,7 @@ export class DmirrorDevice {
         if (pages.refcount[pfn] !== 0 && pages.zoneDeviceData[pfn] === mirror.id) return;
     }
     this.mirrors.delete(mirror.id);
+    this.ctx.k.sched.untrackLocks(mirror.mutex);
   }
 
   /** The memremap and free-list half of dmirror_allocate_chunk; false when the limit is reached. */

@@ -2,6 +2,8 @@
  * checkInvariants: the whole-state checker the tests run at quiescence and the explorer runs after
  * every step. Each violation is one line naming the page, mm or lock and what is wrong.
  */
+
+import type { OpenFile } from "../device.js";
 import { GUP_PIN_COUNTING_BIAS } from "../mm/memory.js";
 import { AddressSpace, VM_ACCESS_FLAGS, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_WRITE } from "../mm/mm_types.js";
 import { PG_anon, PG_anon_exclusive, PG_buddy, PG_locked, PG_lru } from "../mm/page.js";
@@ -217,9 +219,50 @@ export function checkInvariants(system: System): string[] {
   }
 
   checkMirrorInvariants(system, report);
+  checkLifetimes(system, quiescent, report);
 
   // 6. What the kernel itself would have reported.
   for (const bad of pages.badPages) report(`bad page: ${bad.reason}`);
   if (unlisted > 0) out.push(`... and ${unlisted} more violations not listed`);
   return out;
+}
+
+/**
+ * Processes, their mms, open files and notifiers agree: a live process's mm has not exited; every open
+ * file's reference count is the number of descriptors, in live processes, that name it, and a file no
+ * descriptor names has been released; with no thread running, no mm is inside an invalidation and none
+ * has subscriptions waiting to be linked or unlinked (the deferred list).
+ */
+function checkLifetimes(system: System, quiescent: boolean, report: (line: string) => void): void {
+  const descriptors = new Map<OpenFile, number>();
+  for (const process of system.liveProcesses()) {
+    if (process.mm.exited) report(`pid ${process.pid}: alive but its mm ${process.mm.id} has exited`);
+    for (const file of process.files) descriptors.set(file.file, (descriptors.get(file.file) ?? 0) + 1);
+  }
+  for (const [file, count] of descriptors) {
+    if (file.references !== count)
+      report(
+        `open file of dmirror ${file.mirror.device.minor}: ${file.references} references, ${count} descriptors`,
+      );
+    if (file.mirror.closed)
+      report(`open file of dmirror ${file.mirror.device.minor}: named by a descriptor but released`);
+  }
+  for (const { driver } of system.devices) {
+    for (const mirror of driver.mirrors.values()) {
+      const named = [...descriptors.keys()].some((file) => file.mirror === mirror);
+      if (!mirror.closed && !named)
+        report(
+          `dmirror ${driver.minor} open ${mirror.id}: not released, but no descriptor names it (leaked)`,
+        );
+    }
+  }
+  if (!quiescent) return;
+  for (const mm of system.kernel.mms.values()) {
+    if (mm.activeInvalidations !== 0)
+      report(`mm ${mm.id}: ${mm.activeInvalidations} invalidation(s) in progress with no thread running`);
+    if (mm.deferredNotifiers.length > 0)
+      report(
+        `mm ${mm.id}: ${mm.deferredNotifiers.length} notifier(s) on the deferred list with no thread running`,
+      );
+  }
 }

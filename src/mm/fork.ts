@@ -88,4 +88,6 @@ export function* exitMmap(k: Kernel, mm: MmStruct): Kfn<void> {
   } finally {
     mm.mmapLock.upWrite();
   }
+  // The mm is gone (the model's mmput): its mmap_lock no longer needs watching.
+  k.sched.untrackLocks(mm.mmapLock);
 }

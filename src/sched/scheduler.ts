@@ -108,6 +108,17 @@ export class Scheduler {
     this.trackedLocks.push(locks);
   }
 
+  /** Stops tracking locks that go away with their owner (an exited mm's mmap_lock, a released mirror's mutex). */
+  untrackLocks(locks: TrackedLocks): void {
+    const index = this.trackedLocks.indexOf(locks);
+    if (index >= 0) this.trackedLocks.splice(index, 1);
+  }
+
+  /** How many kinds of lock are tracked: stays bounded while processes and files come and go. */
+  get trackedLockCount(): number {
+    return this.trackedLocks.length;
+  }
+
   /** One line per tracked lock held by a thread that has finished or failed. */
   locksHeldByGoneThreads(): string[] {
     const lines: string[] = [];

@@ -77,3 +77,35 @@ describe("checkInvariants", () => {
     expect(lines[50]).toBe("... and 10 more violations not listed");
   });
 });
+
+describe("checkInvariants on lifetimes", () => {
+  function withDevice() {
+    const system = new System({ ram: "1MiB", devices: [{ memory: "64KiB" }] });
+    const proc = system.spawn();
+    const fd = system.device(0).open(proc);
+    expect(system.checkInvariants()).toEqual([]);
+    return { system, proc, fd };
+  }
+
+  it("names an open file whose reference count is not its descriptors'", () => {
+    const { system, fd } = withDevice();
+    fd.file.get();
+    expect(system.checkInvariants()).toEqual(["open file of dmirror 0: 2 references, 1 descriptors"]);
+  });
+
+  it("names an open of the device that nothing names and nothing released", () => {
+    const { system, proc, fd } = withDevice();
+    proc.fdTable.forget(fd);
+    expect(system.checkInvariants()).toEqual([
+      `dmirror 0 open ${fd.mirror.id}: not released, but no descriptor names it (leaked)`,
+    ]);
+  });
+
+  it("names an invalidation left open with no thread running", () => {
+    const { system, proc } = withDevice();
+    proc.mm.activeInvalidations = 1;
+    expect(system.checkInvariants()).toEqual([
+      `mm ${proc.mm.id}: 1 invalidation(s) in progress with no thread running`,
+    ]);
+  });
+});
