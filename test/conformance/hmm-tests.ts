@@ -16,13 +16,14 @@
  * - This module is used by `hmmsim conformance` as well as by vitest, so it imports nothing from vitest.
  */
 import assert from "node:assert/strict";
-import { EFAULT, EINVAL, EPERM, KernelError } from "../../src/base/errno.js";
+import { EFAULT, EINVAL, EPERM } from "../../src/base/errno.js";
 import { PAGE_SIZE } from "../../src/base/units.js";
 import type { DeviceFile } from "../../src/device.js";
 import type { ProtocolVersion } from "../../src/mm/kernel.js";
 import { MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE } from "../../src/mm/mmap.js";
 import type { Process } from "../../src/process.js";
 import { System } from "../../src/system.js";
+import { errnoOf } from "../support/errno-of.js";
 
 export interface HmmTest {
   name: string;
@@ -77,17 +78,6 @@ function assertInts(bytes: Uint8Array, expected: (i: number) => number, what: st
   for (let i = from; i < view.length; i++) {
     if (view[i] !== expected(i)) assert.fail(`${what}: [${i}] is ${view[i]}, expected ${expected(i)}`);
   }
-}
-
-/** Runs `body` and returns the errno of the KernelError it throws (the C helper's -errno). */
-function errnoOf(body: () => unknown): number {
-  try {
-    body();
-  } catch (error) {
-    if (error instanceof KernelError) return error.errno;
-    throw error;
-  }
-  assert.fail("the command succeeded, expected it to fail");
 }
 
 export const hmmTests: HmmTest[] = [

@@ -5,7 +5,7 @@
  * tokens store used to throw inside its thread holding it, and every later command deadlocked).
  */
 import { describe, expect, it } from "vitest";
-import { EFAULT, EINVAL, ENOENT, ENOMEM, KernelError } from "../../src/base/errno.js";
+import { EFAULT, EINVAL, ENOENT, ENOMEM } from "../../src/base/errno.js";
 import { PAGE_SIZE } from "../../src/base/units.js";
 import {
   HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL,
@@ -14,6 +14,7 @@ import {
 } from "../../src/drivers/dmirror.js";
 import { NoBytesError } from "../../src/mm/page_store.js";
 import { System } from "../../src/system.js";
+import { errnoOf } from "../support/errno-of.js";
 
 const P = PAGE_SIZE;
 // A writable RAM page: HMM_DMIRROR_PROT_NONE | HMM_DMIRROR_PROT_WRITE (dmirror_mkentry sets READ or WRITE).
@@ -25,16 +26,6 @@ function build(store: "bytes" | "tokens" = "bytes") {
   const addr = proc.mmap(4 * P);
   proc.fillPages(addr, 4, 1);
   return { system, proc, addr, fd: system.device(0).open(proc) };
-}
-
-function errnoOf(body: () => unknown): number {
-  try {
-    body();
-  } catch (error) {
-    if (error instanceof KernelError) return error.errno;
-    throw error;
-  }
-  expect.fail("expected a KernelError");
 }
 
 /** What a failed call must leave as it was: the CPU's data, the snapshot codes, the invariants. */

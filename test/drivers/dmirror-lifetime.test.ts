@@ -5,7 +5,7 @@
  * whose mm has gone (lib/test_hmm.c's mmget_not_zero checks, and dmirror_fault's missing one).
  */
 import { describe, expect, it } from "vitest";
-import { EBADF, EINVAL, ESRCH, KernelError } from "../../src/base/errno.js";
+import { EBADF, EINVAL, ESRCH } from "../../src/base/errno.js";
 import { PAGE_SIZE } from "../../src/base/units.js";
 import {
   DmirrorLivelockError,
@@ -15,6 +15,7 @@ import {
 import { isDevicePrivateEntry, ptePresent } from "../../src/mm/pgtable.js";
 import { pageValue } from "../../src/process.js";
 import { System } from "../../src/system.js";
+import { errnoOf } from "../support/errno-of.js";
 
 const P = PAGE_SIZE;
 
@@ -24,16 +25,6 @@ function build(dmirror: { faultFailsWithoutMm?: boolean } = {}) {
   const addr = proc.mmap(4 * P);
   proc.fillPages(addr, 4, 1);
   return { system, proc, addr };
-}
-
-function errnoOf(body: () => unknown): number {
-  try {
-    body();
-  } catch (error) {
-    if (error instanceof KernelError) return error.errno;
-    throw error;
-  }
-  expect.fail("expected a KernelError");
 }
 
 const pteAt = (system: System, mm: { root: number }, addr: number) =>
