@@ -1,0 +1,167 @@
+/**
+ * What every operation's semantics is made of. An operation is prepared against the reference as it is
+ * when the operation starts (its addresses resolved, its hostile argument put in), and gives:
+ * - `call`: the call on hmmsim's friendly surface (the sequential mode);
+ * - `thread` (for the operations the concurrent mode runs): the same operation as a kernel thread
+ *   and how to read its result as the surface would report it;
+ * - `judge`: given what happened, whether the reference allows it, applying it to a (possibly copied)
+ *   reference when it does. Judging never calls hmmsim except to look at state without changing it.
+ */
+import { KernelError } from "../../../src/base/errno.js";
+import type { ProtocolVersion } from "../../../src/mm/kernel.js";
+import type { StoreKind } from "../../../src/mm/page_store.js";
+import { SignalError } from "../../../src/process.js";
+import type { Kfn } from "../../../src/sched/thread.js";
+import type { System } from "../../../src/system.js";
+import type { Hostile, Where } from "./ops.js";
+import { PAGE, type PageMap } from "./pages.js";
+import type { RefProcess, World } from "./world.js";
+
+export interface Ctx {
+  system: System;
+  store: StoreKind;
+  protocol: ProtocolVersion;
+}
+
+export type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
+
+/** ok: the reference allows it (unchanged: and the call must have left every piece of state as it was). */
+export type Verdict = { ok: true; unchanged?: boolean } | { ok: false; why: string };
+
+export interface ThreadForm {
+  name: string;
+  cpu: number;
+  body: Kfn<unknown>;
+  /** The surface's view of the thread's result (a negative number is -errno). */
+  decode(result: unknown): Outcome;
+}
+
+export interface Prepared {
+  label: string;
+  call(): unknown;
+  thread?: () => ThreadForm;
+  judge(world: World, outcome: Outcome): Verdict;
+}
+
+/** Where the concurrency explorer is not given a thread form, the op runs on its own (sequentially). */
+export type Prepare = (ctx: Ctx, world: World) => Prepared | null;
+
+export const OK: Verdict = { ok: true };
+export const UNCHANGED: Verdict = { ok: true, unchanged: true };
+
+export function fail(why: string): Verdict {
+  return { ok: false, why };
+}
+
+/** "SIGSEGV", "SIGBUS", an errno name, or a description of a foreign exception. */
+export function errorName(error: unknown): string {
+  if (error instanceof SignalError) return error.signal;
+  if (error instanceof KernelError) return error.code;
+  if (error instanceof Error) return `${error.name}: ${error.message}`;
+  return String(error);
+}
+
+export function describeOutcome(outcome: Outcome): string {
+  if (!outcome.ok) return `failed with ${errorName(outcome.error)}`;
+  const value = outcome.value;
+  if (value === undefined) return "succeeded";
+  if (typeof value === "number" || typeof value === "bigint") return `returned ${value}`;
+  if (Array.isArray(value))
+    return `returned [${value.slice(0, 8).join(", ")}${value.length > 8 ? ", ..." : ""}]`;
+  return "succeeded";
+}
+
+/**
+ * The outcome must be a failure with `expected` ("any": any KernelError or SignalError), changing
+ * nothing when `unchanged`.
+ */
+export function expectFailure(outcome: Outcome, expected: string, unchanged = true): Verdict {
+  if (outcome.ok)
+    return fail(
+      `expected ${expected === "any" ? "a KernelError" : expected}, but it ${describeOutcome(outcome)}`,
+    );
+  const got = errorName(outcome.error);
+  if (expected !== "any" && got !== expected) return fail(`expected ${expected}, got ${got}`);
+  return unchanged ? UNCHANGED : OK;
+}
+
+/** A failure verdict when the outcome is not a success, else null. */
+export function unlessSuccess(outcome: Outcome): Verdict | null {
+  return outcome.ok ? null : fail(`expected success, got ${errorName(outcome.error)}`);
+}
+
+/** Where the reference says an arena starts when a process has nothing mapped: 4 GiB. */
+export const ARENA_VPN = 2 ** 20;
+
+/** The page a Where names in this process. */
+export function resolve(pages: PageMap, at: Where): number {
+  const vpns = [...pages.keys()].sort((a, b) => a - b);
+  const base = vpns.length === 0 ? ARENA_VPN : vpns[at.anchor % vpns.length]!;
+  return Math.max(0, base + at.delta);
+}
+
+/**
+ * With `at.delta` 0 (an address on a mapped page), a range is cut to the mapped run it starts in, so
+ * that most calls succeed; other deltas keep the length and probe holes and edges.
+ */
+export function fitRange(pages: PageMap, at: Where, start: number, count: number, withinVma = false): number {
+  if (at.delta !== 0 || count === 0) return count;
+  let run = 0;
+  const vma = pages.get(start)?.vma;
+  while (run < count && pages.has(start + run) && (!withinVma || pages.get(start + run)!.vma === vma)) run++;
+  return Math.max(run, 1);
+}
+
+/** The live process `index` picks, or null. */
+export function pickAlive(world: World, index: number): RefProcess | null {
+  const alive = world.alive();
+  return alive.length === 0 ? null : alive[index % alive.length]!;
+}
+
+/** The JS value a hostile argument stands for (buffers sized for `bytes`). */
+export function hostileValue(value: Hostile, bytes = PAGE): unknown {
+  switch (value.kind) {
+    case "number":
+      return value.value;
+    case "string":
+      return value.value;
+    case "null":
+      return null;
+    case "undefined":
+      return undefined;
+    case "bigint":
+      return value.value;
+    case "object":
+      return {};
+    case "shortBuffer":
+      return new Uint8Array(Math.max(0, bytes - 1));
+    case "longString":
+      return "x".repeat(bytes);
+    case "array":
+      return Array.from({ length: 4 }, () => 1);
+  }
+}
+
+/** A short description of a hostile value for labels. */
+export function describeHostile(value: Hostile): string {
+  switch (value.kind) {
+    case "number":
+      return String(value.value);
+    case "string":
+      return JSON.stringify(value.value);
+    case "bigint":
+      return `${value.value}n`;
+    case "shortBuffer":
+      return "a buffer one byte short";
+    case "longString":
+      return "a string as long as the buffer";
+    case "array":
+      return "a plain array";
+    default:
+      return value.kind === "object" ? "{}" : value.kind;
+  }
+}
+
+export function addrOf(vpn: number): string {
+  return `0x${(vpn * PAGE).toString(16)}`;
+}
