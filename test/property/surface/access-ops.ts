@@ -19,12 +19,15 @@ import { type Process, pageValue, SignalError } from "../../../src/process.js";
 import type { Kfn } from "../../../src/sched/thread.js";
 import { asLong, asUlong, rwCheck } from "./kernel-checks.js";
 import { badLabel, withBad } from "./mm-ops.js";
+import { frameAt, frameHolds } from "./observe.js";
 import type { Op } from "./ops.js";
 import { contents, filledPage, firstWord, PAGE, pastEnd, pattern, type RefPage, writable } from "./pages.js";
 import {
   addrOf,
+  allocationMayFail,
   type Ctx,
   expectFailure,
+  explainedByAllocation,
   fail,
   fitRange,
   OK,
@@ -102,11 +105,28 @@ export function prepareWrite(ctx: Ctx, world: World, op: Extract<Op, { op: "writ
       const pages = byteRange(w.byPid(pid), start, data.length, true);
       if (pages === "skip") return fail("unreachable: skipped access judged");
       if (pages === "SIGSEGV") return expectFailure(outcome, "SIGSEGV");
+      const first = Math.floor(start / PAGE);
+      /** The page's bytes once this write's part of it is in. */
+      const written = (i: number) => {
+        const bytes = contents(pages[i]!).slice();
+        for (let j = 0; j < data.length; j++)
+          if (Math.floor((start + j) / PAGE) - first === i) bytes[(start + j) % PAGE] = data[j]!;
+        return bytes;
+      };
+      if (explainedByAllocation(ctx, w, "cpu", outcome)) {
+        // The pages before the one that could not come back were written: learn which from hmmsim.
+        pages.forEach((page, i) => {
+          const bytes = written(i);
+          if (frameHolds(ctx.system, frameAt(ctx.system, process.mm, first + i), bytes))
+            writable(page).set(bytes);
+        });
+        return OK;
+      }
       const failed = unlessSuccess(outcome);
       if (failed !== null) return failed;
-      const first = Math.floor(start / PAGE);
-      for (let i = 0; i < data.length; i++)
-        writable(pages[Math.floor((start + i) / PAGE) - first]!)[(start + i) % PAGE] = data[i]!;
+      pages.forEach((page, i) => {
+        writable(page).set(written(i));
+      });
       return OK;
     },
   };
@@ -138,6 +158,7 @@ export function prepareRead(ctx: Ctx, world: World, op: Extract<Op, { op: "read"
       const pages = byteRange(w.byPid(pid), start as number, length as number, false);
       if (pages === "skip") return fail("unreachable: skipped access judged");
       if (pages === "SIGSEGV") return expectFailure(outcome, "SIGSEGV");
+      if (explainedByAllocation(ctx, w, "cpu", outcome)) return OK;
       const failed = unlessSuccess(outcome);
       if (failed !== null) return failed;
       const got = outcome.ok ? outcome.value : null;
@@ -189,6 +210,8 @@ export function prepareWord(ctx: Ctx, world: World, op: Extract<Op, { op: "word"
       const pages = byteRange(w.byPid(pid), start, bytes, op.write);
       if (pages === "skip") return fail("unreachable: skipped access judged");
       if (pages === "SIGSEGV") return expectFailure(outcome, "SIGSEGV");
+      // A word access that straddles two pages is not generated often enough to resolve halves here.
+      if (explainedByAllocation(ctx, w, "cpu", outcome) && pages.length === 1) return OK;
       const failed = unlessSuccess(outcome);
       if (failed !== null) return failed;
       const first = Math.floor(start / PAGE);
@@ -251,6 +274,16 @@ export function preparePages(ctx: Ctx, world: World, op: PageOp): Prepared | nul
       const pages = accessPages(w.byPid(pid), start, start + count - 1, write);
       if (pages === "skip") return fail("unreachable: skipped access judged");
       if (pages === "SIGSEGV") return expectFailure(outcome, "SIGSEGV");
+      if (explainedByAllocation(ctx, w, "cpu", outcome)) {
+        // fillPages stops at the page that could not come back: learn which it filled from hmmsim.
+        if (op.op === "fill")
+          pages.forEach((page, i) => {
+            const want = filledPage(pageValue(seed, i));
+            if (frameHolds(ctx.system, frameAt(ctx.system, process.mm, start + i), want))
+              writable(page).set(want);
+          });
+        return OK;
+      }
       const failed = unlessSuccess(outcome);
       if (failed !== null) return failed;
       if (op.op === "fill") {
@@ -333,6 +366,7 @@ export function prepareCpu(
       const target = w.byPid(pid).pages.get(vpn);
       if (target === undefined || (target.prot & (write ? 2 : 1)) === 0)
         return expectFailure(outcome, "SIGSEGV", false);
+      if (explainedByAllocation(ctx, w, "cpu", outcome)) return OK;
       const failed = unlessSuccess(outcome);
       if (failed !== null) return failed;
       if (write) {
@@ -351,7 +385,7 @@ export function prepareCpu(
 // ---------------------------------------------------------------------------------------------------
 // Pins
 
-export function preparePin(_ctx: Ctx, world: World, op: Extract<Op, { op: "pin" }>): Prepared | null {
+export function preparePin(ctx: Ctx, world: World, op: Extract<Op, { op: "pin" }>): Prepared | null {
   const rp = pickAlive(world, op.p);
   if (rp === null) return null;
   const start = resolve(rp.pages, op.at);
@@ -374,15 +408,19 @@ export function preparePin(_ctx: Ctx, world: World, op: Extract<Op, { op: "pin" 
     judge: (w, outcome) => {
       if (op.bad !== null) return expectFailure(outcome, "any");
       if (count > 0 && pinnable === 0) return expectFailure(outcome, "EFAULT");
+      if (explainedByAllocation(ctx, w, "kernel", outcome)) return OK;
       const failed = unlessSuccess(outcome);
       if (failed !== null) return failed;
       const pfns = outcome.ok ? outcome.value : null;
-      if (!Array.isArray(pfns) || pfns.length !== pinnable)
+      // A fault that fails its allocation ends the pin early (__get_user_pages returns what it got).
+      const short = allocationMayFail(w) && Array.isArray(pfns) && pfns.length < pinnable;
+      if (!Array.isArray(pfns) || (pfns.length !== pinnable && !short))
         return fail(`pinned ${String(pfns)}, the reference says ${pinnable} pages`);
+      const pinned = pfns.length;
       const owner = w.byPid(pid);
       // A write pin faults for write: a private page gets its own copy, as a store would give it.
-      if (op.write) for (let i = 0; i < pinnable; i++) writable(owner.pages.get(start + i)!);
-      if (pinnable > 0) {
+      if (op.write) for (let i = 0; i < pinned; i++) writable(owner.pages.get(start + i)!);
+      if (pinned > 0) {
         w.pins.push({ owner, pfns: pfns as number[], unpinned: false });
         owner.migrationMayFail = true;
       }
@@ -421,6 +459,14 @@ export function prepareUnpin(_ctx: Ctx, world: World, op: Extract<Op, { op: "unp
 
 // ---------------------------------------------------------------------------------------------------
 // tmpfs files
+
+/**
+ * An integer offset past 2^53: exact, and Linux takes it (below MAX_LFS_FILESIZE), but the reference
+ * cannot count bytes from it in doubles, so such calls are not judged.
+ */
+function beyondSafe(value: unknown): boolean {
+  return typeof value === "number" && Number.isInteger(value) && !Number.isSafeInteger(value);
+}
 
 export const FILES_MAX = 4;
 
@@ -506,7 +552,7 @@ export function preparePwrite(ctx: Ctx, world: World, op: Extract<Op, { op: "pwr
 export function preparePread(ctx: Ctx, world: World, op: Extract<Op, { op: "pread" }>): Prepared | null {
   const rf = world.files[op.file % world.files.length]!;
   const args = withBad({ offset: op.offset as unknown, length: op.length as unknown }, op.bad);
-  if (args === null) return null;
+  if (args === null || beyondSafe(args.offset)) return null;
   const file = rf.file;
   return {
     label: `pread(${file.name}, ${String(args.offset)}, ${String(args.length)} bytes)${badLabel(op)}`,

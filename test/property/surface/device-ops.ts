@@ -45,6 +45,7 @@ import {
   type Ctx,
   errorName,
   expectFailure,
+  explainedByAllocation,
   fail,
   fitRange,
   hostileValue,
@@ -225,6 +226,8 @@ export function prepareDev(ctx: Ctx, world: World, op: Extract<Op, { op: "dev" }
       ? { ...args0, data: hostileValue(op.bad.value, count * PAGE) }
       : withBad(args0, op.bad);
   if (args === null) return null;
+  // setFlags(addr, flags = HMM_DMIRROR_FLAG_FAIL_ALLOC): undefined is the default, not a hostile value.
+  if (op.cmd === "flags" && op.bad?.arg === "npages" && op.bad.value.kind === "undefined") return null;
   if ((op.cmd === "read" || op.cmd === "write") && !rf.closed && op.bad === null) {
     for (let i = 0; i < count; i++) {
       const page = owner.pages.get(start + i);
@@ -325,7 +328,7 @@ function threadForm(
 
 function judgeDev(
   ctx: Ctx,
-  _world: World,
+  world: World,
   rf: RefFd,
   cmd: DeviceCommand,
   args: Record<string, unknown>,
@@ -349,9 +352,27 @@ function judgeDev(
       return OK;
     }
     case "read":
-      return judgeRead(ctx, owner, vpn, checked.size, npages, outcome);
+      return judgeRead(
+        ctx,
+        owner,
+        vpn,
+        checked.size,
+        npages,
+        outcome,
+        explainedByAllocation(ctx, world, "kernel", outcome),
+      );
     case "write":
-      return judgeWrite(ctx, owner, vpn, checked.size, npages, args.data, outcome, readOnly);
+      return judgeWrite(
+        ctx,
+        owner,
+        vpn,
+        checked.size,
+        npages,
+        args.data,
+        outcome,
+        readOnly,
+        explainedByAllocation(ctx, world, "kernel", outcome),
+      );
     case "toDevice": {
       const mustMove = !owner.migrationMayFail && !rf.failAllocArmed;
       owner.migrationMayFail = true;
@@ -406,10 +427,12 @@ function judgeRead(
   size: bigint,
   npages: bigint,
   outcome: Outcome,
+  allocationFailed: boolean,
 ): Verdict {
   if (bounceFails(size)) return expectFailure(outcome, "ENOMEM");
   const fault = firstFault(owner, vpn, npages, false);
   if (fault !== null) return expectFailure(outcome, fault.errno, false);
+  if (allocationFailed) return OK;
   const failed = unlessSuccess(outcome);
   if (failed !== null) return failed;
   const result = (outcome.ok ? outcome.value : null) as ReadResult | null;
@@ -449,6 +472,7 @@ function judgeWrite(
   data: unknown,
   outcome: Outcome,
   readOnly: readonly number[],
+  allocationFailed: boolean,
 ): Verdict {
   if (bounceFails(size)) return expectFailure(outcome, "ENOMEM");
   if (data === null || (data instanceof Uint8Array && BigInt(data.length) < size))
@@ -470,7 +494,7 @@ function judgeWrite(
     ? plain
     : withDevice !== null && withDevice.errno === got
       ? withDevice
-      : (plain ?? withDevice);
+      : (plain ?? withDevice ?? (allocationFailed ? { index: count, errno: got! } : null));
   if (fault !== null) {
     const verdict = expectFailure(outcome, fault.errno, false);
     if (!verdict.ok) return verdict;

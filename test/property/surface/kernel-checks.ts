@@ -128,6 +128,9 @@ export const MAP_TYPE = 0x0fn;
 export const MAP_FIXED = 0x10n;
 export const MAP_ANONYMOUS = 0x20n;
 export const MAP_FIXED_NOREPLACE = 0x100000n;
+const MAP_DROPPABLE = 0x08n;
+const MAP_LOCKED = 0x2000n;
+const MAP_HUGETLB = 0x40000n;
 /** LEGACY_MAP_MASK (include/linux/mman.h): the flags MAP_SHARED silently keeps. */
 const LEGACY_MAP_MASK =
   0x01n |
@@ -155,6 +158,8 @@ export interface MmapChecked {
   /** The access bits do_mmap keeps (calc_vm_prot_bits ignores every other bit). */
   prot: number;
   pgoff: number;
+  /** Set for calls the reference does not model (huge pages, MAP_DROPPABLE, MAP_LOCKED). */
+  unmodelled: boolean;
   /**
    * The errno of the checks do_mmap makes after placing the mapping (the file and MAP_TYPE checks),
    * which come after MAP_FIXED_NOREPLACE's EEXIST; null when they pass.
@@ -168,7 +173,8 @@ export interface MmapChecked {
  * alignment wraps ENOMEM; pgoff + pages overflowing EOVERFLOW; len > TASK_SIZE ENOMEM; MAP_FIXED past
  * TASK_SIZE ENOMEM, unaligned EINVAL, below mmap_min_addr EPERM; then the file checks (file_mmap_ok
  * EOVERFLOW, a MAP_TYPE other than SHARED, SHARED_VALIDATE or PRIVATE EINVAL, SHARED_VALIDATE with
- * unknown flags EOPNOTSUPP) or the anonymous ones (SHARED or PRIVATE, else EINVAL). MAP_SHARED and
+ * unknown flags EOPNOTSUPP) or the anonymous ones (SHARED or PRIVATE, else EINVAL). MAP_HUGETLB is
+ * checked first, in ksys_mmap_pgoff. MAP_SHARED and
  * MAP_PRIVATE ignore flags they do not know; prot bits other than READ, WRITE and EXEC are ignored.
  * MAP_FIXED_NOREPLACE over a mapping (EEXIST) is for the caller, who knows what is mapped.
  */
@@ -183,6 +189,12 @@ export function mmapCheck(
   if (offsetInPage(offset)) return { errno: "EINVAL" };
   const anonymous = (flags & MAP_ANONYMOUS) !== 0n;
   if (!anonymous && !hasFile) return { errno: "EBADF" };
+  // ksys_mmap_pgoff: MAP_HUGETLB on a file that is not hugetlbfs is EINVAL; on anonymous memory it
+  // needs an hstate for the size in the flags (hstate_sizelog), EINVAL for sizes x86 does not have.
+  if ((flags & MAP_HUGETLB) !== 0n) {
+    const log = (flags >> 26n) & 0x3fn;
+    if (!anonymous || (log !== 0n && log !== 21n && log !== 30n)) return { errno: "EINVAL" };
+  }
   if (len === 0n) return { errno: "EINVAL" };
   const aligned = pageAlign(len);
   if (aligned === 0n) return { errno: "ENOMEM" };
@@ -202,10 +214,13 @@ export function mmapCheck(
     if (pgoff > maxsize / PAGE) late = "EOVERFLOW";
     else if (type === MAP_SHARED_VALIDATE && (flags & ~LEGACY_MAP_MASK) !== 0n) late = "EOPNOTSUPP";
     else if (type !== MAP_SHARED && type !== MAP_SHARED_VALIDATE && type !== MAP_PRIVATE) late = "EINVAL";
-  } else if (type !== MAP_SHARED && type !== MAP_PRIVATE) {
+  } else if (type !== MAP_SHARED && type !== MAP_PRIVATE && type !== MAP_DROPPABLE) {
     late = "EINVAL";
   }
+  // Huge pages, MAP_DROPPABLE and MAP_LOCKED (populated and mlocked) are not in hmmsim.
+  const unmodelled = (flags & (MAP_HUGETLB | MAP_LOCKED)) !== 0n || (anonymous && type === MAP_DROPPABLE);
   return {
+    unmodelled,
     errno: null,
     late,
     pages: Number(aligned / PAGE),

@@ -161,7 +161,7 @@ function mapsTooMuch(args: Record<string, unknown>, hasFile: boolean): boolean {
   const values = cValues(args, ["addr", "length", "prot", "flags", "offset"]);
   if (values === null) return false;
   const checked = mmapCheck(values[0]!, values[1]!, values[2]!, values[3]!, values[4]!, hasFile);
-  return checked.errno === null && checked.pages > MAPPING_PAGES_MAX;
+  return checked.errno === null && (checked.unmodelled || checked.pages > MAPPING_PAGES_MAX);
 }
 
 /** do_mmap (mm/mmap.c) after the argument checks: MAP_FIXED replaces, NOREPLACE refuses with EEXIST. */
@@ -348,6 +348,8 @@ export function prepareMremap(_ctx: Ctx, world: World, op: Extract<Op, { op: "mr
   const oldPages = fitRange(rp.pages, op.at, oldStart, op.oldPages, true);
   const fixed = (op.flags & 2) !== 0;
   const toStart = fixed ? resolve(rp.pages, op.to) : 0;
+  // Without MREMAP_FIXED the kernel never looks at new_addr (check_mremap_params).
+  if (op.bad?.arg === "newAddr" && !fixed) return null;
   const args = withBad(
     {
       oldAddr: oldStart * PAGE,

@@ -165,3 +165,36 @@ export function describeHostile(value: Hostile): string {
 export function addrOf(vpn: number): string {
   return `0x${(vpn * PAGE).toString(16)}`;
 }
+
+/**
+ * True when HMM_DMIRROR_FLAGS armed FAIL_ALLOC on some device file: a later fault of a device page
+ * back to RAM may then fail its allocation. The reference does not know where pages are, so while any
+ * file is armed it allows what such a fault gives:
+ * - under 4.14, the driver's migrate_to_ram answers a failed allocation with VM_FAULT_SIGBUS (the
+ *   MIGRATE_PFN_ERROR convention of that era), so a CPU access may get SIGBUS;
+ * - under modern, dmirror_devmem_fault_alloc_and_copy returns VM_FAULT_OOM, which hmm_range_fault
+ *   (hmm_do_fault, vm_fault_to_errno) and get_user_pages report as ENOMEM. A user fault is not
+ *   failed by it (arch/x86/mm/fault.c mm_fault_error: pagefault_out_of_memory, then the access is
+ *   retried), so CPU accesses must still succeed there.
+ * Either way the failed access or command changes no byte it had not already written.
+ */
+export function allocationMayFail(world: World): boolean {
+  return world.fds.some((rf) => rf.failAllocArmed);
+}
+
+/** The errnos or signal a failed allocation may give `kind` of access under this protocol. */
+export function allocationFailures(ctx: Ctx, world: World, kind: "cpu" | "kernel"): readonly string[] {
+  if (!allocationMayFail(world)) return [];
+  if (kind === "cpu") return ctx.protocol === "modern" ? [] : ["SIGBUS"];
+  return ctx.protocol === "modern" ? ["ENOMEM"] : ["EFAULT", "ENOMEM"];
+}
+
+/** A failed outcome that a failed allocation explains (see allocationMayFail), else false. */
+export function explainedByAllocation(
+  ctx: Ctx,
+  world: World,
+  kind: "cpu" | "kernel",
+  outcome: Outcome,
+): boolean {
+  return !outcome.ok && allocationFailures(ctx, world, kind).includes(errorName(outcome.error));
+}
