@@ -10,14 +10,23 @@
  * What the reference encodes, and the kernel source behind it, is in the headers of surface/*.ts.
  *
  * Environment (all optional):
- *   HMMSIM_FUZZ_RUNS      sequences per property (default 250: 2,000 over the eight properties)
+ *   HMMSIM_FUZZ_RUNS      sequences per property (default 300: 2,400 over the eight properties)
  *   HMMSIM_FUZZ_SEED      fast-check seed (default fixed, so CI is deterministic)
  *   HMMSIM_FUZZ_PATH      fast-check path, with the seed, to replay one counterexample
  *   HMMSIM_FUZZ_LENGTH    steps per sequence at most (default 24)
- *   HMMSIM_FUZZ_OPS       op names or groups to generate (surface/ops.ts OP_GROUPS), e.g. "device,cpu,fork"
+ *   HMMSIM_FUZZ_OPS       op names or groups to generate (surface/ops.ts), e.g. "device,cpu,fork",
+ *                         "dev:toDevice" (one device command), "group:close" (in concurrent groups only)
+ *   HMMSIM_FUZZ_HOSTILE   "0": no hostile arguments and no sizes of 0; a list of op names: only theirs
+ *   HMMSIM_FUZZ_FDS       open device files at most (default 6)
  *   HMMSIM_FUZZ_PROTOCOL  only "4.14" or only "modern"
  *   HMMSIM_FUZZ_MODE      only "sequential" or only "concurrent"
- *   HMMSIM_FUZZ_STATS     set: print how often each operation ended each way
+ *   HMMSIM_FUZZ_STATS     set: print how often each operation ended each way, and sequences per second
+ *   HMMSIM_FUZZ_TRACE     set: print every call and its outcome (to follow a replayed counterexample)
+ *
+ * A failure names the step, the call, and what the reference expected; for a concurrent group also
+ * its chooser seed (part of the generated steps, so the same steps replay the same interleaving) and
+ * the schedule it made (thread ids at each choice, for replayChooser). Replay one with
+ * HMMSIM_FUZZ_SEED and HMMSIM_FUZZ_PATH from fast-check's report.
  */
 import fc from "fast-check";
 import { describe, it } from "vitest";
@@ -27,7 +36,7 @@ import { allowedOps, stepsArbitrary } from "./surface/ops.js";
 import { outcomes, SurfaceRun } from "./surface/runner.js";
 
 const env = process.env;
-const RUNS = Number(env.HMMSIM_FUZZ_RUNS ?? 250);
+const RUNS = Number(env.HMMSIM_FUZZ_RUNS ?? 300);
 const SEED = env.HMMSIM_FUZZ_SEED === undefined ? 0x5eed : Number(env.HMMSIM_FUZZ_SEED);
 const LENGTH = Number(env.HMMSIM_FUZZ_LENGTH ?? 24);
 const allowed = allowedOps(env.HMMSIM_FUZZ_OPS);

@@ -123,7 +123,8 @@ export function signature(system: System, world: World): string {
       parts.push(
         `${rp.process.pid}:${vma.start}-${vma.end}/${vma.flags}/${vma.pgoff}/${vma.file?.id ?? "-"}`,
       );
-      for (let vpn = vma.start as number; vpn < vma.end; vpn++) parts.push(String(k.pt.read(mm.root, vpn)));
+      for (let vpn = vma.start as number; vpn < vma.end; vpn++)
+        parts.push(`pte@${hex(vpn)}=${k.pt.read(mm.root, vpn)}`);
     }
   }
   for (const device of system.devices) parts.push(`dev ${device.minor} ${device.usedPages}`);

@@ -145,10 +145,16 @@ export function allowedOps(spec: string | undefined): Set<string> | null {
 // ---------------------------------------------------------------------------------------------------
 
 /**
- * Whether calls get hostile arguments and sizes of 0 (HMMSIM_FUZZ_HOSTILE=0 turns them off, to chase
- * defects that the many argument-checking findings would otherwise hide behind).
+ * Whether calls get hostile arguments and sizes of 0: HMMSIM_FUZZ_HOSTILE=0 turns them off (to chase
+ * defects that the many argument-checking findings would otherwise hide behind), a comma list of op
+ * names keeps hostile arguments for those ops only.
  */
-const HOSTILE = process.env.HMMSIM_FUZZ_HOSTILE !== "0";
+const HOSTILE_SPEC = process.env.HMMSIM_FUZZ_HOSTILE;
+const HOSTILE = HOSTILE_SPEC !== "0";
+const HOSTILE_OPS =
+  HOSTILE_SPEC === undefined || HOSTILE_SPEC === "0" || HOSTILE_SPEC === "1"
+    ? null
+    : new Set(HOSTILE_SPEC.split(","));
 /** Weight of a size of 0 among sizes. */
 const ZERO_WEIGHT = HOSTILE ? 1 : 0;
 
@@ -221,9 +227,13 @@ const hostileBuffer: fc.Arbitrary<Hostile> = fc.constantFrom<Hostile>(
   { kind: "undefined" },
 );
 
-/** A hostile value for one of `args` about one call in twelve; null otherwise. */
-function bad(args: readonly string[], buffers: readonly string[] = []): fc.Arbitrary<Bad | null> {
-  if (!HOSTILE) return fc.constant(null);
+/** A hostile value for one of `args` of op `name` about one call in twelve; null otherwise. */
+function bad(
+  name: string,
+  args: readonly string[],
+  buffers: readonly string[] = [],
+): fc.Arbitrary<Bad | null> {
+  if (!HOSTILE || (HOSTILE_OPS !== null && !HOSTILE_OPS.has(name))) return fc.constant(null);
   const options: fc.Arbitrary<Bad>[] = [];
   if (args.length > 0) options.push(fc.record({ arg: fc.constantFrom(...args), value: hostile }));
   if (buffers.length > 0) options.push(fc.record({ arg: fc.constantFrom(...buffers), value: hostileBuffer }));
@@ -275,7 +285,7 @@ function opArbitraries(allowed: Set<string> | null): Record<string, fc.WeightedA
         at: where,
         pages: smallPages,
         fileOffset: fc.nat({ max: 12 }),
-        bad: bad(["length", "addr", "prot", "flags", "offset"]),
+        bad: bad("mmap", ["length", "addr", "prot", "flags", "offset"]),
       }),
     ),
     munmap: weighted(
@@ -285,7 +295,7 @@ function opArbitraries(allowed: Set<string> | null): Record<string, fc.WeightedA
         p: proc,
         at: where,
         pages: smallPages,
-        bad: bad(["addr", "length"]),
+        bad: bad("munmap", ["addr", "length"]),
       }),
     ),
     mprotect: weighted(
@@ -296,7 +306,7 @@ function opArbitraries(allowed: Set<string> | null): Record<string, fc.WeightedA
         at: where,
         pages: smallPages,
         prot,
-        bad: bad(["addr", "length", "prot"]),
+        bad: bad("mprotect", ["addr", "length", "prot"]),
       }),
     ),
     mremap: weighted(
@@ -309,7 +319,7 @@ function opArbitraries(allowed: Set<string> | null): Record<string, fc.WeightedA
         newPages: fc.integer({ min: 1, max: 6 }),
         flags: fc.constantFrom(0, MREMAP_MAYMOVE, MREMAP_MAYMOVE, MREMAP_MAYMOVE | MREMAP_FIXED),
         to: where,
-        bad: bad(["oldAddr", "oldLength", "newLength", "flags", "newAddr"]),
+        bad: bad("mremap", ["oldAddr", "oldLength", "newLength", "flags", "newAddr"]),
       }),
     ),
     madvise: weighted(
@@ -319,7 +329,7 @@ function opArbitraries(allowed: Set<string> | null): Record<string, fc.WeightedA
         p: proc,
         at: where,
         pages: smallPages,
-        bad: bad(["addr", "length", "advice"]),
+        bad: bad("madvise", ["addr", "length", "advice"]),
       }),
     ),
     fork: weighted(3, fc.record({ op: fc.constant("fork" as const), p: proc })),
@@ -335,7 +345,7 @@ function opArbitraries(allowed: Set<string> | null): Record<string, fc.WeightedA
           weighted(ZERO_WEIGHT, fc.constant(0)),
         ),
         seed,
-        bad: bad(["addr"], ["data"]),
+        bad: bad("write", ["addr"], ["data"]),
       }),
     ),
     read: weighted(
@@ -348,7 +358,7 @@ function opArbitraries(allowed: Set<string> | null): Record<string, fc.WeightedA
           weighted(12, fc.integer({ min: 1, max: 128 })),
           weighted(ZERO_WEIGHT, fc.constant(0)),
         ),
-        bad: bad(["addr", "length"]),
+        bad: bad("read", ["addr", "length"]),
       }),
     ),
     word: weighted(
@@ -360,7 +370,7 @@ function opArbitraries(allowed: Set<string> | null): Record<string, fc.WeightedA
         width: fc.constantFrom(32 as const, 64 as const),
         write: fc.boolean(),
         value: fc.nat(),
-        bad: bad(["addr", "value"]),
+        bad: bad("word", ["addr", "value"]),
       }),
     ),
     fill: weighted(
@@ -371,7 +381,7 @@ function opArbitraries(allowed: Set<string> | null): Record<string, fc.WeightedA
         at: where,
         pages: smallPages,
         seed,
-        bad: bad(["addr", "npages"]),
+        bad: bad("fill", ["addr", "npages"]),
       }),
     ),
     check: weighted(
@@ -382,7 +392,7 @@ function opArbitraries(allowed: Set<string> | null): Record<string, fc.WeightedA
         at: where,
         pages: smallPages,
         seed,
-        bad: bad(["addr", "npages"]),
+        bad: bad("check", ["addr", "npages"]),
       }),
     ),
     touch: weighted(
@@ -393,7 +403,7 @@ function opArbitraries(allowed: Set<string> | null): Record<string, fc.WeightedA
         at: where,
         pages: smallPages,
         write: fc.boolean(),
-        bad: bad(["addr", "npages"]),
+        bad: bad("touch", ["addr", "npages"]),
       }),
     ),
     pin: weighted(
@@ -404,12 +414,12 @@ function opArbitraries(allowed: Set<string> | null): Record<string, fc.WeightedA
         at: where,
         pages: smallPages,
         write: fc.boolean(),
-        bad: bad(["addr", "npages"]),
+        bad: bad("pin", ["addr", "npages"]),
       }),
     ),
     unpin: weighted(
       2,
-      fc.record({ op: fc.constant("unpin" as const), pin: fc.nat({ max: 9 }), bad: bad(["pfns"]) }),
+      fc.record({ op: fc.constant("unpin" as const), pin: fc.nat({ max: 9 }), bad: bad("unpin", ["pfns"]) }),
     ),
     createFile: weighted(
       1,
@@ -417,7 +427,7 @@ function opArbitraries(allowed: Set<string> | null): Record<string, fc.WeightedA
         op: fc.constant("createFile" as const),
         pages: fc.integer({ min: 0, max: 12 }),
         extraBytes: fc.constantFrom(0, 0, 100),
-        bad: bad(["size"]),
+        bad: bad("createFile", ["size"]),
       }),
     ),
     pwrite: weighted(
@@ -428,7 +438,7 @@ function opArbitraries(allowed: Set<string> | null): Record<string, fc.WeightedA
         offset: fc.nat({ max: 16 * 4096 }),
         length: fc.integer({ min: 0, max: 200 }),
         seed,
-        bad: bad(["offset"], ["data"]),
+        bad: bad("pwrite", ["offset"], ["data"]),
       }),
     ),
     pread: weighted(
@@ -438,7 +448,7 @@ function opArbitraries(allowed: Set<string> | null): Record<string, fc.WeightedA
         file: fc.nat({ max: 3 }),
         offset: fc.nat({ max: 16 * 4096 }),
         length: fc.integer({ min: 0, max: 200 }),
-        bad: bad(["offset", "length"]),
+        bad: bad("pread", ["offset", "length"]),
       }),
     ),
     open: weighted(
@@ -448,7 +458,7 @@ function opArbitraries(allowed: Set<string> | null): Record<string, fc.WeightedA
         device: fc.nat({ max: 1 }),
         p: proc,
         exited: fc.oneof(weighted(9, fc.constant(false)), weighted(1, fc.constant(true))),
-        bad: bad(["device"]),
+        bad: bad("open", ["device"]),
       }),
     ),
     close: weighted(2, fc.record({ op: fc.constant("close" as const), fd: fc.nat({ max: 9 }) })),
@@ -461,7 +471,7 @@ function opArbitraries(allowed: Set<string> | null): Record<string, fc.WeightedA
         at: where,
         pages: smallPages,
         seed,
-        bad: bad(["addr", "npages"], ["data"]),
+        bad: bad("dev", ["addr", "npages"], ["data"]),
       }),
     ),
     onExited: weighted(
