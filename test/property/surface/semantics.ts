@@ -43,9 +43,6 @@ export interface Prepared {
   judge(world: World, outcome: Outcome): Verdict;
 }
 
-/** Where the concurrency explorer is not given a thread form, the op runs on its own (sequentially). */
-export type Prepare = (ctx: Ctx, world: World) => Prepared | null;
-
 export const OK: Verdict = { ok: true };
 export const UNCHANGED: Verdict = { ok: true, unchanged: true };
 
