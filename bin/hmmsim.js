@@ -1,18 +1,58 @@
 #!/usr/bin/env node
-// Runs the TypeScript CLI through tsx so that `npm link` / `npx hmmsim` work without a build step.
-import { spawnSync } from "node:child_process";
+// Runs the TypeScript CLI under Node with tsx's loader, so that `npm link` / `npx hmmsim` work without
+// a build step. The child is node itself (`node --import tsx`), not tsx's own command, whose signal
+// relay SIGKILLs a child that has not acknowledged a SIGINT within some 60 ms.
+//
+// What the child ends with comes through unchanged: its exit status, or the signal that killed it.
+// SIGINT, SIGTERM and SIGHUP reach the child whether they were sent to the whole process group (a
+// terminal's ^C: the child gets its own copy, and the forwarded one finds it gone or exiting) or to
+// this process alone (forwarded). The child says "hmmsim: interrupted" and exits 130 itself; only a
+// child that SIGINT killed before it could answer (while it was starting) leaves the line to us.
+import { spawn } from "node:child_process";
+import { writeSync } from "node:fs";
 import { createRequire } from "node:module";
+import { constants } from "node:os";
 import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const require = createRequire(import.meta.url);
-const tsxCli = require.resolve("tsx/cli");
-const result = spawnSync(
+const tsxLoader = pathToFileURL(require.resolve("tsx")).href;
+const FORWARDED_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"];
+const EXIT_INTERNAL = 4;
+const EXIT_INTERRUPTED = 130;
+
+function say(line) {
+  try {
+    writeSync(2, `${line}\n`);
+  } catch {
+    // stderr is gone: nowhere to say it.
+  }
+}
+
+const child = spawn(
   process.execPath,
-  [tsxCli, join(here, "..", "src", "cli", "main.ts"), ...process.argv.slice(2)],
-  {
-    stdio: "inherit",
-  },
+  ["--import", tsxLoader, join(here, "..", "src", "cli", "main.ts"), ...process.argv.slice(2)],
+  { stdio: "inherit" },
 );
-process.exit(result.status ?? 1);
+for (const signal of FORWARDED_SIGNALS) {
+  process.on(signal, () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+  });
+}
+child.on("error", (error) => {
+  say(`hmmsim: starting ${process.execPath}: ${error.message}`);
+  process.exit(EXIT_INTERNAL);
+});
+child.on("exit", (code, signal) => {
+  if (code !== null) process.exit(code);
+  if (signal === "SIGINT") {
+    say("hmmsim: interrupted");
+    process.exit(EXIT_INTERRUPTED);
+  }
+  // Die of the same signal, so that the shell reports it as it would have for the child.
+  for (const forwarded of FORWARDED_SIGNALS) process.removeAllListeners(forwarded);
+  process.kill(process.pid, signal);
+  // A signal that does not end a process by default (or one we cannot raise): the shell's number.
+  process.exit(128 + (constants.signals[signal] ?? 0));
+});

@@ -2,13 +2,14 @@
  * The friendly surface: a System is one simulated machine (RAM, CPUs, a page store, a protocol
  * version); it spawns processes and creates tmpfs files.
  */
-import { checkReturn, KernelError } from "./base/errno.js";
+import { loffArg } from "./base/abi.js";
+import { checkReturn, EFAULT, EFBIG, EINVAL, KernelError } from "./base/errno.js";
 import { PAGE_SIZE, parsePages } from "./base/units.js";
 import { Device } from "./device.js";
 import { MemcpyEngine } from "./drivers/copy_engine.js";
-import { DmirrorDevice } from "./drivers/dmirror.js";
+import { DmirrorDevice, type DmirrorSwitches, TEST_HMM_SWITCHES } from "./drivers/dmirror.js";
 import { checkInvariants } from "./explore/invariants.js";
-import { filemapRead, filemapWrite } from "./mm/filemap.js";
+import { sysPread64, sysPwrite64, TMPFS_MAX_BYTES } from "./mm/filemap.js";
 import { GupLedger } from "./mm/gup.js";
 import { Kernel, type ProtocolVersion } from "./mm/kernel.js";
 import type { FaultContext, FaultPathSwitches } from "./mm/memory.js";
@@ -29,10 +30,23 @@ export interface SystemOptions {
   /** The scheduler's chooser (default: the lowest-numbered runnable thread). */
   chooser?: Chooser;
   /**
-   * Devices (dmirror 0, 1, ...) and the private memory of each, e.g. [{ memory: "64MiB" }]. Default:
-   * two devices of 64 MiB, as lib/test_hmm.c always creates two private devices.
+   * Devices (dmirror 0, 1, ...) and the most private memory each may hold, e.g. [{ memory: "1MiB" }].
+   * A device starts with one chunk of memory and adds 2 MiB chunks as migrations need pages, as
+   * lib/test_hmm.c's dmirror_allocate_chunk does, up to that limit; past it a page cannot be allocated
+   * and stays where it is. Memory never used costs nothing. Default: two devices of up to 1 GiB, as
+   * test_hmm.c always creates two private devices, and hmm-tests migrates up to 256 MiB to one.
    */
   devices?: { memory: string | number }[];
+  /**
+   * Switches for the dmirror driver where lib/test_hmm.c has a defect (drivers/dmirror_devmem.ts,
+   * DmirrorSwitches); all false by default, which is test_hmm.c. `invalidateOnOwnMigration: true` gives
+   * a driver whose mirrors stay coherent with the CPU page table while it migrates (test_hmm.c skips
+   * its own MMU_NOTIFY_MIGRATE in every open of the device, without moving the notifier sequence, so a
+   * racing WRITE is lost, a second open mirrors a freed page, and a racing READ mirrors the page being
+   * migrated away); `faultFailsWithoutMm: true` makes READ and WRITE on a file whose mm has exited fail
+   * with EINVAL, where test_hmm.c loops forever (hmmsim throws DmirrorLivelockError).
+   */
+  dmirror?: Partial<DmirrorSwitches>;
   /**
    * Single migration switches to override on top of the protocol's (see mm/migrate_pfn.ts), e.g.
    * 4.14 with `zoneDeviceAwarePutback: false` to bring back one historical defect.
@@ -47,6 +61,9 @@ export interface SystemOptions {
   fastPaths?: boolean;
 }
 
+/** A device's memory limit when SystemOptions.devices does not say. */
+const DEFAULT_DEVICE_MEMORY = "1GiB";
+
 /** Fault-path behaviour of each protocol version (see mm/memory.ts FaultPathSwitches). */
 export function faultSwitchesFor(protocol: ProtocolVersion): FaultPathSwitches {
   return {
@@ -55,10 +72,14 @@ export function faultSwitchesFor(protocol: ProtocolVersion): FaultPathSwitches {
   };
 }
 
-/** A tmpfs file: bytes in the page cache, mappable with MAP_SHARED or MAP_PRIVATE. */
+/**
+ * A tmpfs file: bytes in the page cache, mappable with MAP_SHARED or MAP_PRIVATE. pread and pwrite
+ * check their arguments as the kernel does (see sysPread64 and sysPwrite64 in mm/filemap.ts).
+ */
 export class TmpFile {
   constructor(
-    private readonly system: System,
+    /** The system whose page cache holds the file: mmap takes only files of its own system. */
+    readonly system: System,
     readonly space: AddressSpace,
   ) {}
 
@@ -70,17 +91,17 @@ export class TmpFile {
     return this.space.sizeBytes;
   }
 
-  /** pwrite(2): returns bytes written. */
+  /** pwrite(2): returns bytes written (fewer only when memory runs out part-way). */
   write(offset: number, data: Uint8Array): number {
     const k = this.system.kernel;
-    return checkReturn(filemapWrite(k, this.space, offset, data, 0), "pwrite");
+    return checkReturn(sysPwrite64(k, this.space, offset, data, 0), "pwrite");
   }
 
-  /** pread(2): returns the bytes read (short at end of file). */
+  /** pread(2): returns the bytes read (short at end of file, empty at or past it). */
   read(offset: number, length: number): Uint8Array {
-    const into = new Uint8Array(length);
-    const n = checkReturn(filemapRead(this.system.kernel, this.space, offset, into), "pread");
-    return into.subarray(0, n);
+    const got = sysPread64(this.system.kernel, this.space, offset, length);
+    if (typeof got === "number") throw new KernelError(-got, "pread");
+    return got;
   }
 }
 
@@ -118,10 +139,12 @@ export class System {
       layout: layoutFor(this.protocol),
     };
     const copier = new MemcpyEngine(this.kernel.store);
-    const specs = options.devices ?? [{ memory: "64MiB" }, { memory: "64MiB" }];
+    const dmirrorSwitches: DmirrorSwitches = { ...TEST_HMM_SWITCHES, ...options.dmirror };
+    const specs = options.devices ?? [{ memory: DEFAULT_DEVICE_MEMORY }, { memory: DEFAULT_DEVICE_MEMORY }];
     specs.forEach((spec, minor) => {
       const pages = parsePages(spec.memory, `device ${minor} memory`);
-      this.devices.push(new Device(this, new DmirrorDevice(this.migrateContext, minor, pages, copier)));
+      const driver = new DmirrorDevice(this.migrateContext, minor, pages, copier, dmirrorSwitches);
+      this.devices.push(new Device(this, driver));
     });
   }
 
@@ -154,10 +177,17 @@ export class System {
     return [...this.processes.values()];
   }
 
-  /** A tmpfs file of `size` bytes (zero-filled), like open(O_TMPFILE) plus ftruncate. */
+  /**
+   * A tmpfs file of `size` bytes (zero-filled), like open(O_TMPFILE) plus ftruncate. The name is a
+   * label (a string; anything else is a bad pathname pointer, EFAULT); the size is ftruncate's off_t:
+   * EINVAL when negative (do_sys_ftruncate), EFBIG above the largest file (inode_newsize_ok).
+   */
   createFile(name: string, size = 0): TmpFile {
-    if (!Number.isSafeInteger(size) || size < 0) throw new KernelError(22, `file size ${size}`);
-    return new TmpFile(this, this.kernel.newAddressSpace(name, size, false));
+    if (typeof name !== "string") throw new KernelError(EFAULT, "open: the name must be a string");
+    const length = loffArg(size);
+    if (length === null || length < 0n) throw new KernelError(EINVAL, `ftruncate: file size ${String(size)}`);
+    if (length > BigInt(TMPFS_MAX_BYTES)) throw new KernelError(EFBIG, `ftruncate: file size ${size}`);
+    return new TmpFile(this, this.kernel.newAddressSpace(name, Number(length), false));
   }
 
   /** Every violated invariant, one line each; empty when the whole state is consistent. */

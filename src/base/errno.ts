@@ -1,6 +1,7 @@
 /** Linux errno values (include/uapi/asm-generic/errno-base.h and errno.h), positive as in the headers. */
 export const EPERM = 1;
 export const ENOENT = 2;
+export const ESRCH = 3;
 export const EINTR = 4;
 export const EIO = 5;
 export const EBADF = 9;
@@ -12,13 +13,16 @@ export const EBUSY = 16;
 export const EEXIST = 17;
 export const ENODEV = 19;
 export const EINVAL = 22;
-export const ENOSPC = 28;
 export const ENOTTY = 25;
+export const EFBIG = 27;
+export const ENOSPC = 28;
 export const EOVERFLOW = 75;
+export const EOPNOTSUPP = 95;
 
 const errnoNames: Readonly<Record<number, string>> = {
   [EPERM]: "EPERM",
   [ENOENT]: "ENOENT",
+  [ESRCH]: "ESRCH",
   [EINTR]: "EINTR",
   [EIO]: "EIO",
   [EBADF]: "EBADF",
@@ -30,9 +34,11 @@ const errnoNames: Readonly<Record<number, string>> = {
   [EEXIST]: "EEXIST",
   [ENODEV]: "ENODEV",
   [EINVAL]: "EINVAL",
-  [ENOSPC]: "ENOSPC",
   [ENOTTY]: "ENOTTY",
+  [EFBIG]: "EFBIG",
+  [ENOSPC]: "ENOSPC",
   [EOVERFLOW]: "EOVERFLOW",
+  [EOPNOTSUPP]: "EOPNOTSUPP",
 };
 
 /** "EINVAL" for 22 or -22; "errno 99" for a value without a name here. */
@@ -46,7 +52,7 @@ export function errnoName(errno: number): string {
  * userspace sees it; kernel-internal functions in src/mm return `-errno` instead, as the kernel does.
  */
 export class KernelError extends Error {
-  override readonly name = "KernelError";
+  override readonly name: string = "KernelError";
   readonly errno: number;
   readonly code: string;
 

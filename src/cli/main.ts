@@ -1,13 +1,18 @@
 /**
  * The hmmsim command: `demo` (what `npm start` runs) and `conformance`. Bad arguments get one line
- * naming the argument and a non-zero exit, never a stack trace.
+ * naming the argument, never a stack trace. The exit status says how the run ended (exit_status.ts,
+ * listed by --help); the model runs in a worker thread so that SIGINT is answered at once
+ * (run_in_worker.ts, interrupt.ts), and stdout's errors end the run as output.ts describes.
  */
 import { readFileSync } from "node:fs";
-import { Command, InvalidArgumentError, Option } from "commander";
+import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { PROTOCOL_VERSIONS, type ProtocolVersion } from "../mm/kernel.js";
 import type { StoreKind } from "../mm/page_store.js";
-import { formatConformance, runConformance } from "./conformance.js";
-import { formatDemo, runDemo } from "./demo.js";
+import { EXIT, EXIT_STATUS_HELP, type ExitStatus } from "./exit_status.js";
+import { installInterruptHandler } from "./interrupt.js";
+import type { Job } from "./job.js";
+import { endProgress, reportProgress, settleStdout, writeStderr, writeStdout } from "./output.js";
+import { runInWorker, startWorkerEarly } from "./run_in_worker.js";
 
 function packageVersion(): string {
   const text = readFileSync(new URL("../../package.json", import.meta.url), "utf8");
@@ -20,13 +25,6 @@ const BYTES_STORE_PAGES_MAX = 2 ** 18;
 /** Runs this long (in pages) report each phase on stderr as it starts. */
 const LONG_RUN_PAGES = 65536;
 
-/** On a terminal one line rewritten in place; otherwise a plain line per phase. */
-function reportProgress(name: string, index: number, count: number): void {
-  const line = `hmmsim demo: phase ${index + 1} of ${count}: ${name}`;
-  if (process.stderr.isTTY) process.stderr.write(`\r\x1b[K${line}`);
-  else process.stderr.write(`${line}\n`);
-}
-
 function parsePagesArgument(value: string): number {
   const pages = Number(value);
   if (!/^\d+$/.test(value) || !Number.isSafeInteger(pages) || pages < 1 || pages > 2 ** 22) {
@@ -35,16 +33,45 @@ function parsePagesArgument(value: string): number {
   return pages;
 }
 
-export function buildProgram(): Command {
+/** Runs `job` in the worker, prints its report, and gives the status its checks call for. */
+async function execute(job: Job): Promise<ExitStatus> {
+  try {
+    const result = await runInWorker(job, (name, index, count) =>
+      reportProgress(`hmmsim ${job.command}: phase ${index + 1} of ${count}: ${name}`),
+    );
+    endProgress();
+    writeStdout(result.text, "the report");
+    return result.checksHeld ? EXIT.ok : EXIT.checksFailed;
+  } catch (error) {
+    endProgress();
+    writeStderr(`hmmsim: internal error: ${describeThrown(error)}\n`);
+    return EXIT.internal;
+  }
+}
+
+function describeThrown(error: unknown): string {
+  return error instanceof Error ? (error.stack ?? error.message) : String(error);
+}
+
+/** The program; each command's action hands the status it ends with to `finish`. */
+export function buildProgram(finish: (status: ExitStatus) => void): Command {
+  const version = packageVersion();
   const program = new Command();
   program
     .name("hmmsim")
     .description(
       "An executable model of Linux HMM device-memory migration (migrate_vma) on a memory manager that holds real bytes.",
     )
-    .version(packageVersion(), "-V, --version")
+    .version(version, "-V, --version")
     .showHelpAfterError(false)
-    .configureOutput({ outputError: (text, write) => write(`${text.split("\n")[0]}\n`) });
+    // Commander throws instead of exiting, so that main waits for stdout and picks the status.
+    .exitOverride()
+    .configureOutput({
+      writeOut: (text) => writeStdout(text, text === `${version}\n` ? "the version" : "the help"),
+      writeErr: writeStderr,
+      outputError: (text, write) => write(`${text.split("\n")[0]}\n`),
+    })
+    .addHelpText("afterAll", EXIT_STATUS_HELP);
 
   program
     .command("demo")
@@ -52,7 +79,10 @@ export function buildProgram(): Command {
       "fill a buffer, migrate it to device 0, read it on the device, fault half back with the CPU, migrate the rest back; check data and invariants",
     )
     .addOption(
-      new Option("--protocol <version>", "migrate_vma protocol to run")
+      new Option(
+        "--protocol <version>",
+        "migrate_vma protocol to run (seed fails its checks: its known defect)",
+      )
         .choices([...PROTOCOL_VERSIONS])
         .default("modern"),
     )
@@ -65,38 +95,62 @@ export function buildProgram(): Command {
         .default("bytes"),
     )
     .option("--json", "print one JSON document instead of the report")
-    .action((options: { protocol: ProtocolVersion; pages: number; store: StoreKind; json?: boolean }) => {
-      if (options.store === "bytes" && options.pages > BYTES_STORE_PAGES_MAX) {
-        program.error(
-          `error: --pages ${options.pages} is too large for the bytes store (at most ${BYTES_STORE_PAGES_MAX}, 1 GiB); use --store tokens`,
+    .action(
+      async (options: { protocol: ProtocolVersion; pages: number; store: StoreKind; json?: boolean }) => {
+        if (options.store === "bytes" && options.pages > BYTES_STORE_PAGES_MAX) {
+          program.error(
+            `error: --pages ${options.pages} is too large for the bytes store (at most ${BYTES_STORE_PAGES_MAX}, 1 GiB); use --store tokens`,
+            { exitCode: EXIT.usage },
+          );
+        }
+        finish(
+          await execute({
+            command: "demo",
+            protocol: options.protocol,
+            pages: options.pages,
+            store: options.store,
+            json: options.json === true,
+            progress: options.pages >= LONG_RUN_PAGES,
+          }),
         );
-      }
-      const report = runDemo({
-        protocol: options.protocol,
-        pages: options.pages,
-        store: options.store,
-        onPhase: options.pages >= LONG_RUN_PAGES ? reportProgress : undefined,
-      });
-      if (options.pages >= LONG_RUN_PAGES && process.stderr.isTTY) process.stderr.write("\r\x1b[K");
-      process.stdout.write(
-        options.json === true ? `${JSON.stringify(report, null, 2)}\n` : `${formatDemo(report)}\n`,
-      );
-    });
+      },
+    );
 
   program
     .command("conformance")
     .description("run the ports of the kernel's hmm-tests under 4.14 and modern as a self-check")
     .option("--json", "print one JSON document instead of the report")
     .action(async (options: { json?: boolean }) => {
-      const results = await runConformance();
-      process.stdout.write(
-        options.json === true
-          ? `${JSON.stringify({ tests: results }, null, 2)}\n`
-          : `${formatConformance(results)}\n`,
-      );
-      if (results.some((result) => !result.passed)) process.exitCode = 1;
+      finish(await execute({ command: "conformance", json: options.json === true }));
     });
   return program;
 }
 
-await buildProgram().parseAsync(process.argv);
+async function main(argv: readonly string[]): Promise<ExitStatus> {
+  let status: ExitStatus = EXIT.ok;
+  try {
+    await buildProgram((finished) => {
+      status = finished;
+    }).parseAsync([...argv]);
+  } catch (error) {
+    if (!(error instanceof CommanderError)) throw error;
+    // Help and --version end with 0; every usage error commander finds, with the usage status.
+    status = error.exitCode === 0 ? EXIT.ok : EXIT.usage;
+  }
+  const failure = await settleStdout();
+  if (failure !== null) {
+    writeStderr(`${failure}\n`);
+    return EXIT.outputFailed;
+  }
+  return status;
+}
+
+installInterruptHandler();
+startWorkerEarly();
+try {
+  // Not process.exit: the process ends once stdout has taken everything.
+  process.exitCode = await main(process.argv);
+} catch (error) {
+  writeStderr(`hmmsim: internal error: ${describeThrown(error)}\n`);
+  process.exitCode = EXIT.internal;
+}

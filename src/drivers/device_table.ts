@@ -96,6 +96,15 @@ export class DeviceTable {
     }
   }
 
+  /** Calls visit(vpn, entry) for every entry present, in no particular order. */
+  forEach(visit: (vpn: number, entry: number) => void): void {
+    if (this.size === 0) return;
+    for (const [key, block] of this.blocks) {
+      for (let slot = 0; slot < BLOCK; slot++)
+        if (block[slot] !== 0) visit(key * BLOCK + slot, block[slot]! - 1);
+    }
+  }
+
   clear(): void {
     this.blocks.clear();
     this.lastKey = -1;

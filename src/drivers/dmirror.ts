@@ -1,25 +1,27 @@
 /**
- * dmirror, the reference device (lib/test_hmm.c): a device whose memory is ZONE_DEVICE private pages,
- * with a page table that mirrors a process through an mmu interval notifier, and the commands of
- * lib/test_hmm_uapi.h. It uses only what a real driver can: the exported mm API and its callbacks.
+ * dmirror, the reference device (lib/test_hmm.c): one open of the device by a process (struct dmirror),
+ * with a page table that mirrors the process through an mmu interval notifier, and the commands of
+ * lib/test_hmm_uapi.h. The device's memory is in dmirror_devmem.ts. It uses only what a real driver
+ * can: the exported mm API and its callbacks.
  *
  * Deliberate differences from test_hmm.c:
- * - device memory holds its own data (the page store covers device pfns), so there is no hidden
- *   backing system page per device page; zone_device_data names the dmirror that migrated the page;
- * - device memory has a size: chunks are added until it is used up, then allocation fails;
- * - free device pages are handed out lowest pfn first (base/free_frames.ts), as a buddy allocator such
- *   as amdgpu's drm_buddy does, where test_hmm.c keeps a last-freed-first list. Neither the uapi nor the
- *   hmm-tests can see the order; the bytes store can, since device frames are host memory and copies
- *   that walk it downwards run at little more than half the speed (`npm run bench` measures both);
+ * - where test_hmm.c has a defect the default keeps it and DmirrorSwitches (dmirror_devmem.ts) gives a
+ *   corrected driver: the skipped MMU_NOTIFY_MIGRATE invalidations, and READ/WRITE on a file whose mm
+ *   has gone, which loops forever in test_hmm.c and stops here with DmirrorLivelockError;
+ * - the bounce buffer of READ, WRITE and MIGRATE_TO_DEV's read-back takes no simulated RAM; its vmalloc
+ *   fails, as the kernel's does without trying, when it is larger than all of RAM (__vmalloc_node_range:
+ *   "exceeds total pages"), and never otherwise;
  * - a chunk's copies are queued in a CopyBatch while its pages are allocated and run in one pass, as a
  *   DMA engine's descriptor list is, where test_hmm.c copies each page as it allocates it;
  * - under "seed" and "4.14" the driver migrates through migrate_vma() and its callbacks (test_hmm.c
- *   did not exist then); under "modern" through migrate_vma_setup/pages/finalize as test_hmm.c does;
- * - no THP, no device-coherent memory, no EXCLUSIVE or RELEASE commands yet.
+ *   did not exist then); under "modern" through migrate_vma_setup/pages/finalize as test_hmm.c does.
+ *   Eviction needs migrate_device_range (6.1), with which test_hmm.c gained it, so under the older
+ *   versions release does not evict and HMM_DMIRROR_RELEASE does not exist (-EINVAL, the ioctl's
+ *   answer to an unknown command);
+ * - no THP, no device-coherent memory, no EXCLUSIVE commands yet.
  */
 import { assert } from "../base/assert.js";
-import { EINVAL, ENOENT, ENOMEM, KernelError } from "../base/errno.js";
-import { FreeFrames } from "../base/free_frames.js";
+import { EBUSY, EFAULT, EINVAL, ENOENT, ENOMEM } from "../base/errno.js";
 import { asVpn, PAGE_SIZE, TASK_SIZE } from "../base/units.js";
 import { trylockPage, unlockPage } from "../mm/filemap.js";
 import {
@@ -33,20 +35,12 @@ import {
   hmmPfnToPfn,
   hmmRangeFault,
 } from "../mm/hmm.js";
+import type { Kernel } from "../mm/kernel.js";
 import { VM_FAULT_OOM, VM_FAULT_SIGBUS } from "../mm/memory.js";
-import {
-  type DevPagemap,
-  MEMORY_DEVICE_PRIVATE,
-  memremapPages,
-  type VmFault,
-  zoneDevicePageInit,
-} from "../mm/memremap.js";
+import { MEMORY_DEVICE_PRIVATE, type VmFault } from "../mm/memremap.js";
 import {
   type MigrateContext,
   type MigrateVmaArgs,
-  migrateDeviceFinalize,
-  migrateDevicePages,
-  migrateDeviceRange,
   migrateVmaFinalize,
   migrateVmaPages,
   migrateVmaSetup,
@@ -72,31 +66,51 @@ import {
 } from "../mm/mmu_notifier.js";
 import { ZERO_PFN } from "../mm/page_alloc.js";
 import { Lock } from "../sched/locks.js";
-import type { Kfn } from "../sched/thread.js";
-import { CopyBatch, type CopyEngine } from "./copy_engine.js";
+import type { Kfn, Thread } from "../sched/thread.js";
+import { CopyBatch } from "./copy_engine.js";
 import { DeviceTable } from "./device_table.js";
+import type { DmirrorDevice } from "./dmirror_devmem.js";
+import {
+  HMM_DMIRROR_FLAG_FAIL_ALLOC,
+  HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL,
+  HMM_DMIRROR_PROT_DEV_PRIVATE_REMOTE,
+  HMM_DMIRROR_PROT_ERROR,
+  HMM_DMIRROR_PROT_NONE,
+  HMM_DMIRROR_PROT_READ,
+  HMM_DMIRROR_PROT_WRITE,
+  HMM_DMIRROR_PROT_ZERO,
+} from "./dmirror_uapi.js";
 
-/** HMM_DMIRROR_PROT_* snapshot codes (test_hmm_uapi.h). */
-export const HMM_DMIRROR_PROT_ERROR = 0xff;
-export const HMM_DMIRROR_PROT_NONE = 0x00;
-export const HMM_DMIRROR_PROT_READ = 0x01;
-export const HMM_DMIRROR_PROT_WRITE = 0x02;
-export const HMM_DMIRROR_PROT_PMD = 0x04;
-export const HMM_DMIRROR_PROT_PUD = 0x08;
-export const HMM_DMIRROR_PROT_ZERO = 0x10;
-export const HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL = 0x20;
-export const HMM_DMIRROR_PROT_DEV_PRIVATE_REMOTE = 0x30;
-/** HMM_DMIRROR_FLAG_FAIL_ALLOC: the next device or system page allocation of a migration fails, once. */
-export const HMM_DMIRROR_FLAG_FAIL_ALLOC = 1;
+export {
+  DEVMEM_CHUNK_PAGES,
+  DmirrorDevice,
+  type DmirrorSwitches,
+  TEST_HMM_SWITCHES,
+} from "./dmirror_devmem.js";
+export {
+  type CommandRange,
+  commandRange,
+  HMM_DMIRROR_FLAG_FAIL_ALLOC,
+  HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL,
+  HMM_DMIRROR_PROT_DEV_PRIVATE_REMOTE,
+  HMM_DMIRROR_PROT_ERROR,
+  HMM_DMIRROR_PROT_NONE,
+  HMM_DMIRROR_PROT_PMD,
+  HMM_DMIRROR_PROT_PUD,
+  HMM_DMIRROR_PROT_READ,
+  HMM_DMIRROR_PROT_WRITE,
+  HMM_DMIRROR_PROT_ZERO,
+  isU64,
+} from "./dmirror_uapi.js";
 
-/** Device pages added per chunk (DEVMEM_CHUNK_SIZE is 256 MiB). */
-const DEVMEM_CHUNK_PAGES = 65536;
 /** Pages per hmm_range_fault call in dmirror_fault and dmirror_snapshot. */
 const FAULT_CHUNK_PAGES = 32;
 /** Pages per migrate_vma call (PTRS_PER_PTE). */
 const MIGRATE_CHUNK_PAGES = 512;
 /** Device page-table tags. */
 const DPT_XA_TAG_WRITE = 3;
+/** What fault() returns, in test_hmm.c's mode, when the mirrored mm has gone: dmirror_fault's 0. */
+const FAULT_WITHOUT_MM = 1;
 
 /** The result of one dmirror command (struct hmm_dmirror_cmd's outputs). */
 export interface DmirrorResult {
@@ -117,112 +131,38 @@ function chunkBuffers(npages: number): ChunkBuffers {
 }
 
 /** A mirror entry: pfn * 4 + tag (0 read-only, 3 writable). */
-function entryPfn(entry: number): number {
+export function entryPfn(entry: number): number {
   return Math.floor(entry / 4);
 }
-function entryWritable(entry: number): boolean {
+export function entryWritable(entry: number): boolean {
   return entry % 4 === DPT_XA_TAG_WRITE;
 }
 
-/** struct dmirror_device: one device's private memory and its free list. */
-export class DmirrorDevice {
-  readonly chunks: DevPagemap[] = [];
-  private readonly freePages = new FreeFrames();
-  /** Open mirrors by id, for migrate_to_ram (zone_device_data names the one that migrated a page). */
-  readonly mirrors = new Map<number, Dmirror>();
-  private nextMirrorId = 1;
-  /** Pages allocated and freed over the device's life (calloc/cfree). */
-  allocated = 0;
-  freed = 0;
-
+/**
+ * A READ or WRITE that lib/test_hmm.c never returns from: the file's mm has exited, so dmirror_fault
+ * returns 0 without faulting anything and dmirror_read/dmirror_write retry for ever (see
+ * DmirrorSwitches.faultFailsWithoutMm). hmmsim stops the command instead of spinning, holding no lock.
+ */
+export class DmirrorLivelockError extends Error {
+  override readonly name = "DmirrorLivelockError";
   constructor(
-    readonly ctx: MigrateContext,
+    readonly command: string,
     readonly minor: number,
-    /** Device memory in pages; chunks are added up to this. */
-    readonly capacityPages: number,
-    readonly copier: CopyEngine,
   ) {
-    assert(capacityPages > 0, "a device needs memory", () => String(capacityPages));
+    super(
+      `${command} on dmirror ${minor} never returns in lib/test_hmm.c: the mirrored mm has exited, so ` +
+        "dmirror_fault returns 0 (mmget_not_zero failed) and dmirror_do_read/do_write keep returning -ENOENT; " +
+        "SystemOptions.dmirror.faultFailsWithoutMm gives -EINVAL instead",
+    );
   }
+}
 
-  get usedPages(): number {
-    return this.allocated - this.freed;
-  }
-
-  get mappedPages(): number {
-    return this.chunks.reduce((sum, chunk) => sum + chunk.pages, 0);
-  }
-
-  registerMirror(mirror: Dmirror): number {
-    const id = this.nextMirrorId++;
-    this.mirrors.set(id, mirror);
-    return id;
-  }
-
-  /** dmirror_allocate_chunk: memremap another chunk of private memory, if capacity remains. */
-  private allocateChunk(): boolean {
-    const pages = Math.min(DEVMEM_CHUNK_PAGES, this.capacityPages - this.mappedPages);
-    if (pages <= 0) return false;
-    const pgmap = memremapPages(this.ctx.k, this.ctx.pagemaps, MEMORY_DEVICE_PRIVATE, pages, this, {
-      pageFree: (pfn) => this.devmemFree(pfn),
-      migrateToRam: (vmf) => this.devmemFault(vmf),
-    });
-    this.chunks.push(pgmap);
-    this.freePages.grow(pgmap.endPfn);
-    this.freePages.addRange(pgmap.startPfn, pgmap.endPfn);
-    return true;
-  }
-
-  /** dmirror_devmem_alloc_page: a locked device page with one reference, or -1. */
-  allocPage(): number {
-    if (this.freePages.size === 0 && !this.allocateChunk()) return -1;
-    const pfn = this.freePages.takeLowest();
-    zoneDevicePageInit(this.ctx.k, pfn);
-    this.allocated++;
-    return pfn;
-  }
-
-  /** dmirror_devmem_free (dev_pagemap_ops.page_free). */
-  private devmemFree(pfn: number): void {
-    this.ctx.k.pages.zoneDeviceData[pfn] = 0;
-    this.freed++;
-    this.freePages.add(pfn);
-  }
-
-  /** dmirror_devmem_fault (dev_pagemap_ops.migrate_to_ram): moves the faulting page back to RAM. */
-  private *devmemFault(vmf: VmFault): Kfn<number> {
-    const owner = this.mirrors.get(this.ctx.k.pages.zoneDeviceData[vmf.page]!);
-    assert(owner !== undefined, "device page with no dmirror", () => this.ctx.k.pages.describe(vmf.page));
-    return yield* owner.migrateToRam(vmf);
-  }
-
-  /**
-   * Evicts every in-use page of the device to RAM (dmirror_device_evict_chunk, run when a mirror
-   * closes): migrate_device_range, copy, migrate_device_pages, migrate_device_finalize.
-   */
-  *evictAll(): Kfn<number> {
-    const k = this.ctx.k;
-    const L = this.ctx.layout;
-    let moved = 0;
-    for (const chunk of this.chunks) {
-      const src = new Float64Array(chunk.pages);
-      const dst = new Float64Array(chunk.pages);
-      yield* migrateDeviceRange(this.ctx, src, chunk.startPfn, chunk.pages);
-      for (let i = 0; i < chunk.pages; i++) {
-        const spfn = migratePfnToPfn(L, src[i]!);
-        if (spfn < 0 || !hasFlag(src[i]!, L.MIGRATE)) continue;
-        const dpfn = k.ram.allocPage();
-        if (dpfn < 0) continue;
-        assert(trylockPage(k, dpfn), "a fresh page is unlocked");
-        this.copier.copyPage(dpfn, spfn);
-        dst[i] = migratePfn(L, dpfn) + (hasFlag(src[i]!, L.WRITE) ? L.WRITE : 0);
-        moved++;
-      }
-      yield* migrateDevicePages(this.ctx, src, dst, chunk.pages);
-      yield* migrateDeviceFinalize(this.ctx, src, dst, chunk.pages);
-    }
-    return moved;
-  }
+/**
+ * Whether dmirror_bounce_init's vmalloc of npages pages succeeds: __vmalloc_node_range refuses a size
+ * above totalram_pages() outright. hmmsim does not take the bounce buffer from simulated RAM.
+ */
+export function bounceFits(k: Kernel, npages: number): boolean {
+  return npages <= k.ram.ramPages;
 }
 
 /** One open of the device by a process (struct dmirror): its mirror page table and notifier. */
@@ -232,8 +172,16 @@ export class Dmirror {
   readonly pt = new DeviceTable();
   readonly mutex: Lock;
   readonly notifier: MmuIntervalNotifier;
+  /** dmirror->flags: the u64 that HMM_DMIRROR_FLAGS stored (only bit 0, FAIL_ALLOC, means anything). */
   flags = 0;
+  /** Released (dmirror_fops_release ran): the last file reference went. */
   closed = false;
+  /**
+   * Threads now inside a migration this open started. The corrected driver (invalidateOnOwnMigration)
+   * recognises its own MMU_NOTIFY_MIGRATE by the thread that runs the invalidation, as a real driver can
+   * by recording `current` in its migration context.
+   */
+  private readonly migrators: Thread[] = [];
 
   constructor(
     readonly device: DmirrorDevice,
@@ -241,7 +189,7 @@ export class Dmirror {
   ) {
     this.id = device.registerMirror(this);
     const k = device.ctx.k;
-    this.mutex = new Lock(k.sched, `dmirror ${device.minor} mutex`);
+    this.mutex = new Lock(k.sched, `dmirror ${device.minor} open ${this.id} mutex`);
     this.notifier = mmuIntervalNotifierInsert(mm, asVpn(0), asVpn(TASK_SIZE / PAGE_SIZE), {
       invalidate: (sub, range, curSeq) => this.invalidate(sub, range, curSeq),
     });
@@ -251,14 +199,37 @@ export class Dmirror {
     return this.device.ctx;
   }
 
-  /** dmirror_interval_invalidate: drop mirror entries, except for our own device's migrations. */
+  /** mmget_not_zero on the mirrored mm: false once the process that opened the file has exited. */
+  get mmAlive(): boolean {
+    return !this.mm.exited;
+  }
+
+  /**
+   * dmirror_interval_invalidate: drop the mirror entries of the range and move the sequence. test_hmm.c
+   * returns early for MMU_NOTIFY_MIGRATE whose owner is this device, in every open of the device ("the
+   * invalidation is handled as part of the migration process"); see DmirrorSwitches for what that
+   * breaks and for the corrected driver, which skips only the erase, and only in its own migrations.
+   */
   private *invalidate(sub: MmuIntervalNotifier, range: MmuNotifierRange, curSeq: number): Kfn<boolean> {
-    if (range.event === MMU_NOTIFY_MIGRATE && range.owner === this.device) return true;
+    let erase = true;
+    if (range.event === MMU_NOTIFY_MIGRATE && range.owner === this.device) {
+      if (!this.device.switches.invalidateOnOwnMigration) return true;
+      erase = !this.migrators.includes(this.ctx.k.sched.current());
+    }
     yield* this.mutex.lock();
     mmuIntervalSetSeq(sub, curSeq);
-    this.doUpdate(range.start, range.end);
+    if (erase) this.doUpdate(range.start, range.end);
     this.mutex.unlock();
     return true;
+  }
+
+  /** Runs `body` as a migration this open started (see `migrators`). */
+  private *asMigrator<T>(body: Kfn<T>): Kfn<T> {
+    const me = this.ctx.k.sched.current();
+    this.migrators.push(me);
+    const ret = yield* body;
+    this.migrators.splice(this.migrators.indexOf(me), 1);
+    return ret;
   }
 
   /**
@@ -269,10 +240,13 @@ export class Dmirror {
     this.pt.deleteRange(start, end + 1);
   }
 
-  /** Consumes the one-shot FAIL_ALLOC flag: true when this allocation must fail. */
+  /**
+   * Consumes the one-shot FAIL_ALLOC flag: true when this allocation must fail. flags is a u64 held in a
+   * double (an integer), so bit 0 is its parity and clearing it subtracts one, exactly at any size.
+   */
   private failAlloc(): boolean {
-    if ((this.flags & HMM_DMIRROR_FLAG_FAIL_ALLOC) === 0) return false;
-    this.flags &= ~HMM_DMIRROR_FLAG_FAIL_ALLOC;
+    if (this.flags % 2 !== HMM_DMIRROR_FLAG_FAIL_ALLOC) return false;
+    this.flags -= HMM_DMIRROR_FLAG_FAIL_ALLOC;
     return true;
   }
 
@@ -287,7 +261,7 @@ export class Dmirror {
       yield* this.mm.mmapLock.downRead();
       const ret = yield* hmmRangeFault(this.ctx, this.mm, range);
       this.mm.mmapLock.upRead();
-      if (ret === -16) continue; // -EBUSY
+      if (ret === -EBUSY) continue;
       if (ret !== 0) return ret;
       yield* this.mutex.lock();
       if (mmuIntervalReadRetry(this.notifier, range.notifierSeq)) {
@@ -298,7 +272,7 @@ export class Dmirror {
       this.mutex.unlock();
       return result;
     }
-    return -16;
+    return -EBUSY;
   }
 
   private doFault(range: HmmRange): number {
@@ -310,13 +284,19 @@ export class Dmirror {
         String(word),
       );
       const write = (flags & HMM_PFN_WRITE) !== 0;
-      if (!write && (range.defaultFlags & HMM_PFN_REQ_WRITE) !== 0) return -14;
+      if (!write && (range.defaultFlags & HMM_PFN_REQ_WRITE) !== 0) return -EFAULT;
       this.pt.set(vpn, hmmPfnToPfn(word) * 4 + (write ? DPT_XA_TAG_WRITE : 0));
     }
     return 0;
   }
 
+  /**
+   * dmirror_fault: hmm_range_fault and mirror [start, end) 32 pages at a time. Without the mm
+   * (mmget_not_zero fails) test_hmm.c returns 0, here FAULT_WITHOUT_MM so that the caller can tell;
+   * the corrected driver returns -EINVAL.
+   */
   private *fault(start: number, end: number, write: boolean): Kfn<number> {
+    if (!this.mmAlive) return this.device.switches.faultFailsWithoutMm ? -EINVAL : FAULT_WITHOUT_MM;
     const pfns = new Float64Array(FAULT_CHUNK_PAGES);
     for (let addr = start; addr < end; addr += FAULT_CHUNK_PAGES) {
       const next = Math.min(end, addr + FAULT_CHUNK_PAGES);
@@ -363,6 +343,7 @@ export class Dmirror {
     write: boolean,
     visit: (pfn: number, index: number) => void,
   ): Kfn<DmirrorResult | number> {
+    if (!bounceFits(this.ctx.k, npages)) return -ENOMEM;
     const end = vpn + npages;
     const done = { cpages: 0 };
     let faults = 0;
@@ -373,13 +354,19 @@ export class Dmirror {
       this.mutex.unlock();
       if (ret !== -ENOENT) return ret === 0 ? { cpages: done.cpages, faults } : ret;
       const fret = yield* this.fault(vpn + done.cpages, end, write);
+      // Nothing can mirror a page of an mm that has gone: test_hmm.c's loop would never end.
+      if (fret === FAULT_WITHOUT_MM)
+        throw new DmirrorLivelockError(write ? "HMM_DMIRROR_WRITE" : "HMM_DMIRROR_READ", this.device.minor);
       if (fret !== 0) return fret;
       faults++;
     }
-    return -16;
+    return -EBUSY;
   }
 
-  /** HMM_DMIRROR_READ: copies npages from the mirror into `into` (bytes store), faulting as needed. */
+  /**
+   * HMM_DMIRROR_READ: copies npages from the mirror into the bounce buffer `into` (bytes store; null in
+   * the tokens store) and each page's first word or version into `words`, faulting as needed.
+   */
   *cmdRead(
     vpn: number,
     npages: number,
@@ -387,6 +374,12 @@ export class Dmirror {
     words: Uint32Array,
   ): Kfn<DmirrorResult | number> {
     const store = this.ctx.k.store;
+    // Checked before the thread takes anything: a buffer that cannot hold the pages is the caller's bug.
+    assert(
+      words.length >= npages && (into === null || into.length >= npages * PAGE_SIZE),
+      "READ buffer too short",
+    );
+    assert(into === null || store.kind === "bytes", "READ into bytes needs the bytes store");
     return yield* this.readOrWrite(vpn, npages, false, (pfn, index) => {
       words[index] = store.word(pfn);
       if (into !== null) store.readBytes(pfn, 0, into, index * PAGE_SIZE, PAGE_SIZE);
@@ -396,6 +389,9 @@ export class Dmirror {
   /** HMM_DMIRROR_WRITE: copies `from` into the range through the mirror, faulting for write. */
   *cmdWrite(vpn: number, npages: number, from: Uint8Array): Kfn<DmirrorResult | number> {
     const store = this.ctx.k.store;
+    // Checked before the thread takes anything (DeviceFile refuses both with an errno first).
+    assert(store.kind === "bytes", "HMM_DMIRROR_WRITE needs the bytes store");
+    assert(from.length >= npages * PAGE_SIZE, "WRITE buffer too short");
     return yield* this.readOrWrite(vpn, npages, true, (pfn, index) => {
       store.writeBytes(pfn, 0, from, index * PAGE_SIZE, PAGE_SIZE);
     });
@@ -404,29 +400,42 @@ export class Dmirror {
   // -------------------------------------------------------------------------------------------------
   // Migration to the device.
 
-  /** dmirror_migrate_alloc_and_copy: a device page for each system page or empty entry collected. */
-  private allocAndCopyToDevice(
+  /**
+   * dmirror_migrate_alloc_and_copy: a device page for each system page or empty entry collected. The
+   * corrected driver (invalidateOnOwnMigration) first erases, under its mutex, this open's mirror
+   * entries of the pages collected, so that no WRITE can store into a source page after its copy;
+   * test_hmm.c leaves them until finalize_and_map replaces them (window (a) of DmirrorSwitches).
+   */
+  private *allocAndCopyToDevice(
     src: Float64Array,
     dst: Float64Array,
+    start: number,
     npages: number,
     copies: CopyBatch,
-  ): void {
+  ): Kfn<void> {
     const k = this.ctx.k;
     const L = this.ctx.layout;
+    const device = this.device;
+    if (device.switches.invalidateOnOwnMigration) {
+      yield* this.mutex.lock();
+      for (let i = 0; i < npages; i++) if (hasFlag(src[i]!, L.MIGRATE)) this.pt.delete(start + i);
+      this.mutex.unlock();
+    }
     for (let i = 0; i < npages; i++) {
       const s = src[i]!;
       if (!hasFlag(s, L.MIGRATE)) continue;
       const spfn = migratePfnToPfn(L, s);
       if (spfn >= 0 && k.pages.isZoneDevice(spfn)) continue;
       if (this.failAlloc()) continue;
-      const dpfn = this.device.allocPage();
+      let dpfn = device.tryAllocPage();
+      if (dpfn < 0) dpfn = yield* device.allocPageSlow();
       if (dpfn < 0) continue;
       if (spfn >= 0) copies.add(dpfn, spfn);
-      else this.device.copier.zeroPage(dpfn);
+      else device.copier.zeroPage(dpfn);
       k.pages.zoneDeviceData[dpfn] = this.id;
       dst[i] = migratePfn(L, dpfn) + L.LOCKED + L.DEVICE + (hasFlag(s, L.WRITE) ? L.WRITE : 0);
     }
-    this.device.copier.copyPages(copies);
+    device.copier.copyPages(copies);
   }
 
   /**
@@ -493,7 +502,7 @@ export class Dmirror {
       let outOfMemory = false;
       const ops: MigrateVmaOps<null> = {
         *allocAndCopy() {
-          if (toDevice) self.allocAndCopyToDevice(src, dst, npages, copies);
+          if (toDevice) yield* self.allocAndCopyToDevice(src, dst, start, npages, copies);
           else if ((yield* self.allocAndCopyToSystem(src, dst, start, npages, copies)) !== 0) {
             self.undoDst(dst, npages);
             outOfMemory = true;
@@ -520,7 +529,7 @@ export class Dmirror {
     const ret = yield* migrateVmaSetup(ctx, args);
     if (ret !== 0) return ret;
     if (toDevice) {
-      this.allocAndCopyToDevice(src, dst, npages, copies);
+      yield* this.allocAndCopyToDevice(src, dst, start, npages, copies);
       yield* migrateVmaPages(ctx, args);
       yield* this.finalizeAndMapToDevice(src, dst, start, npages);
     } else {
@@ -559,16 +568,37 @@ export class Dmirror {
     }
   }
 
-  /** HMM_DMIRROR_MIGRATE_TO_DEV: migrate, then read the whole range back through the mirror. */
-  *cmdMigrateToDevice(vpn: number, npages: number): Kfn<DmirrorResult | number> {
+  /**
+   * HMM_DMIRROR_MIGRATE_TO_DEV (dmirror_migrate_to_device): -EINVAL once the mm has gone
+   * (mmget_not_zero); migrate the range chunk by chunk; then read the whole range back through the
+   * mirror as READ does (dmirror_do_read into the bounce buffer), which fails with -ENOENT at the first
+   * page not mirrored, and copy it to `into` (cmd->ptr) when every page was. Without `into` the copy is
+   * skipped: nobody could see it. The migration is not undone when the read-back fails.
+   */
+  *cmdMigrateToDevice(
+    vpn: number,
+    npages: number,
+    into: Uint8Array | null = null,
+  ): Kfn<DmirrorResult | number> {
+    const k = this.ctx.k;
+    if (!this.mmAlive) return -EINVAL;
+    assert(
+      into === null || (k.store.kind === "bytes" && into.length >= npages * PAGE_SIZE),
+      "bad read-back buffer",
+    );
     const ignored = { cpages: 0 };
     const buffers = chunkBuffers(npages);
     const ret = yield* this.forEachChunk(vpn, npages, (vma, start, end) =>
-      this.migrateChunk(vma, start, end, true, ignored, buffers),
+      this.asMigrator(this.migrateChunk(vma, start, end, true, ignored, buffers)),
     );
     if (ret !== 0) return ret;
+    if (!bounceFits(k, npages)) return -ENOMEM;
     yield* this.mutex.lock();
     const cpages = this.pt.presentRun(vpn, npages);
+    if (cpages === npages && into !== null) {
+      for (let i = 0; i < npages; i++)
+        k.store.readBytes(entryPfn(this.pt.get(vpn + i)), 0, into, i * PAGE_SIZE, PAGE_SIZE);
+    }
     this.mutex.unlock();
     return cpages === npages ? { cpages, faults: 0 } : -ENOENT;
   }
@@ -629,12 +659,16 @@ export class Dmirror {
     }
   }
 
-  /** HMM_DMIRROR_MIGRATE_TO_SYS: cpages counts this device's pages that moved back. */
+  /**
+   * HMM_DMIRROR_MIGRATE_TO_SYS (dmirror_migrate_to_system): -EINVAL once the mm has gone; cpages counts
+   * this device's pages that moved back.
+   */
   *cmdMigrateToSystem(vpn: number, npages: number): Kfn<DmirrorResult | number> {
+    if (!this.mmAlive) return -EINVAL;
     const counted = { cpages: 0 };
     const buffers = chunkBuffers(npages);
     const ret = yield* this.forEachChunk(vpn, npages, (vma, start, end) =>
-      this.migrateChunk(vma, start, end, false, counted, buffers),
+      this.asMigrator(this.migrateChunk(vma, start, end, false, counted, buffers)),
     );
     if (ret !== 0) return ret;
     return { cpages: counted.cpages, faults: 0 };
@@ -642,6 +676,11 @@ export class Dmirror {
 
   /** migrate_to_ram for a page this mirror migrated: one page, with the fault page (6.1+). */
   *migrateToRam(vmf: VmFault): Kfn<number> {
+    return yield* this.asMigrator(this.devmemFault(vmf));
+  }
+
+  /** dmirror_devmem_fault for one page. */
+  private *devmemFault(vmf: VmFault): Kfn<number> {
     const ctx = this.ctx;
     const buffers = chunkBuffers(1);
     const { src, dst } = buffers;
@@ -697,9 +736,14 @@ export class Dmirror {
     return code | ((flags & HMM_PFN_WRITE) !== 0 ? HMM_DMIRROR_PROT_WRITE : HMM_DMIRROR_PROT_READ);
   }
 
-  /** HMM_DMIRROR_SNAPSHOT: one code per page of what the CPU page table holds, without faulting. */
+  /**
+   * HMM_DMIRROR_SNAPSHOT (dmirror_snapshot): -EINVAL once the mm has gone; then one code per page of
+   * what the CPU page table holds, without faulting, 32 pages at a time, each under a temporary notifier.
+   */
   *cmdSnapshot(vpn: number, npages: number, codes: Uint8Array): Kfn<DmirrorResult | number> {
     const k = this.ctx.k;
+    if (!this.mmAlive) return -EINVAL;
+    assert(codes.length >= npages, "SNAPSHOT buffer too short");
     const pfns = new Float64Array(FAULT_CHUNK_PAGES);
     let cpages = 0;
     for (let addr = vpn; addr < vpn + npages; addr += FAULT_CHUNK_PAGES) {
@@ -724,20 +768,20 @@ export class Dmirror {
         pfnFlagsMask: 0,
         devPrivateOwner: this.device,
       };
-      let ret = -16;
+      let ret = -EBUSY;
       for (let attempt = 0; attempt < 1000 && ret !== 0; attempt++) {
         range.notifierSeq = yield* mmuIntervalReadBegin(k, sub);
         yield* this.mm.mmapLock.downRead();
         ret = yield* hmmRangeFault(this.ctx, this.mm, range);
         this.mm.mmapLock.upRead();
-        if (ret === -16) continue;
+        if (ret === -EBUSY) continue;
         if (ret !== 0) break;
         yield* this.mutex.lock();
-        if (mmuIntervalReadRetry(sub, range.notifierSeq)) ret = -16;
+        if (mmuIntervalReadRetry(sub, range.notifierSeq)) ret = -EBUSY;
         else for (let v = addr; v < next; v++) codes[v - vpn] = this.mkEntry(pfns[v - addr]!);
         this.mutex.unlock();
       }
-      mmuIntervalNotifierRemove(sub);
+      yield* mmuIntervalNotifierRemove(k, sub);
       if (ret !== 0) return ret;
       cpages += next - addr;
     }
@@ -745,25 +789,30 @@ export class Dmirror {
   }
 
   /**
-   * close(2) of the device file: stop mirroring; under modern the device's memory is evicted to RAM,
-   * as test_hmm.c's release does (older versions of it did not evict).
+   * HMM_DMIRROR_RELEASE: dmirror_device_remove_chunks, which evicts and removes every chunk of the
+   * device. It needs migrate_device_range (6.1); under the older versions the command does not exist.
    */
-  *close(): Kfn<void> {
-    assert(!this.closed, "dmirror closed twice");
-    if (!this.notifier.removed) mmuIntervalNotifierRemove(this.notifier);
-    this.closed = true;
-    this.pt.clear();
-    if (this.ctx.migrate.protocol === "modern") yield* this.device.evictAll();
-    // The mirror stays registered: device pages it migrated (under seed and 4.14, which do not evict
-    // on close, or a page eviction could not take) still name it, and a CPU fault on one must find a
-    // migrate_to_ram that works. A closed mirror has no page table left to update.
+  *cmdRelease(): Kfn<DmirrorResult | number> {
+    if (this.ctx.migrate.protocol !== "modern") return -EINVAL;
+    yield* this.device.removeChunks();
+    return { cpages: 0, faults: 0 };
   }
-}
 
-/** The ioctl-level checks of dmirror_fops_unlocked_ioctl: page-aligned addr, npages > 0, no overflow. */
-export function checkCommand(addr: number, npages: number, what: string): number {
-  if (!Number.isSafeInteger(addr) || addr < 0 || addr % PAGE_SIZE !== 0) throw new KernelError(EINVAL, what);
-  if (!Number.isSafeInteger(npages) || npages <= 0 || addr + npages * PAGE_SIZE >= 2 ** 64)
-    throw new KernelError(EINVAL, what);
-  return addr / PAGE_SIZE;
+  /**
+   * dmirror_fops_release, at the last close of the file: stop mirroring (mmu_interval_notifier_remove,
+   * which waits out an invalidation in progress), then under "modern" evict every chunk of the device
+   * to RAM (dmirror_device_evict_chunk), whoever migrated the pages. Older test_hmm.c did not evict.
+   */
+  *release(): Kfn<void> {
+    assert(!this.closed, "dmirror released twice");
+    this.closed = true;
+    yield* mmuIntervalNotifierRemove(this.ctx.k, this.notifier);
+    if (this.ctx.migrate.protocol === "modern") yield* this.device.evictAll();
+    this.pt.clear();
+    // The open stays registered with the device while pages it migrated (under seed and 4.14, which do
+    // not evict, or a page eviction could not take) still name it: a CPU fault on one must find a
+    // migrate_to_ram that works (test_hmm.c frees the dmirror and would use it after free). A released
+    // open has no page table left to update.
+    this.device.forgetMirror(this);
+  }
 }

@@ -3,36 +3,63 @@
  * every step. Each violation is one line naming the page, mm or lock and what is wrong.
  */
 import { GUP_PIN_COUNTING_BIAS } from "../mm/memory.js";
-import { AddressSpace, VM_ACCESS_FLAGS, VM_WRITE } from "../mm/mm_types.js";
-import { PG_buddy, PG_locked, PG_lru } from "../mm/page.js";
+import { AddressSpace, VM_ACCESS_FLAGS, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_WRITE } from "../mm/mm_types.js";
+import { PG_anon, PG_anon_exclusive, PG_buddy, PG_locked, PG_lru } from "../mm/page.js";
 import { ZERO_PFN } from "../mm/page_alloc.js";
 import {
   describePte,
   isDevicePrivateEntry,
   isMigrationEntry,
+  isReadableMigrationEntry,
+  isWritableDevicePrivateEntry,
   pteFrame,
   ptePresent,
   pteProtNone,
   pteSpecial,
   pteWrite,
 } from "../mm/pgtable.js";
-import { batchedCount } from "../mm/swap.js";
+import { batchedCount, pageLruList } from "../mm/swap.js";
 import type { System } from "../system.js";
+import { checkMirrorInvariants } from "./mirror_invariants.js";
 
-/** Stop collecting after this many lines: one bug tends to break thousands of pages the same way. */
+/**
+ * Stop listing after this many lines (one bug tends to break thousands of pages the same way); a last
+ * line says how many more were found.
+ */
 const VIOLATIONS_MAX = 50;
 
 export function checkInvariants(system: System): string[] {
   const k = system.kernel;
   const pages = k.pages;
   const out: string[] = [];
+  let unlisted = 0;
   const report = (line: string) => {
     if (out.length < VIOLATIONS_MAX) out.push(line);
+    else unlisted++;
   };
   const quiescent = k.sched.liveThreads().length === 0;
+  // A writable mapping of an anonymous page is its only mapping, so the page must be exclusive
+  // (the kernel's VM_BUG_ON(pte_write(pte) && !PageAnonExclusive(page)) in do_swap_page and friends).
+  const checkWritableAnon = (mmId: number, vpn: number, pfn: number) => {
+    if (pages.isAnon(pfn) && !pages.has(pfn, PG_anon_exclusive))
+      report(`mm ${mmId}: vpn 0x${vpn.toString(16)} maps shared anonymous pfn ${pfn} writable`);
+  };
+
+  // 0. VMAs: sorted, non-overlapping, and no contradictory flags.
+  for (const mm of k.mms.values()) {
+    let end = 0;
+    for (const vma of mm.vmas) {
+      if (vma.start < end) report(`mm ${mm.id}: ${vma} overlaps the VMA before it`);
+      end = vma.end;
+      if ((vma.flags & (VM_HUGEPAGE | VM_NOHUGEPAGE)) === (VM_HUGEPAGE | VM_NOHUGEPAGE))
+        report(`mm ${mm.id}: ${vma} has both VM_HUGEPAGE and VM_NOHUGEPAGE`);
+    }
+  }
 
   // 1. Page tables: count mappings per page; every entry lies in a VMA that allows it.
   const mapped = new Map<number, number>();
+  // Migration entries that carry a page's exclusivity (writable or readable-exclusive), per page.
+  const exclusiveEntries = new Map<number, number>();
   for (const mm of k.mms.values()) {
     // hmmsim's RSS counts the PTEs that map a page, present or device-private (migration entries not).
     let anonMapped = 0;
@@ -65,15 +92,18 @@ export function checkInvariants(system: System): string[] {
           if (pteWrite(pte) && pfn === ZERO_PFN) report(`mm ${mm.id}: zero page mapped writable`);
           mapped.set(pfn, (mapped.get(pfn) ?? 0) + 1);
           countRss(pfn);
+          if (pteWrite(pte)) checkWritableAnon(mm.id, vpn, pfn);
         } else if (isDevicePrivateEntry(pte)) {
           if (!pages.isZoneDevice(pfn)) report(`mm ${mm.id}: device-private entry to RAM pfn ${pfn}`);
           mapped.set(pfn, (mapped.get(pfn) ?? 0) + 1);
           countRss(pfn);
+          if (isWritableDevicePrivateEntry(pte)) checkWritableAnon(mm.id, vpn, pfn);
         } else if (isMigrationEntry(pte)) {
           if (quiescent)
             report(
               `mm ${mm.id}: migration entry for pfn ${pfn} left at vpn 0x${vpn.toString(16)} with no migration running`,
             );
+          if (!isReadableMigrationEntry(pte)) exclusiveEntries.set(pfn, (exclusiveEntries.get(pfn) ?? 0) + 1);
         }
       }
     });
@@ -82,6 +112,17 @@ export function checkInvariants(system: System): string[] {
         `mm ${mm.id}: RSS anon ${mm.rssAnon} file ${mm.rssFile} but PTEs map ${anonMapped} anon and ${fileMapped} file pages`,
       );
   }
+
+  // An exclusive anonymous page (PageAnonExclusive) has exactly one owner: one mapping, or, while it is
+  // unmapped for migration, one migration entry that carries the exclusivity instead of the page.
+  const checkExclusivity = (pfn: number, flags: number, mappings: number, entries: number) => {
+    const exclusive = (flags & (PG_anon | PG_anon_exclusive)) === (PG_anon | PG_anon_exclusive);
+    if (exclusive && mappings > 1) report(`pfn ${pfn}: exclusive anonymous page mapped ${mappings} times`);
+    if (entries > 1)
+      report(`pfn ${pfn}: ${entries} exclusive migration entries (writable or read-exclusive)`);
+    if (exclusive && entries > 0)
+      report(`pfn ${pfn}: marked exclusive while a migration entry carries its exclusivity`);
+  };
 
   // 2. References each page should have.
   const batched = batchedCount(k);
@@ -106,6 +147,7 @@ export function checkInvariants(system: System): string[] {
     if (k.ram.isRam(pfn) && (flags & PG_buddy) !== 0)
       report(`pfn ${pfn}: free in the allocator but has ${refcount} references`);
     if (mapcount !== mappings) report(`pfn ${pfn}: mapcount ${mapcount} but ${mappings} PTEs map it`);
+    checkExclusivity(pfn, flags, mappings, exclusiveEntries.get(pfn) ?? 0);
     const gets = system.gup.gets.get(pfn) ?? 0;
     const pins = system.gup.pins.get(pfn) ?? 0;
     const expected =
@@ -137,17 +179,20 @@ export function checkInvariants(system: System): string[] {
     const holder = k.threadById(pages.lockHolder[pfn]!);
     if (holder === null) report(`pfn ${pfn}: locked but no running thread holds it`);
   }
-  for (const table of k.ptl.heldKeys()) {
-    if (k.ptl.holderOf(table)?.live !== true) report(`page-table lock ${table}: held by no running thread`);
-  }
+  // Every other lock the scheduler tracks (mutexes, rwsems, page-table locks): a holder that finished or
+  // failed without releasing it.
+  for (const line of k.sched.locksHeldByGoneThreads())
+    report(`lock held by a thread that no longer runs: ${line}`);
 
-  // 4. LRU lists: links consistent with PG_lru and the sizes.
+  // 4. LRU lists: links consistent with PG_lru and the sizes; each page on the list its flags name.
   for (let list = 0; list < k.lru.head.length; list++) {
     let count = 0;
     let prev = -1;
     for (let pfn = k.lru.head[list]!; pfn >= 0 && count <= pfnEnd; pfn = pages.lruNext[pfn]!) {
       if (pages.lruList[pfn] !== list || (pages.flags[pfn]! & PG_lru) === 0)
         report(`LRU list ${list}: pfn ${pfn} linked but not marked`);
+      else if (pageLruList(k, pfn) !== list)
+        report(`LRU list ${list}: pfn ${pfn} belongs on list ${pageLruList(k, pfn)} by its flags`);
       if (pages.lruPrev[pfn] !== prev) report(`LRU list ${list}: pfn ${pfn} has a broken back link`);
       prev = pfn;
       count++;
@@ -169,7 +214,10 @@ export function checkInvariants(system: System): string[] {
     }
   }
 
+  checkMirrorInvariants(system, report);
+
   // 6. What the kernel itself would have reported.
-  for (const bad of pages.badPages.slice(0, VIOLATIONS_MAX)) report(`bad page: ${bad.reason}`);
+  for (const bad of pages.badPages) report(`bad page: ${bad.reason}`);
+  if (unlisted > 0) out.push(`... and ${unlisted} more violations not listed`);
   return out;
 }

@@ -3,11 +3,14 @@
  * live only in memory, and the file read/write system calls over them.
  *
  * Deliberate differences: no readahead, writeback or truncation of cached pages beyond what munmap and
- * exit need; a file's pages are created zero-filled on first touch, as shmem does.
+ * exit need; a file's pages are created zero-filled on first touch, as shmem does. A file holds at most
+ * 2^53 bytes (TMPFS_MAX_BYTES; tmpfs allows MAX_LFS_FILESIZE, 2^63 - 1), so that every byte offset is
+ * exact in a double; no size limit on the mount (RAM is the limit: ENOMEM).
  */
+import { isByteBuffer, loffArg, minU64, ulongArg } from "../base/abi.js";
 import { fail } from "../base/assert.js";
-import { EFAULT, EINVAL, ENOMEM } from "../base/errno.js";
-import { PAGE_SIZE } from "../base/units.js";
+import { EFAULT, EFBIG, EINVAL, ENOMEM, EOPNOTSUPP } from "../base/errno.js";
+import { PAGE_SIZE, TASK_SIZE } from "../base/units.js";
 import { BLOCKED, type Kfn, PREEMPT, type Waitable } from "../sched/thread.js";
 import type { Kernel } from "./kernel.js";
 import type { AddressSpace } from "./mm_types.js";
@@ -117,50 +120,123 @@ export function filemapLookup(space: AddressSpace, pgoff: number): number {
   return space.pages.get(pgoff) ?? -1;
 }
 
+/** MAX_RW_COUNT (INT_MAX & PAGE_MASK): the most bytes one read or write moves (vfs_read, vfs_write). */
+export const MAX_RW_COUNT = 0x7ffff000;
+/** hmmsim's tmpfs s_maxbytes: 2^53, where byte offsets stop being exact in a double. */
+export const TMPFS_MAX_BYTES = 2 ** 53;
+/** The longest buffer a process can own: from mmap_min_addr (64 KiB) to TASK_SIZE (access_ok). */
+const USER_BUFFER_MAX = BigInt(TASK_SIZE - 65536);
+const LOFF_MAX = (1n << 63n) - 1n;
+
 /**
- * pwrite(2) on a tmpfs file: copies bytes into the page cache, growing the file. Returns bytes written
- * or -errno.
+ * ksys_pread64, vfs_read, rw_verify_area and shmem_file_read_iter on a tmpfs file: the bytes read
+ * (short at the end of the file, empty at or past it) or -errno. The caller's buffer is the result, so
+ * what a real caller would pass as `buf` is taken to be a valid buffer of `length` bytes; a length no
+ * buffer can have is EFAULT, as access_ok gives. In the kernel's order: a negative offset (EINVAL), a
+ * length above any buffer (EFAULT), a range past the largest offset (EINVAL); lengths above
+ * MAX_RW_COUNT are cut to it. hmmsim's own answers: the tokens store keeps no bytes (EOPNOTSUPP) and
+ * a result the host cannot allocate (ENOMEM).
  */
-export function filemapWrite(
+export function sysPread64(
+  k: Kernel,
+  space: AddressSpace,
+  offset: unknown,
+  length: unknown,
+): Uint8Array | number {
+  const pos = loffArg(offset);
+  const count = ulongArg(length);
+  if (pos === null || count === null) return -EINVAL;
+  if (pos < 0n) return -EINVAL;
+  if (count > USER_BUFFER_MAX) return -EFAULT;
+  if (pos + count > LOFF_MAX) return -EINVAL;
+  const wanted = Number(minU64(count, BigInt(MAX_RW_COUNT)));
+  // shmem_file_read_iter: nothing to read at or past the end of the file.
+  if (pos >= BigInt(space.sizeBytes)) return new Uint8Array(0);
+  const at = Number(pos);
+  const total = Math.min(wanted, space.sizeBytes - at);
+  if (total > 0 && k.store.kind !== "bytes") return -EOPNOTSUPP;
+  const into = allocateBytes(total);
+  if (into === null) return -ENOMEM;
+  filemapRead(k, space, at, into);
+  return into;
+}
+
+/**
+ * ksys_pwrite64, vfs_write, rw_verify_area, generic_write_checks and the shmem write path on a tmpfs
+ * file: bytes written (short when RAM runs out part-way) or -errno. In the kernel's order: a negative
+ * offset (EINVAL), a buffer that is not a Uint8Array (EFAULT), a range past the largest offset
+ * (EINVAL); nothing to write is 0; an offset at or past the largest file (EFBIG); a write is cut to
+ * MAX_RW_COUNT and to the largest file. The tokens store keeps no bytes (EOPNOTSUPP). Grows the file.
+ */
+export function sysPwrite64(
+  k: Kernel,
+  space: AddressSpace,
+  offset: unknown,
+  data: unknown,
+  cpu: number,
+): number {
+  const pos = loffArg(offset);
+  if (pos === null || pos < 0n) return -EINVAL;
+  if (!isByteBuffer(data)) return -EFAULT;
+  if (pos + BigInt(data.length) > LOFF_MAX) return -EINVAL;
+  if (data.length === 0) return 0;
+  if (pos >= BigInt(TMPFS_MAX_BYTES)) return -EFBIG;
+  const at = Number(pos);
+  const count = Math.min(data.length, MAX_RW_COUNT, TMPFS_MAX_BYTES - at);
+  if (k.store.kind !== "bytes") return -EOPNOTSUPP;
+  return filemapWrite(k, space, at, data, count, cpu);
+}
+
+/** A zero-filled buffer, or null when the host cannot allocate one that long. */
+function allocateBytes(length: number): Uint8Array | null {
+  try {
+    return new Uint8Array(length);
+  } catch (error) {
+    if (error instanceof RangeError) return null;
+    throw error;
+  }
+}
+
+/**
+ * The copy into the page cache behind pwrite: `count` bytes of `data` at `offset`, allocating pages as
+ * shmem_write_begin does. Returns bytes written, or -ENOMEM when the first page cannot be had.
+ */
+function filemapWrite(
   k: Kernel,
   space: AddressSpace,
   offset: number,
   data: Uint8Array,
+  count: number,
   cpu: number,
 ): number {
-  if (!Number.isSafeInteger(offset) || offset < 0) return -EINVAL;
   let done = 0;
-  while (done < data.length) {
+  while (done < count) {
     const at = offset + done;
     const pgoff = Math.floor(at / PAGE_SIZE);
     const inPage = at % PAGE_SIZE;
-    const length = Math.min(PAGE_SIZE - inPage, data.length - done);
+    const length = Math.min(PAGE_SIZE - inPage, count - done);
     const pfn = filemapGetPage(k, space, pgoff, cpu);
-    if (pfn < 0) return done > 0 ? done : pfn;
+    if (pfn < 0) break;
     k.store.writeBytes(pfn, inPage, data, done, length);
     k.pages.put(pfn);
     done += length;
   }
-  space.sizeBytes = Math.max(space.sizeBytes, offset + data.length);
+  if (done === 0) return -ENOMEM;
+  space.sizeBytes = Math.max(space.sizeBytes, offset + done);
   return done;
 }
 
-/** pread(2) on a tmpfs file: bytes read (short at end of file) or -errno. Holes read as zeros. */
-export function filemapRead(k: Kernel, space: AddressSpace, offset: number, into: Uint8Array): number {
-  if (!Number.isSafeInteger(offset) || offset < 0) return -EINVAL;
-  if (into.length > 0 && offset >= space.sizeBytes) return 0;
-  const total = Math.min(into.length, space.sizeBytes - offset);
-  if (total < 0) return -EFAULT;
+/** The copy out of the page cache behind pread: fills `into` from `offset`, holes as zeros. */
+function filemapRead(k: Kernel, space: AddressSpace, offset: number, into: Uint8Array): void {
   let done = 0;
-  while (done < total) {
+  while (done < into.length) {
     const at = offset + done;
     const pgoff = Math.floor(at / PAGE_SIZE);
     const inPage = at % PAGE_SIZE;
-    const length = Math.min(PAGE_SIZE - inPage, total - done);
+    const length = Math.min(PAGE_SIZE - inPage, into.length - done);
     const pfn = filemapLookup(space, pgoff);
     if (pfn < 0) into.fill(0, done, done + length);
     else k.store.readBytes(pfn, inPage, into, done, length);
     done += length;
   }
-  return done;
 }

@@ -7,7 +7,7 @@
  * holds mmap_lock for read, as with get_user_pages_remote.
  */
 import { assert } from "../base/assert.js";
-import { EFAULT, ENOMEM } from "../base/errno.js";
+import { EFAULT, EINVAL, ENOMEM } from "../base/errno.js";
 import type { Kfn } from "../sched/thread.js";
 import type { Kernel } from "./kernel.js";
 import {
@@ -114,6 +114,23 @@ export function unpinUserPage(k: Kernel, ledger: GupLedger, pfn: number): void {
   assert(dropFromLedger(ledger.pins, pfn), "unpin of a page that is not pinned", () => k.pages.describe(pfn));
   k.pages.refcount[pfn]! -= GUP_PIN_COUNTING_BIAS - 1;
   k.pages.putStructural(pfn);
+}
+
+/**
+ * unpin_user_pages, checked: every entry must be a page with a pin outstanding, counting an entry that
+ * appears twice as two unpins. The kernel has no errno for unpinning what was never pinned (it would
+ * corrupt the refcount); hmmsim refuses the whole call with -EINVAL and unpins nothing.
+ */
+export function unpinUserPages(k: Kernel, ledger: GupLedger, pfns: readonly unknown[]): number {
+  const wanted = new Map<number, number>();
+  for (const pfn of pfns) {
+    if (typeof pfn !== "number" || !Number.isSafeInteger(pfn)) return -EINVAL;
+    const count = (wanted.get(pfn) ?? 0) + 1;
+    if (count > (ledger.pins.get(pfn) ?? 0)) return -EINVAL;
+    wanted.set(pfn, count);
+  }
+  for (const pfn of pfns) unpinUserPage(k, ledger, pfn as number);
+  return 0;
 }
 
 /** put_page for a reference taken with FOLL_GET. */

@@ -8,7 +8,7 @@ import { KeyedWaitQueues, LockTable, RwSem } from "../sched/locks.js";
 import { Scheduler, type SchedulerOptions } from "../sched/scheduler.js";
 import type { Thread } from "../sched/thread.js";
 import { AddressSpace, AnonVma, type Mapping, MmStruct } from "./mm_types.js";
-import { PageArrays, type PageFreer, PG_lru } from "./page.js";
+import { PageArrays, type PageFreer, PG_locked, PG_lru } from "./page.js";
 import { PageAllocator } from "./page_alloc.js";
 import { createPageStore, type PageStore, type StoreKind } from "./page_store.js";
 import { PageTables } from "./pgtable.js";
@@ -71,6 +71,9 @@ export class Kernel implements PageFreer {
     migrateCollected: 0,
     migrateMoved: 0,
     migrateRestored: 0,
+    /** User faults that returned VM_FAULT_OOM and were retried, and processes the OOM killer killed. */
+    oomRetries: 0,
+    oomKills: 0,
   };
 
   constructor(options: KernelOptions) {
@@ -90,6 +93,25 @@ export class Kernel implements PageFreer {
     this.fastPaths = options.fastPaths ?? true;
     this.nextDevicePfn = Math.ceil(options.ramPages / 512) * 512;
     this.pages.freer = this;
+    this.sched.trackLocks({
+      releaseHeldBy: (thread) => this.releasePageLocksOf(thread),
+      // The invariant checker finds page locks without a live holder itself, from lockHolder.
+      heldByGoneThreads: () => [],
+    });
+  }
+
+  /** Unlocks every page `thread` has locked, waking their waiters: the thread failed. */
+  private releasePageLocksOf(thread: Thread): string[] {
+    const pages = this.pages;
+    const released: string[] = [];
+    for (let pfn = 0; pfn < pages.capacity; pfn++) {
+      if (pages.lockHolder[pfn] !== thread.id) continue;
+      pages.clear(pfn, PG_locked);
+      pages.lockHolder[pfn] = 0;
+      this.pageWaiters.wakeAll(pfn, this.sched);
+      released.push(`page lock of pfn ${pfn}`);
+    }
+    return released;
   }
 
   /**

@@ -14,7 +14,7 @@ import { filemapGetPage, trylockPage, unlockPage, waitOnPageLocked } from "./fil
 import type { Kernel } from "./kernel.js";
 import type { Pagemaps } from "./memremap.js";
 import type { Vma } from "./mm_types.js";
-import { VM_SHARED, VM_WRITE } from "./mm_types.js";
+import { VM_ACCESS_FLAGS, VM_SHARED, VM_WRITE } from "./mm_types.js";
 import {
   hasNotifiers,
   MMU_NOTIFY_CLEAR,
@@ -23,21 +23,22 @@ import {
   mmuNotifierInvalidateRangeStart,
   notifierRange,
 } from "./mmu_notifier.js";
-import { PG_anon_exclusive, PG_dirty, PG_lru } from "./page.js";
+import { folioMaybeDmaPinned, PG_anon_exclusive, PG_dirty, PG_lru } from "./page.js";
 import { ZERO_PFN } from "./page_alloc.js";
 import {
   _PAGE_ACCESSED,
   _PAGE_DIRTY,
+  _PAGE_PROTNONE,
   _PAGE_RW,
   _PAGE_SPECIAL,
   isDeviceExclusiveEntry,
   isDevicePrivateEntry,
   isMigrationEntry,
+  isReadableMigrationEntry,
   isSwapPte,
   isWritableDevicePrivateEntry,
-  isWritableMigrationEntry,
   makeDevicePrivateEntry,
-  makeMigrationEntry,
+  migrationEntryReadOnly,
   mkPte,
   PageTables,
   pteDirty,
@@ -504,8 +505,15 @@ export function* copyPageRange(k: Kernel, dst: Vma, src: Vma): Kfn<number> {
   return 0;
 }
 
-/** GUP_PIN_COUNTING_BIAS (include/linux/mm.h): what one FOLL_PIN adds to the refcount. */
-export const GUP_PIN_COUNTING_BIAS = 1024;
+export { GUP_PIN_COUNTING_BIAS } from "./page.js";
+
+/**
+ * The bits of a new PTE for a page in `vma` built from vm_page_prot (mk_pte(page, vma->vm_page_prot)):
+ * x86's protections all carry _PAGE_ACCESSED, and a VMA without access gives PAGE_NONE.
+ */
+function vmPageProtBits(vma: Vma): number {
+  return (vma.flags & VM_ACCESS_FLAGS) === 0 ? _PAGE_ACCESSED | _PAGE_PROTNONE : _PAGE_ACCESSED;
+}
 
 function copyOnePte(
   k: Kernel,
@@ -521,8 +529,10 @@ function copyOnePte(
   const pfn = pteFrame(pte);
   if (!ptePresent(pte)) {
     if (isMigrationEntry(pte)) {
-      if (cow && isWritableMigrationEntry(pte)) {
-        pte = makeMigrationEntry(pfn, false, false, false);
+      // A writable or readable-exclusive entry becomes readable in both: the page is shared now. The
+      // entry keeps its young and dirty bits (they live in the swap offset).
+      if (cow && !isReadableMigrationEntry(pte)) {
+        pte = migrationEntryReadOnly(pte, false);
         k.pt.entries[srcSlot] = pte;
       }
       k.pt.entries[dstSlot] = pte;
@@ -544,20 +554,17 @@ function copyOnePte(
     k.pt.entries[dstSlot] = pte;
     return true;
   }
-  if (
-    cow &&
-    pages.isAnon(pfn) &&
-    pages.has(pfn, PG_anon_exclusive) &&
-    pages.refcount[pfn]! >= GUP_PIN_COUNTING_BIAS
-  ) {
-    // copy_present_page: the parent keeps the pinned page; the child gets its own copy now.
+  if (cow && pages.isAnon(pfn) && pages.has(pfn, PG_anon_exclusive) && folioMaybeDmaPinned(pages, pfn)) {
+    // copy_present_page: the parent keeps the pinned page; the child gets its own copy now, mapped from
+    // the child VMA's vm_page_prot (maybe_mkwrite(pte_mkdirty(...))): inaccessible in a PROT_NONE VMA.
     const copy = k.ram.allocPage();
     if (copy < 0) return false;
     k.store.copy(copy, pfn);
     anonVmaPrepare(k, dst);
     pageAddNewAnonRmap(k, copy, dst, vpn);
     lruCacheAdd(k, copy, k.sched.current().cpu);
-    k.pt.entries[dstSlot] = mkPte(copy, (pteWrite(pte) ? _PAGE_RW : 0) | _PAGE_DIRTY | _PAGE_ACCESSED);
+    const write = (dst.flags & VM_WRITE) !== 0 ? _PAGE_RW : 0;
+    k.pt.entries[dstSlot] = mkPte(copy, vmPageProtBits(dst) | _PAGE_DIRTY | write);
     pages.handOver(copy);
     return true;
   }

@@ -9,7 +9,8 @@
  * every protocol version (see migrate_device.ts for what that changes in 4.14's checks).
  */
 import { assert } from "../base/assert.js";
-import type { Kfn } from "../sched/thread.js";
+import { WaitQueue } from "../sched/locks.js";
+import { BLOCKED, type Kfn } from "../sched/thread.js";
 import type { Kernel } from "./kernel.js";
 import type { Vma } from "./mm_types.js";
 import {
@@ -23,6 +24,8 @@ import {
 } from "./page.js";
 
 export const MEMORY_DEVICE_PRIVATE = 1;
+/** Pagemaps a kernel can hold (ids 1 and up): page->pgmap is a 16-bit id here. */
+export const PAGEMAPS_MAX = 2 ** 16;
 export const MEMORY_DEVICE_COHERENT = 2;
 export type MemoryType = typeof MEMORY_DEVICE_PRIVATE | typeof MEMORY_DEVICE_COHERENT;
 
@@ -45,8 +48,23 @@ export interface DevPagemapOps {
   migrateToRam(vmf: VmFault): Kfn<number>;
 }
 
-/** struct dev_pagemap. */
+/**
+ * struct dev_pagemap. Its lifetime follows the kernel's pgmap->ref: every page handed out by
+ * zone_device_page_init holds one reference, free_zone_device_folio drops it; memunmap_pages kills the
+ * reference (no page may be handed out after), waits for the pages in use to be freed, then removes the
+ * struct pages. A removed pagemap's pages keep their pfns (the range is never reused) so that a use
+ * after removal can be named.
+ */
 export class DevPagemap {
+  /** Pages handed out and not yet freed (the per-page references on pgmap->ref). */
+  pagesInUse = 0;
+  /** percpu_ref_kill has run: memunmap_pages started, no page may be handed out any more. */
+  killed = false;
+  /** pageunmap_range has run: the struct pages are gone. */
+  removed = false;
+  /** memunmap_pages sleeps here until the last page in use is freed (pgmap->done). */
+  readonly done = new WaitQueue();
+
   constructor(
     readonly id: number,
     readonly type: MemoryType,
@@ -74,19 +92,33 @@ export class Pagemaps {
     k.devicePageFreer = { freeDevicePage: (pfn) => this.freeDevicePage(pfn) };
   }
 
+  /**
+   * page_pgmap: the pagemap of a device page. Its pagemap must not have been removed: reaching a device
+   * page through a removed pagemap is a use after free in the kernel (the struct page is gone).
+   */
   of(pfn: number): DevPagemap {
     const pgmap = this.list[this.k.pages.pgmapId[pfn]!];
     assertPage(pgmap !== undefined, "page has no dev_pagemap", this.k.pages, pfn);
+    assertPage(!pgmap.removed, "device page of a pagemap that memunmap_pages removed", this.k.pages, pfn);
     return pgmap;
   }
 
-  /** free_zone_device_folio: clears what the page carried, then tells the driver. */
+  /** The pagemap a pfn belongs or belonged to, removed or not, or undefined (for the checker). */
+  lookup(pfn: number): DevPagemap | undefined {
+    return this.list[this.k.pages.pgmapId[pfn]!];
+  }
+
+  /** free_zone_device_folio: clears what the page carried, tells the driver, drops the pgmap reference. */
   private freeDevicePage(pfn: number): void {
     const pages = this.k.pages;
     pages.clear(pfn, PG_anon | PG_anon_exclusive | PG_dirty | PG_memcg_moved);
     pages.mapping[pfn] = 0;
     pages.index[pfn] = 0;
-    this.of(pfn).ops.pageFree(pfn);
+    const pgmap = this.of(pfn);
+    pgmap.ops.pageFree(pfn);
+    assertPage(pgmap.pagesInUse > 0, "device page freed with no page of its pagemap in use", pages, pfn);
+    // percpu_ref_put_many: the last put after percpu_ref_kill completes pgmap->done.
+    if (--pgmap.pagesInUse === 0 && pgmap.killed) pgmap.done.wakeAll(this.k.sched);
   }
 }
 
@@ -103,6 +135,7 @@ export function memremapPages(
   ops: DevPagemapOps,
 ): DevPagemap {
   assert(Number.isSafeInteger(pages) && pages > 0, "device range must have pages", () => String(pages));
+  assert(maps.list.length < PAGEMAPS_MAX, "too many pagemaps", () => String(maps.list.length));
   const startPfn = k.nextDevicePfn;
   // Ranges are aligned to a PMD (memory sections in the kernel are far larger).
   k.nextDevicePfn = startPfn + Math.ceil(pages / 512) * 512;
@@ -122,13 +155,38 @@ export function isDevicePrivatePage(k: Kernel, maps: Pagemaps, pfn: number): boo
 }
 
 /**
- * zone_device_page_init: the driver takes a free device page: refcount 1 held by the driver, locked by
- * the calling thread.
+ * memunmap_pages: kills the pagemap's reference (zone_device_page_init refuses it from now on), sleeps
+ * until every page in use has been freed (wait_for_completion(&pgmap->done)), then removes the struct
+ * pages (pageunmap_range). The driver must first have evicted what it can (test_hmm.c's
+ * dmirror_device_evict_chunk); a page still mapped keeps the caller asleep until someone frees it.
  */
-export function zoneDevicePageInit(k: Kernel, pfn: number): void {
+export function* memunmapPages(k: Kernel, pgmap: DevPagemap): Kfn<void> {
+  assert(!pgmap.killed, "memunmap_pages on a pagemap already being removed", () => `pagemap ${pgmap.id}`);
+  pgmap.killed = true;
+  // Bounded: each wake follows a free, and no page can be handed out once killed.
+  while (pgmap.pagesInUse > 0) {
+    pgmap.done.add(k.sched.current());
+    k.sched.sleep({
+      describe: () => `memunmap_pages of pagemap ${pgmap.id} (${pgmap.pagesInUse} pages still in use)`,
+      holders: () => [],
+    });
+    yield BLOCKED;
+  }
+  pgmap.removed = true;
+}
+
+/**
+ * zone_device_page_init: the driver takes a free device page: refcount 1 held by the driver, locked by
+ * the calling thread, and one reference on its pagemap.
+ */
+export function zoneDevicePageInit(k: Kernel, maps: Pagemaps, pfn: number): void {
   const pages = k.pages;
   assertPage(pages.isZoneDevice(pfn), "zone_device_page_init on a RAM page", pages, pfn);
   assertPage(pages.refcount[pfn] === 0, "zone_device_page_init on a page in use", pages, pfn);
+  const pgmap = maps.of(pfn);
+  // The kernel WARNs: "Drivers shouldn't be allocating pages after calling memunmap_pages()".
+  assertPage(!pgmap.killed, "zone_device_page_init after memunmap_pages", pages, pfn);
+  pgmap.pagesInUse++;
   pages.initAllocated(pfn);
   pages.flags[pfn] = PG_zone_device | PG_locked;
   pages.lockHolder[pfn] = k.sched.current().id;

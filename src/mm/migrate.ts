@@ -5,6 +5,7 @@
 import { EAGAIN } from "../base/errno.js";
 import type { Kernel } from "./kernel.js";
 import {
+  assertPage,
   PG_active,
   PG_anon,
   PG_anon_exclusive,
@@ -17,9 +18,12 @@ import {
 
 export const MIGRATEPAGE_SUCCESS = 0;
 
-/** Flags that migrate_page_states / folio_migrate_flags carry to the new page. */
-const MIGRATED_FLAGS =
-  PG_dirty | PG_uptodate | PG_active | PG_referenced | PG_swapbacked | PG_anon | PG_anon_exclusive;
+/**
+ * Flags that migrate_page_states / folio_migrate_flags carry to the new page. Not PG_anon_exclusive:
+ * it "is always migrated via migration entries" (folio_migrate_flags), so remove_migration_pte sets it
+ * on the new page from the entry.
+ */
+const MIGRATED_FLAGS = PG_dirty | PG_uptodate | PG_active | PG_referenced | PG_swapbacked | PG_anon;
 
 /**
  * migrate_page_move_mapping / folio_migrate_mapping for pages without a page-cache mapping (hmmsim
@@ -43,8 +47,8 @@ export function migratePageNoCopy(k: Kernel, newPfn: number, pfn: number, expect
   if (ret !== MIGRATEPAGE_SUCCESS) return ret;
   const pages = k.pages;
   // migrate_page_states: the new page inherits the state flags; the old keeps its mapping until freed.
+  assertPage(!pages.has(pfn, PG_anon_exclusive), "migrating a page still marked exclusive", pages, pfn);
   pages.flags[newPfn] = (pages.flags[newPfn]! & ~MIGRATED_FLAGS) | (pages.flags[pfn]! & MIGRATED_FLAGS);
-  pages.clear(pfn, PG_anon_exclusive);
   // folio_migrate_flags → mem_cgroup_migrate (6.x): the charge, and memcg_data, go to the new page.
   if (k.protocol === "modern") pages.set(pfn, PG_memcg_moved);
   return MIGRATEPAGE_SUCCESS;

@@ -17,7 +17,7 @@ import { PAGE_SIZE } from "../base/units.js";
 import type { Kfn } from "../sched/thread.js";
 import { lockPage, trylockPage, unlockPage } from "./filemap.js";
 import type { Kernel } from "./kernel.js";
-import { type FaultContext, GUP_PIN_COUNTING_BIAS, ptlLock } from "./memory.js";
+import { type FaultContext, ptlLock } from "./memory.js";
 import { isDevicePrivatePage, MEMORY_DEVICE_PRIVATE } from "./memremap.js";
 import { migratePageNoCopy } from "./migrate.js";
 import {
@@ -42,6 +42,7 @@ import {
 } from "./mmu_notifier.js";
 import {
   assertPage,
+  folioMaybeDmaPinned,
   type PageArrays,
   PG_anon,
   PG_anon_exclusive,
@@ -58,10 +59,11 @@ import {
   _PAGE_RW,
   isDevicePrivateEntry,
   isMigrationEntry,
+  isReadableMigrationEntry,
   isWritableDevicePrivateEntry,
   isWritableMigrationEntry,
   makeDevicePrivateEntry,
-  makeMigrationEntry,
+  makeUnmapMigrationEntry,
   mkPte,
   PageTables,
   pteDirty,
@@ -201,7 +203,9 @@ function collectEntry(ctx: MigrateContext, m: MigrateVma, slot: number, vma: Vma
 /**
  * The unmap half of collecting a locked page: the PTE becomes a migration entry (with the PTE's young
  * and dirty bits, and the dirty bit moved to the page, where the version copies them) and the mapping's
- * rmap and reference go.
+ * rmap and reference go. An exclusive anonymous page stops being exclusive and the entry says it was
+ * (folio_try_share_anon_rmap_pte, then a writable or readable-exclusive entry); collectEntry has already
+ * left out the page that may be pinned, for which sharing fails.
  */
 function unmapCollected(
   k: Kernel,
@@ -212,16 +216,28 @@ function unmapCollected(
   write: boolean,
   copyDirty: boolean,
 ): void {
-  if (copyDirty && pteDirty(pte)) k.pages.set(pfn, PG_dirty);
+  const pages = k.pages;
+  if (copyDirty && pteDirty(pte)) pages.set(pfn, PG_dirty);
+  const exclusive = pages.isAnon(pfn) && pages.has(pfn, PG_anon_exclusive);
+  if (exclusive) pages.clear(pfn, PG_anon_exclusive);
   const copyBits = copyDirty && ptePresent(pte);
-  k.pt.entries[slot] = makeMigrationEntry(pfn, write, copyBits && pteYoung(pte), copyBits && pteDirty(pte));
+  k.pt.entries[slot] = makeUnmapMigrationEntry(
+    pfn,
+    write,
+    exclusive,
+    copyBits && pteYoung(pte),
+    copyBits && pteDirty(pte),
+  );
   pageRemoveRmap(k, pfn, vma);
-  k.pages.putStructural(pfn);
+  pages.putStructural(pfn);
 }
 
-/** An exclusive anonymous page whose references look like a GUP pin (folio_maybe_dma_pinned). */
+/**
+ * An exclusive anonymous page whose references look like a GUP pin: folio_try_share_anon_rmap_pte fails
+ * for it (folio_maybe_dma_pinned), except for device-private pages, which cannot be pinned.
+ */
 function maybePinnedExclusive(pages: PageArrays, pfn: number): boolean {
-  return pages.has(pfn, PG_anon_exclusive) && pages.refcount[pfn]! >= GUP_PIN_COUNTING_BIAS;
+  return pages.has(pfn, PG_anon_exclusive) && !pages.isZoneDevice(pfn) && folioMaybeDmaPinned(pages, pfn);
 }
 
 /**
@@ -309,10 +325,18 @@ function collectPmdLocked(
         // cancel in refcount, and the reference now held keeps the page, so nothing is freed here.
         const write = pteWrite(pte);
         const dirty = pteDirty(pte);
+        const pageFlags = flags[pfn]!;
         heldRefs[pfn]!++;
-        flags[pfn]! |= dirty ? PG_locked | PG_dirty : PG_locked;
+        // PG_anon_exclusive moves into the entry (folio_try_share_anon_rmap_pte, see unmapCollected).
+        flags[pfn] = (pageFlags & ~PG_anon_exclusive) | (dirty ? PG_locked | PG_dirty : PG_locked);
         lockHolder[pfn] = me;
-        entries[slot] = makeMigrationEntry(pfn, write, pteYoung(pte), dirty);
+        entries[slot] = makeUnmapMigrationEntry(
+          pfn,
+          write,
+          (pageFlags & PG_anon_exclusive) !== 0,
+          pteYoung(pte),
+          dirty,
+        );
         mapcount[pfn]!--;
         vma.mm.rssAnon--;
         m.cpages++;
@@ -782,6 +806,8 @@ function finalizeMovedRunNow(
     mapcount[newPfn]!++;
     anonMapped++;
     entries[slot] = makeDevicePrivateEntry(newPfn, writable && isWritableMigrationEntry(pte));
+    // RMAP_EXCLUSIVE for every entry but a readable one (remapMigrationEntry).
+    if (!isReadableMigrationEntry(pte)) flags[newPfn]! |= PG_anon_exclusive;
     // unlock_page and put_page of src (which frees it through put), then of dst (which stays mapped).
     flags[pfn]! &= ~PG_locked;
     lockHolder[pfn] = 0;

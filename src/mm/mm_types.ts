@@ -29,6 +29,10 @@ export const VM_DONTEXPAND = 0x40000;
 export const VM_ACCOUNT = 0x100000;
 export const VM_HUGETLB = 0x400000;
 export const VM_MIXEDMAP = 0x10000000;
+/** MADV_HUGEPAGE was given: the VMA asks for transparent huge pages (hmmsim has none yet). */
+export const VM_HUGEPAGE = 0x20000000;
+/** MADV_NOHUGEPAGE (or MAP_STACK) was given: never back this VMA with transparent huge pages. */
+export const VM_NOHUGEPAGE = 0x40000000;
 /** VMAs whose pages are not normal: migration and most mm operations refuse them. */
 export const VM_SPECIAL = VM_IO | VM_DONTEXPAND | VM_PFNMAP | VM_MIXEDMAP;
 export const VM_ACCESS_FLAGS = VM_READ | VM_WRITE | VM_EXEC;

@@ -1,88 +1,100 @@
 /**
- * VMAs and the mapping system calls (mm/mmap.c, mm/mprotect.c, mm/mremap.c, mm/madvise.c for
- * MADV_DONTNEED): mmap, munmap, mprotect, mremap, madvise. Each returns what the system call returns:
- * an address or 0 on success, -errno on failure, and changes nothing when it fails its checks.
+ * VMAs, mmap and munmap (mm/mmap.c, mm/vma.c, mm/util.c, arch/x86/kernel/sys_x86_64.c). mprotect,
+ * mremap and madvise live in mprotect.ts, mremap.ts and madvise.ts, as in the kernel. Each system call
+ * returns what the kernel's returns: an address or 0 on success, -errno on failure. Arguments reach it
+ * through the C ABI of src/base/abi.ts (a value no register can hold is EINVAL); a call that fails an
+ * argument check changes nothing.
  *
- * Deliberate differences: adjacent VMAs are never merged; no rlimits, overcommit accounting or
- * mlock; mprotect never makes PTEs writable (the next write fault does).
+ * Deliberate differences: adjacent VMAs are never merged; no rlimits, map-count limit, overcommit
+ * accounting (MAP_NORESERVE is accepted and changes nothing) or mlock (a process has RLIMIT_MEMLOCK 0
+ * and no CAP_IPC_LOCK, so MAP_LOCKED gives EPERM); no hugetlbfs (MAP_HUGETLB gives EINVAL, as a kernel
+ * built without CONFIG_HUGETLBFS answers); no stacks that grow (MAP_GROWSDOWN on private anonymous
+ * memory gives EINVAL); no droppable memory (MAP_DROPPABLE gives EOPNOTSUPP, as a kernel without
+ * VM_DROPPABLE answers); MAP_POPULATE does not prefault (pages fault in on first touch). mmap places
+ * mappings at 4 GiB or above unless asked otherwise (MAP_FIXED, MAP_32BIT).
  */
+import { ulongArg } from "../base/abi.js";
 import { assert } from "../base/assert.js";
-import { EACCES, EBADF, EEXIST, EFAULT, EINVAL, ENOMEM } from "../base/errno.js";
+import { EBADF, EEXIST, EINVAL, ENOMEM, EOPNOTSUPP, EOVERFLOW, EPERM } from "../base/errno.js";
 import { PAGE_SIZE, TASK_SIZE, type Vpn } from "../base/units.js";
 import type { Kfn } from "../sched/thread.js";
 import type { Kernel } from "./kernel.js";
 import { zapPageRange } from "./memory.js";
 import type { AddressSpace, MmStruct } from "./mm_types.js";
 import {
-  VM_ACCESS_FLAGS,
   VM_EXEC,
-  VM_HUGETLB,
-  VM_LOCKED,
+  VM_GROWSDOWN,
   VM_MAYEXEC,
   VM_MAYREAD,
   VM_MAYSHARE,
   VM_MAYWRITE,
-  VM_PFNMAP,
+  VM_NOHUGEPAGE,
   VM_READ,
   VM_SHARED,
   VM_WRITE,
   Vma,
 } from "./mm_types.js";
 import {
-  hasNotifiers,
-  MMU_NOTIFY_CLEAR,
-  MMU_NOTIFY_PROTECTION_VMA,
-  MMU_NOTIFY_UNMAP,
-  mmuNotifierInvalidateRangeEnd,
-  mmuNotifierInvalidateRangeStart,
-  notifierRange,
-} from "./mmu_notifier.js";
-import {
-  _PAGE_PROTNONE,
-  _PAGE_RW,
-  isWritableDevicePrivateEntry,
-  isWritableMigrationEntry,
-  makeDevicePrivateEntry,
-  makeMigrationEntry,
-  PageTables,
-  pteFrame,
-  ptePresent,
-  pteWithBits,
-} from "./pgtable.js";
+  LEGACY_MAP_MASK,
+  MAP_32BIT,
+  MAP_ANONYMOUS,
+  MAP_DROPPABLE,
+  MAP_FIXED,
+  MAP_FIXED_NOREPLACE,
+  MAP_GROWSDOWN,
+  MAP_HUGETLB,
+  MAP_LOCKED,
+  MAP_PRIVATE,
+  MAP_SHARED,
+  MAP_SHARED_VALIDATE,
+  MAP_STACK,
+  MAP_TYPE,
+  PROT_EXEC,
+  PROT_READ,
+  PROT_WRITE,
+} from "./mman.js";
+import { MMU_NOTIFY_UNMAP } from "./mmu_notifier.js";
 import { anonVmaClone, unlinkAnonVmas } from "./rmap.js";
 
-export const PROT_NONE = 0;
-export const PROT_READ = 1;
-export const PROT_WRITE = 2;
-export const PROT_EXEC = 4;
-export const MAP_SHARED = 0x01;
-export const MAP_PRIVATE = 0x02;
-export const MAP_FIXED = 0x10;
-export const MAP_ANONYMOUS = 0x20;
-export const MAP_POPULATE = 0x8000;
-export const MAP_FIXED_NOREPLACE = 0x100000;
-export const MREMAP_MAYMOVE = 1;
-export const MREMAP_FIXED = 2;
-export const MADV_DONTNEED = 4;
+export * from "./mman.js";
 
-const PROT_ALL = PROT_READ | PROT_WRITE | PROT_EXEC;
-const MAP_KNOWN = MAP_SHARED | MAP_PRIVATE | MAP_FIXED | MAP_ANONYMOUS | MAP_POPULATE | MAP_FIXED_NOREPLACE;
+/** mmap_min_addr: no user mapping below it (the common distribution setting, 64 KiB). */
+export const MMAP_MIN_ADDR = 65536;
 /** Where top-down allocation starts (mmap_base): below a stack gap at the top of the address space. */
 const MMAP_BASE_VPN = Math.floor((TASK_SIZE - 2 ** 30) / PAGE_SIZE);
-/** The lowest address mmap hands out without MAP_FIXED (mmap_min_addr is 64 KiB; hmmsim keeps 4 GiB clear). */
-const MMAP_MIN_VPN = 2 ** 20;
-const TASK_VPNS = TASK_SIZE / PAGE_SIZE;
+/** The lowest vpn mmap hands out without MAP_FIXED or MAP_32BIT: hmmsim keeps the first 4 GiB clear. */
+const MMAP_FLOOR_VPN = 2 ** 20;
+/** MAP_32BIT's window on x86-64 (find_start_end): [1 GiB, 2 GiB). */
+const MAP_32BIT_START_VPN = 2 ** 30 / PAGE_SIZE;
+const MAP_32BIT_END_VPN = 2 ** 31 / PAGE_SIZE;
+export const TASK_VPNS = TASK_SIZE / PAGE_SIZE;
 
+/** Page-size and address-space constants as BigInts, for the argument checks of the system calls. */
+export const PAGE_BYTES = BigInt(PAGE_SIZE);
+export const TASK_BYTES = BigInt(TASK_SIZE);
+const U64_LIMIT = 1n << 64n;
+/** MAX_LFS_FILESIZE on 64-bit: the largest file a mapping may reach into (file_mmap_size_max). */
+const MAX_LFS_FILESIZE = (1n << 63n) - 1n;
+
+/** PAGE_ALIGN of an unsigned long: rounds up to a page, wrapping to 0 past 2^64 as C does. */
+export function pageAlignUlong(bytes: bigint): bigint {
+  return ((bytes + PAGE_BYTES - 1n) % U64_LIMIT) & ~(PAGE_BYTES - 1n);
+}
+
+/** calc_vm_prot_bits: the VM_ access flags of a protection (only READ, WRITE and EXEC count). */
 export function protToVmFlags(prot: number): number {
   return (
     (prot & PROT_READ ? VM_READ : 0) | (prot & PROT_WRITE ? VM_WRITE : 0) | (prot & PROT_EXEC ? VM_EXEC : 0)
   );
 }
 
-/** get_unmapped_area, top-down: the highest free gap of `pages` below mmap_base, or -1. */
-function getUnmappedArea(mm: MmStruct, pages: number, hintVpn: number): number {
+/**
+ * get_unmapped_area, top-down (generic_get_unmapped_area_topdown): the hint when it is free, else the
+ * highest free gap of `pages` below mmap_base, or -1.
+ */
+export function getUnmappedArea(mm: MmStruct, pages: number, hintVpn: number): number {
   if (
-    hintVpn >= MMAP_MIN_VPN &&
+    hintVpn >= MMAP_FLOOR_VPN &&
     hintVpn + pages <= TASK_VPNS &&
     mm.vmasIn(hintVpn, hintVpn + pages).length === 0
   ) {
@@ -93,11 +105,27 @@ function getUnmappedArea(mm: MmStruct, pages: number, hintVpn: number): number {
   for (let i = mm.vmas.length - 1; i >= -1; i--) {
     const vma = mm.vmas[i];
     if (vma !== undefined && vma.start >= top) continue;
-    const floor = vma === undefined ? MMAP_MIN_VPN : vma.end;
+    const floor = vma === undefined ? MMAP_FLOOR_VPN : Math.max(vma.end, MMAP_FLOOR_VPN);
     if (top - floor >= pages) return top - pages;
     if (vma !== undefined) top = Math.min(top, vma.start);
+    if (top <= MMAP_FLOOR_VPN) break;
   }
   return -1;
+}
+
+/**
+ * arch_get_unmapped_area with MAP_32BIT (arch/x86/kernel/sys_x86_64.c): the hint when it is free and
+ * ends below 2 GiB, else the lowest free gap in [1 GiB, 2 GiB), bottom-up; -1 when none.
+ */
+function getUnmappedArea32(mm: MmStruct, pages: number, hintVpn: number): number {
+  if (hintVpn > 0 && hintVpn + pages <= MAP_32BIT_END_VPN && mm.vmasIn(hintVpn, hintVpn + pages).length === 0)
+    return hintVpn;
+  let at = MAP_32BIT_START_VPN;
+  for (const vma of mm.vmasIn(MAP_32BIT_START_VPN, MAP_32BIT_END_VPN)) {
+    if (vma.start - at >= pages) break;
+    at = Math.max(at, vma.end);
+  }
+  return at + pages <= MAP_32BIT_END_VPN ? at : -1;
 }
 
 /** __split_vma: `vma` keeps [start, at); a new VMA takes [at, end) and is returned. */
@@ -111,8 +139,16 @@ export function splitVma(vma: Vma, at: number): Vma {
   return tail;
 }
 
+/** Splits `vma` so that a VMA covers exactly its part inside [start, end), and returns that VMA. */
+export function isolateVma(vma: Vma, start: number, end: number): Vma {
+  let inside = vma;
+  if (inside.start < start) inside = splitVma(inside, start);
+  if (inside.end > end) splitVma(inside, end);
+  return inside;
+}
+
 /** Splits VMAs so that none straddles start or end; returns the VMAs now inside [start, end). */
-function isolateRange(mm: MmStruct, start: number, end: number): Vma[] {
+export function isolateRange(mm: MmStruct, start: number, end: number): Vma[] {
   for (const vma of mm.vmasIn(start, end)) {
     if (vma.start < start) splitVma(vma, start);
   }
@@ -122,7 +158,7 @@ function isolateRange(mm: MmStruct, start: number, end: number): Vma[] {
   return mm.vmasIn(start, end);
 }
 
-/** do_vmi_munmap with mmap_lock held for write. */
+/** do_vmi_munmap with mmap_lock held for write, on a range the caller has checked. */
 export function* doMunmap(k: Kernel, mm: MmStruct, start: number, end: number): Kfn<void> {
   for (const vma of isolateRange(mm, start, end)) {
     yield* zapPageRange(k, vma, vma.start, vma.end, MMU_NOTIFY_UNMAP);
@@ -131,67 +167,161 @@ export function* doMunmap(k: Kernel, mm: MmStruct, start: number, end: number): 
   }
 }
 
-function checkRange(addr: number, length: number): number {
-  if (!Number.isSafeInteger(addr) || addr % PAGE_SIZE !== 0) return -EINVAL;
-  if (!Number.isSafeInteger(length) || length <= 0) return -EINVAL;
-  if (length > TASK_SIZE || addr > TASK_SIZE - length) return -EINVAL;
-  return 0;
-}
-
 export interface MmapRequest {
   addr: number;
   length: number;
   prot: number;
   flags: number;
-  /** The file for a file mapping; null with MAP_ANONYMOUS. */
+  /** The file for a file mapping (ignored with MAP_ANONYMOUS); null for none. */
   file: AddressSpace | null;
+  /** The byte offset in the file. */
   offset: number;
 }
 
-/** do_mmap: returns the mapped address or -errno. */
+/** mmap's arguments once checked: register values, the flags split into their low 32 bits and the rest. */
+interface MmapArgs {
+  addr: bigint;
+  len: bigint;
+  prot: number;
+  /** The low 32 bits of the flags, where every MAP_ flag lives. */
+  flags: number;
+  /** Whether any flag bit above 31 is set (unknown to every kernel). */
+  highFlags: boolean;
+  pgoff: bigint;
+  fixed: boolean;
+}
+
+const MMAP_MIN_BYTES = BigInt(MMAP_MIN_ADDR);
+const LOW_32 = 0xffff_ffffn;
+
+/**
+ * sys_mmap (x86-64), ksys_mmap_pgoff, vm_mmap_pgoff and the argument checks of do_mmap and
+ * __get_unmapped_area that need no VMA, in the kernel's order. Returns the checked arguments or -errno.
+ */
+function mmapArgs(req: MmapRequest): MmapArgs | number {
+  const addr = ulongArg(req.addr);
+  const len = ulongArg(req.length);
+  const prot = ulongArg(req.prot);
+  const flagBits = ulongArg(req.flags);
+  const offset = ulongArg(req.offset);
+  if (addr === null || len === null || prot === null || flagBits === null || offset === null) return -EINVAL;
+  // sys_mmap: the byte offset must be page aligned, whatever else is wrong.
+  if (offset % PAGE_BYTES !== 0n) return -EINVAL;
+  const pgoff = offset / PAGE_BYTES;
+  let flags = Number(flagBits & LOW_32);
+  // ksys_mmap_pgoff: a file mapping needs a file (fget); MAP_HUGETLB needs hugetlbfs.
+  if ((flags & MAP_ANONYMOUS) === 0 && req.file === null) return -EBADF;
+  if ((flags & MAP_HUGETLB) !== 0) return -EINVAL;
+  // do_mmap.
+  if (len === 0n) return -EINVAL;
+  if ((flags & MAP_FIXED_NOREPLACE) !== 0) flags |= MAP_FIXED;
+  const fixed = (flags & MAP_FIXED) !== 0;
+  const aligned = pageAlignUlong(len);
+  if (aligned === 0n) return -ENOMEM;
+  if (pgoff + aligned / PAGE_BYTES >= U64_LIMIT) return -EOVERFLOW;
+  // __get_unmapped_area and generic_get_unmapped_area: lengths no address space can hold.
+  if (aligned > TASK_BYTES - MMAP_MIN_BYTES) return -ENOMEM;
+  if (fixed) {
+    if (addr > TASK_BYTES - aligned) return -ENOMEM;
+    if (addr % PAGE_BYTES !== 0n) return -EINVAL;
+    // security_mmap_addr (cap_mmap_addr): below mmap_min_addr needs CAP_SYS_RAWIO.
+    if (addr < MMAP_MIN_BYTES) return -EPERM;
+  }
+  // Only PROT_READ, PROT_WRITE and PROT_EXEC mean anything to mmap (calc_vm_prot_bits); it checks no
+  // other bit.
+  return {
+    addr,
+    len: aligned,
+    prot: Number(prot & 7n),
+    flags,
+    highFlags: flagBits > LOW_32,
+    pgoff,
+    fixed,
+  };
+}
+
+/**
+ * do_mmap's flag checks for the mapping's type (the switch on MAP_TYPE), made once the address is
+ * known, as the kernel makes them: returns the VM_ flags and pgoff, or -errno.
+ */
+function mappingFlags(
+  args: MmapArgs,
+  anonymous: boolean,
+  vpn: number,
+): { vmFlags: number; pgoff: number } | number {
+  const flags = args.flags;
+  // can_do_mlock: hmmsim's processes have RLIMIT_MEMLOCK 0 and no CAP_IPC_LOCK.
+  if ((flags & MAP_LOCKED) !== 0) return -EPERM;
+  // calc_vm_flag_bits: MAP_GROWSDOWN is a stack, MAP_STACK asks for no huge pages (6.7).
+  let vmFlags =
+    protToVmFlags(args.prot) |
+    VM_MAYREAD |
+    VM_MAYWRITE |
+    VM_MAYEXEC |
+    ((flags & MAP_GROWSDOWN) !== 0 ? VM_GROWSDOWN : 0) |
+    ((flags & MAP_STACK) !== 0 ? VM_NOHUGEPAGE : 0);
+  const type = flags & MAP_TYPE;
+  if (!anonymous) {
+    // file_mmap_ok: the mapping must end within the largest file size.
+    if (args.pgoff > (MAX_LFS_FILESIZE - args.len) / PAGE_BYTES) return -EOVERFLOW;
+    if (type !== MAP_SHARED && type !== MAP_SHARED_VALIDATE && type !== MAP_PRIVATE) return -EINVAL;
+    // MAP_SHARED ignores the flags it does not know; MAP_SHARED_VALIDATE refuses them.
+    if (type === MAP_SHARED_VALIDATE && (args.highFlags || (flags & ~LEGACY_MAP_MASK) !== 0))
+      return -EOPNOTSUPP;
+    if (type !== MAP_PRIVATE) vmFlags |= VM_SHARED | VM_MAYSHARE;
+    if ((vmFlags & VM_GROWSDOWN) !== 0) return -EINVAL;
+    return { vmFlags, pgoff: Number(args.pgoff) };
+  }
+  if (type === MAP_SHARED) {
+    if ((vmFlags & VM_GROWSDOWN) !== 0) return -EINVAL;
+    return { vmFlags: vmFlags | VM_SHARED | VM_MAYSHARE, pgoff: 0 };
+  }
+  // VM_DROPPABLE is VM_NONE in this model: do_mmap's answer on a kernel without it.
+  if (type === MAP_DROPPABLE) return -EOPNOTSUPP;
+  if (type !== MAP_PRIVATE) return -EINVAL;
+  // A stack VMA grows down on faults below it; hmmsim has no such VMAs (a deliberate difference).
+  if ((vmFlags & VM_GROWSDOWN) !== 0) return -EINVAL;
+  // pgoff of a private anonymous mapping is its address, for the anon_vma's linear index.
+  return { vmFlags, pgoff: vpn };
+}
+
+/**
+ * mmap(2): sys_mmap, ksys_mmap_pgoff, vm_mmap_pgoff, do_mmap, __get_unmapped_area and mmap_region.
+ * Returns the mapped address or -errno. A MAP_FIXED mapping replaces what it overlaps, as mmap_region
+ * does, only once every check has passed.
+ */
 export function* sysMmap(k: Kernel, mm: MmStruct, req: MmapRequest): Kfn<number> {
-  const { addr, prot, flags, offset } = req;
-  if (!Number.isSafeInteger(req.length) || req.length <= 0) return -EINVAL;
-  const length = Math.ceil(req.length / PAGE_SIZE) * PAGE_SIZE;
-  if (length > TASK_SIZE) return -ENOMEM;
-  if ((flags & ~MAP_KNOWN) !== 0 || (prot & ~PROT_ALL) !== 0) return -EINVAL;
-  const type = flags & (MAP_SHARED | MAP_PRIVATE);
-  if (type !== MAP_SHARED && type !== MAP_PRIVATE) return -EINVAL;
-  if (!Number.isSafeInteger(offset) || offset < 0 || offset % PAGE_SIZE !== 0) return -EINVAL;
-  const anonymous = (flags & MAP_ANONYMOUS) !== 0;
-  if (!anonymous && req.file === null) return -EBADF;
-  const fixed = (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) !== 0;
-  if (fixed && (!Number.isSafeInteger(addr) || addr % PAGE_SIZE !== 0)) return -EINVAL;
-  if (fixed && (addr < 0 || addr > TASK_SIZE - length)) return -ENOMEM;
-  const pages = length / PAGE_SIZE;
+  const args = mmapArgs(req);
+  if (typeof args === "number") return args;
+  const anonymous = (args.flags & MAP_ANONYMOUS) !== 0;
+  const pages = Number(args.len / PAGE_BYTES);
   yield* mm.mmapLock.downWrite();
   try {
     let vpn: number;
-    if (fixed) {
-      vpn = addr / PAGE_SIZE;
-      if (mm.vmasIn(vpn, vpn + pages).length > 0) {
-        if ((flags & MAP_FIXED_NOREPLACE) !== 0) return -EEXIST;
-        yield* doMunmap(k, mm, vpn, vpn + pages);
-      }
+    if (args.fixed) {
+      vpn = Number(args.addr / PAGE_BYTES);
     } else {
-      const hint = Number.isSafeInteger(addr) && addr > 0 ? Math.floor(addr / PAGE_SIZE) : 0;
-      vpn = getUnmappedArea(mm, pages, hint);
+      // round_hint_to_min: the hint is rounded down to a page, and raised to mmap_min_addr.
+      let hint = Number(args.addr < TASK_BYTES ? args.addr / PAGE_BYTES : 0n);
+      if (hint !== 0 && hint * PAGE_SIZE < MMAP_MIN_ADDR) hint = MMAP_MIN_ADDR / PAGE_SIZE;
+      vpn =
+        (args.flags & MAP_32BIT) !== 0
+          ? getUnmappedArea32(mm, pages, hint)
+          : getUnmappedArea(mm, pages, hint);
       if (vpn < 0) return -ENOMEM;
     }
-    let vmFlags = protToVmFlags(prot) | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC;
+    if ((args.flags & MAP_FIXED_NOREPLACE) !== 0 && mm.vmasIn(vpn, vpn + pages).length > 0) return -EEXIST;
+    const mapping = mappingFlags(args, anonymous, vpn);
+    if (typeof mapping === "number") return mapping;
+    const { vmFlags } = mapping;
     let file = anonymous ? null : req.file;
-    let pgoff = offset / PAGE_SIZE;
-    if (type === MAP_SHARED) {
-      vmFlags |= VM_SHARED | VM_MAYSHARE;
-      if (anonymous) {
-        // shmem_zero_setup: shared anonymous memory is an unnamed shmem file.
-        file = k.newAddressSpace(`anon-shmem-${mm.id}-${vpn.toString(16)}`, length, true);
-        pgoff = 0;
-      }
-    } else if (anonymous) {
-      pgoff = vpn;
+    // mmap_region: a fixed mapping replaces what it overlaps.
+    if (args.fixed && mm.vmasIn(vpn, vpn + pages).length > 0) yield* doMunmap(k, mm, vpn, vpn + pages);
+    if (anonymous && (vmFlags & VM_SHARED) !== 0) {
+      // shmem_zero_setup: shared anonymous memory is an unnamed shmem file.
+      file = k.newAddressSpace(`anon-shmem-${mm.id}-${vpn.toString(16)}`, pages * PAGE_SIZE, true);
     }
-    const vma = new Vma(mm, vpn as Vpn, (vpn + pages) as Vpn, vmFlags, pgoff, file, null);
+    const vma = new Vma(mm, vpn as Vpn, (vpn + pages) as Vpn, vmFlags, mapping.pgoff, file, null);
     mm.insertVma(vma);
     if (file !== null) file.mmaps.add(vma);
     return vpn * PAGE_SIZE;
@@ -200,242 +330,27 @@ export function* sysMmap(k: Kernel, mm: MmStruct, req: MmapRequest): Kfn<number>
   }
 }
 
-/** munmap(2). */
+/**
+ * do_vmi_munmap with mmap_lock held for write: EINVAL for an unaligned start, a start above
+ * TASK_SIZE, a length that runs past it, or a length of 0; unmapping a hole succeeds.
+ */
+export function* doVmiMunmap(k: Kernel, mm: MmStruct, start: bigint, len: bigint): Kfn<number> {
+  if (start % PAGE_BYTES !== 0n || start > TASK_BYTES || len > TASK_BYTES - start) return -EINVAL;
+  const end = start + pageAlignUlong(len);
+  if (end === start) return -EINVAL;
+  yield* doMunmap(k, mm, Number(start / PAGE_BYTES), Number(end / PAGE_BYTES));
+  return 0;
+}
+
+/** munmap(2): __vm_munmap, then do_vmi_munmap's checks and unmapping. */
 export function* sysMunmap(k: Kernel, mm: MmStruct, addr: number, length: number): Kfn<number> {
-  const bad = checkRange(addr, length);
-  if (bad < 0) return bad;
-  const start = addr / PAGE_SIZE;
-  const end = start + Math.ceil(length / PAGE_SIZE);
+  const start = ulongArg(addr);
+  const len = ulongArg(length);
+  if (start === null || len === null) return -EINVAL;
   yield* mm.mmapLock.downWrite();
   try {
-    yield* doMunmap(k, mm, start, end);
-    return 0;
+    return yield* doVmiMunmap(k, mm, start, len);
   } finally {
     mm.mmapLock.upWrite();
-  }
-}
-
-/** True when [start, end) is covered by VMAs with no gap. */
-function rangeFullyMapped(mm: MmStruct, start: number, end: number): boolean {
-  let at = start;
-  for (const vma of mm.vmasIn(start, end)) {
-    if (vma.start > at) return false;
-    at = vma.end;
-  }
-  return at >= end;
-}
-
-/** mprotect(2). */
-export function* sysMprotect(
-  k: Kernel,
-  mm: MmStruct,
-  addr: number,
-  length: number,
-  prot: number,
-): Kfn<number> {
-  if (!Number.isSafeInteger(addr) || addr % PAGE_SIZE !== 0) return -EINVAL;
-  if ((prot & ~PROT_ALL) !== 0) return -EINVAL;
-  if (!Number.isSafeInteger(length) || length < 0) return -EINVAL;
-  if (length === 0) return 0;
-  if (addr > TASK_SIZE - length) return -ENOMEM;
-  const start = addr / PAGE_SIZE;
-  const end = start + Math.ceil(length / PAGE_SIZE);
-  const newFlags = protToVmFlags(prot);
-  yield* mm.mmapLock.downWrite();
-  try {
-    if (!rangeFullyMapped(mm, start, end)) return -ENOMEM;
-    for (const vma of mm.vmasIn(start, end)) {
-      if ((newFlags & VM_WRITE) !== 0 && (vma.flags & VM_MAYWRITE) === 0) return -EACCES;
-    }
-    for (const vma of isolateRange(mm, start, end)) {
-      const old = vma.flags;
-      vma.flags = (old & ~VM_ACCESS_FLAGS) | newFlags;
-      // mprotect_fixup runs change_protection whenever the flags change.
-      const noAccess = (newFlags & (VM_READ | VM_WRITE | VM_EXEC)) === 0;
-      if (vma.flags !== old) yield* changeProtection(k, vma, noAccess);
-    }
-    return 0;
-  } finally {
-    mm.mmapLock.upWrite();
-  }
-}
-
-/**
- * change_protection over a whole VMA whose flags have just changed: PTEs lose write access the VMA no
- * longer grants, PROT_NONE PTEs become inaccessible (and accessible again when access returns), and
- * writable device-private and migration entries become read-only whatever the new protection.
- */
-function* changeProtection(k: Kernel, vma: Vma, noAccess: boolean): Kfn<void> {
-  const mm = vma.mm;
-  const writable = (vma.flags & VM_WRITE) !== 0;
-  const range = hasNotifiers(mm, vma.start, vma.end)
-    ? notifierRange(mm, vma, vma.start, vma.end, MMU_NOTIFY_PROTECTION_VMA)
-    : null;
-  if (range !== null) yield* mmuNotifierInvalidateRangeStart(k, range);
-  let vpn = vma.start as number;
-  while (vpn < vma.end) {
-    const tableEnd = Math.min(vma.end, (Math.floor(vpn / 512) + 1) * 512);
-    const table = k.pt.lookupTable(mm.root, vpn);
-    if (table >= 0) {
-      if (k.sched.contended || !k.ptl.tryLock(table)) yield* k.ptl.lock(table);
-      for (let v = vpn; v < tableEnd; v++) {
-        const slot = PageTables.slot(table, v);
-        const pte = k.pt.entries[slot]!;
-        if (pte === 0) continue;
-        if (ptePresent(pte)) {
-          const clear = (writable ? 0 : _PAGE_RW) | (noAccess ? 0 : _PAGE_PROTNONE);
-          k.pt.entries[slot] = pteWithBits(
-            pte,
-            noAccess ? _PAGE_PROTNONE : 0,
-            clear | (noAccess ? _PAGE_RW : 0),
-          );
-        } else if (isWritableDevicePrivateEntry(pte)) {
-          // change_pte_range downgrades writable swap-type entries whatever the new protection: a
-          // protection check is hard there, so it stays safe and lets the next write fault decide.
-          k.pt.entries[slot] = makeDevicePrivateEntry(pteFrame(pte), false);
-        } else if (isWritableMigrationEntry(pte)) {
-          k.pt.entries[slot] = makeMigrationEntry(pteFrame(pte), false);
-        }
-      }
-      k.ptl.unlock(table);
-    }
-    vpn = tableEnd;
-  }
-  if (range !== null) mmuNotifierInvalidateRangeEnd(k, range);
-}
-
-/**
- * move_page_tables: moves every PTE of [oldStart, oldStart + pages) to newStart. Pages keep their
- * rmap index, which the moved VMA's vm_pgoff still translates.
- */
-function* movePageTables(k: Kernel, vma: Vma, oldStart: number, newStart: number, pages: number): Kfn<void> {
-  const mm = vma.mm;
-  const range = hasNotifiers(mm, oldStart, oldStart + pages)
-    ? notifierRange(mm, vma, oldStart, oldStart + pages, MMU_NOTIFY_UNMAP)
-    : null;
-  if (range !== null) yield* mmuNotifierInvalidateRangeStart(k, range);
-  for (let i = 0; i < pages; i++) {
-    const from = k.pt.lookupTable(mm.root, oldStart + i);
-    if (from < 0) continue;
-    const fromSlot = PageTables.slot(from, oldStart + i);
-    const pte = k.pt.entries[fromSlot]!;
-    if (pte === 0) continue;
-    const to = k.pt.ensureTable(mm.root, newStart + i);
-    if (k.sched.contended || !k.ptl.tryLock(from)) yield* k.ptl.lock(from);
-    if (to !== from && (k.sched.contended || !k.ptl.tryLock(to))) yield* k.ptl.lock(to);
-    k.pt.entries[PageTables.slot(to, newStart + i)] = k.pt.entries[fromSlot]!;
-    k.pt.entries[fromSlot] = 0;
-    if (to !== from) k.ptl.unlock(to);
-    k.ptl.unlock(from);
-  }
-  if (range !== null) mmuNotifierInvalidateRangeEnd(k, range);
-}
-
-/** mremap(2): returns the new address or -errno. */
-export function* sysMremap(
-  k: Kernel,
-  mm: MmStruct,
-  oldAddr: number,
-  oldLength: number,
-  newLength: number,
-  flags: number,
-  newAddr: number,
-): Kfn<number> {
-  if ((flags & ~(MREMAP_MAYMOVE | MREMAP_FIXED)) !== 0) return -EINVAL;
-  if ((flags & MREMAP_FIXED) !== 0 && (flags & MREMAP_MAYMOVE) === 0) return -EINVAL;
-  if (!Number.isSafeInteger(oldAddr) || oldAddr % PAGE_SIZE !== 0) return -EINVAL;
-  if (!Number.isSafeInteger(newLength) || newLength <= 0 || !Number.isSafeInteger(oldLength) || oldLength < 0)
-    return -EINVAL;
-  const oldPages = Math.ceil(oldLength / PAGE_SIZE);
-  const newPages = Math.ceil(newLength / PAGE_SIZE);
-  const oldStart = oldAddr / PAGE_SIZE;
-  if (oldPages === 0) return -EINVAL; // duplicating a shared mapping with old_len 0 is not modelled
-  const fixed = (flags & MREMAP_FIXED) !== 0;
-  if (fixed) {
-    if (!Number.isSafeInteger(newAddr) || newAddr % PAGE_SIZE !== 0) return -EINVAL;
-    if (newAddr > TASK_SIZE - newPages * PAGE_SIZE) return -EINVAL;
-    const newStart = newAddr / PAGE_SIZE;
-    // The new range may not overlap the old one.
-    if (newStart < oldStart + oldPages && oldStart < newStart + newPages) return -EINVAL;
-  }
-  yield* mm.mmapLock.downWrite();
-  try {
-    const vma = mm.findVma(oldStart);
-    if (vma === null || vma.start > oldStart) return -EFAULT;
-    if (oldStart + oldPages > vma.end) return -EFAULT;
-    if (!fixed && newPages <= oldPages) {
-      if (newPages < oldPages) yield* doMunmap(k, mm, oldStart + newPages, oldStart + oldPages);
-      return oldAddr;
-    }
-    if (
-      !fixed &&
-      oldStart + oldPages === vma.end &&
-      mm.vmasIn(vma.end, oldStart + newPages).length === 0 &&
-      oldStart + newPages <= TASK_VPNS
-    ) {
-      vma.end = (oldStart + newPages) as Vpn;
-      return oldAddr;
-    }
-    if ((flags & MREMAP_MAYMOVE) === 0) return -ENOMEM;
-    let newStart: number;
-    if (fixed) {
-      newStart = newAddr / PAGE_SIZE;
-      yield* doMunmap(k, mm, newStart, newStart + newPages);
-    } else {
-      newStart = getUnmappedArea(mm, newPages, 0);
-      if (newStart < 0) return -ENOMEM;
-    }
-    // Shrinking first keeps the moved part to what survives.
-    const movedPages = Math.min(oldPages, newPages);
-    if (newPages < oldPages) yield* doMunmap(k, mm, oldStart + newPages, oldStart + oldPages);
-    const [source] = isolateRange(mm, oldStart, oldStart + movedPages);
-    assert(source !== undefined && source.start === oldStart, "mremap source VMA", () => String(source));
-    const moved = new Vma(
-      mm,
-      newStart as Vpn,
-      (newStart + newPages) as Vpn,
-      source.flags,
-      source.pgoff,
-      source.file,
-      null,
-    );
-    anonVmaClone(moved, source);
-    if (moved.file !== null) moved.file.mmaps.add(moved);
-    mm.insertVma(moved);
-    yield* movePageTables(k, source, oldStart, newStart, movedPages);
-    mm.removeVma(source);
-    unlinkAnonVmas(source);
-    return newStart * PAGE_SIZE;
-  } finally {
-    mm.mmapLock.upWrite();
-  }
-}
-
-/** madvise(2), MADV_DONTNEED only. */
-export function* sysMadvise(
-  k: Kernel,
-  mm: MmStruct,
-  addr: number,
-  length: number,
-  advice: number,
-): Kfn<number> {
-  if (advice !== MADV_DONTNEED) return -EINVAL;
-  if (!Number.isSafeInteger(addr) || addr % PAGE_SIZE !== 0) return -EINVAL;
-  if (!Number.isSafeInteger(length) || length < 0) return -EINVAL;
-  if (length === 0) return 0;
-  if (addr > TASK_SIZE - length) return -EINVAL;
-  const start = addr / PAGE_SIZE;
-  const end = start + Math.ceil(length / PAGE_SIZE);
-  yield* mm.mmapLock.downRead();
-  try {
-    const vmas = mm.vmasIn(start, end);
-    for (const vma of vmas) if ((vma.flags & (VM_LOCKED | VM_HUGETLB | VM_PFNMAP)) !== 0) return -EINVAL;
-    for (const vma of vmas) {
-      yield* zapPageRange(k, vma, Math.max(start, vma.start), Math.min(end, vma.end), MMU_NOTIFY_CLEAR);
-    }
-    // The kernel zaps what is mapped and still reports the hole.
-    return rangeFullyMapped(mm, start, end) ? 0 : -ENOMEM;
-  } finally {
-    mm.mmapLock.upRead();
   }
 }

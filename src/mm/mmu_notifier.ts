@@ -52,7 +52,13 @@ export interface MmuIntervalNotifierOps {
 
 export class MmuIntervalNotifier {
   invalidateSeq = 0;
+  /** Unlinked: no invalidation calls it any more (mmu_interval_notifier_remove has returned). */
   removed = false;
+  /**
+   * Removal asked for during an invalidation: still linked, so the invalidations under way may still
+   * call it, until the last of them ends (the kernel puts it on the deferred list).
+   */
+  removing = false;
   constructor(
     readonly mm: MmStruct,
     readonly start: Vpn,
@@ -83,14 +89,40 @@ export function mmuIntervalNotifierInsert(
   return sub;
 }
 
-/** mmu_interval_notifier_remove. */
-export function mmuIntervalNotifierRemove(sub: MmuIntervalNotifier): void {
+/**
+ * mmu_interval_notifier_remove: unlinks the subscription; when no invalidation is running, at once.
+ * During an invalidation the subscription stays linked (the invalidations under way may still call it)
+ * and the caller sleeps until the last of them has ended and unlinked it, so that no callback runs
+ * once this returns. A subscription inserted during the invalidation and not linked yet is just
+ * dropped. The caller must not hold a lock the callback takes (the kernel's lockdep annotation).
+ */
+export function* mmuIntervalNotifierRemove(k: Kernel, sub: MmuIntervalNotifier): Kfn<void> {
+  assert(!sub.removed && !sub.removing, "removing a notifier twice");
   const mm = sub.mm;
-  const list = mm.notifiers.includes(sub) ? mm.notifiers : mm.deferredNotifiers;
-  const index = list.indexOf(sub);
-  assert(index >= 0, "removing a notifier that is not registered");
-  list.splice(index, 1);
-  sub.removed = true;
+  if (k.sched.contended) yield PREEMPT;
+  const deferred = mm.deferredNotifiers.indexOf(sub);
+  if (mm.activeInvalidations === 0 || deferred >= 0) {
+    const list = deferred >= 0 ? mm.deferredNotifiers : mm.notifiers;
+    const index = deferred >= 0 ? deferred : list.indexOf(sub);
+    assert(index >= 0, "removing a notifier that is not registered");
+    list.splice(index, 1);
+    sub.removed = true;
+    return;
+  }
+  assert(mm.notifiers.includes(sub), "removing a notifier that is not registered");
+  sub.removing = true;
+  mm.deferredNotifiers.push(sub);
+  const seq = mm.notifierSeq;
+  // Bounded: the sequence moves when the last invalidation ends, which unlinks the subscription.
+  while (mm.notifierSeq === seq) {
+    mm.notifierWaiters.add(k.sched.current());
+    k.sched.sleep({
+      describe: () => `mmu notifier removal during an invalidation of mm ${mm.id}`,
+      holders: () => [],
+    });
+    yield BLOCKED;
+  }
+  assert(sub.removed, "notifier still linked after the invalidation ended");
 }
 
 /** mmu_interval_set_seq: called by the driver from invalidate, under its own lock. */
@@ -139,8 +171,19 @@ export function mmuNotifierInvalidateRangeEnd(k: Kernel, range: MmuNotifierRange
   assert(mm.activeInvalidations > 0, "range_end without range_start");
   if (--mm.activeInvalidations === 0) {
     mm.notifierSeq++;
-    // Bounded by the subscriptions inserted during the invalidation.
-    for (const sub of mm.deferredNotifiers.splice(0)) mm.notifiers.push(sub);
+    // mn_itree_inv_end: the deferred list holds subscriptions inserted during the invalidation, to
+    // link, and subscriptions removed during it, to unlink. Bounded by that list.
+    for (const sub of mm.deferredNotifiers.splice(0)) {
+      if (!sub.removing) {
+        mm.notifiers.push(sub);
+        continue;
+      }
+      const index = mm.notifiers.indexOf(sub);
+      assert(index >= 0, "a notifier being removed is not linked");
+      mm.notifiers.splice(index, 1);
+      sub.removing = false;
+      sub.removed = true;
+    }
     mm.notifierWaiters.wakeAll(k.sched);
   }
 }

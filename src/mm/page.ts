@@ -73,6 +73,17 @@ function failPage(message: string, pages: PageArrays, pfn: number): never {
   fail(message, () => pages.describe(pfn));
 }
 
+/** GUP_PIN_COUNTING_BIAS (include/linux/mm.h): what one FOLL_PIN adds to the refcount. */
+export const GUP_PIN_COUNTING_BIAS = 1024;
+
+/**
+ * folio_maybe_dma_pinned for an order-0 page: its references look like at least one GUP pin. False
+ * positives (1024 ordinary references) are accepted, as in the kernel.
+ */
+export function folioMaybeDmaPinned(pages: PageArrays, pfn: number): boolean {
+  return pages.refcount[pfn]! >= GUP_PIN_COUNTING_BIAS;
+}
+
 /** Where the last reference to a page goes: the buddy allocator or a device's page_free. */
 export interface PageFreer {
   freePage(pfn: number): void;

@@ -7,13 +7,22 @@
  * The kernel's counterparts are copy_highpage, clear_highpage and kmap + memcpy.
  */
 import { assert } from "../base/assert.js";
+import { EOPNOTSUPP, KernelError } from "../base/errno.js";
 import { PAGE_SIZE } from "../base/units.js";
 
 export type StoreKind = "bytes" | "tokens";
 
-/** Thrown when a byte-level access is made on the tokens store, which keeps no bytes. */
-export class NoBytesError extends Error {
-  override readonly name = "NoBytesError";
+/**
+ * Thrown when a byte-level access is made on the tokens store, which keeps no bytes: a configuration no
+ * kernel has, so the closest answer is EOPNOTSUPP ("operation not supported" by this object), and like
+ * every error a caller of hmmsim sees it is a KernelError.
+ */
+export class NoBytesError extends KernelError {
+  override readonly name: string = "NoBytesError";
+
+  constructor(what: string) {
+    super(EOPNOTSUPP, what);
+  }
 }
 
 export interface PageStore {
@@ -78,10 +87,14 @@ export class BytesStore implements PageStore {
     const slab = this.slabs[index];
     const offset = (pfn % SLAB_PAGES) * PAGE_SIZE;
     if (slab !== undefined && offset < slab.byteLength) return slab;
-    // A slab that must grow goes straight to full size, so device ranges added chunk by chunk cost
-    // at most one copy.
-    const needed = this.capacity - index * SLAB_PAGES;
-    const pages = slab === undefined ? Math.min(SLAB_PAGES, needed) : SLAB_PAGES;
+    // A small slab takes what the pfn space holds now, and at least doubles when it grows, so a small
+    // system with a small device stays small (the explorer builds thousands of them a second). A slab
+    // past a quarter of full size goes straight to full size: growing it again would copy (and touch)
+    // hundreds of MiB, where a full-size buffer costs host memory only for the frames touched.
+    const needed = Math.min(SLAB_PAGES, this.capacity - index * SLAB_PAGES);
+    let pages =
+      slab === undefined ? needed : Math.min(SLAB_PAGES, Math.max(needed, (2 * slab.byteLength) / PAGE_SIZE));
+    if (pages * 4 >= SLAB_PAGES) pages = SLAB_PAGES;
     const grown = new Uint8Array(pages * PAGE_SIZE);
     if (slab !== undefined) grown.set(slab);
     this.slabs[index] = grown;

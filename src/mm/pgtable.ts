@@ -144,9 +144,53 @@ export function isDeviceExclusiveEntry(pte: number): boolean {
   return isSwapPte(pte) && swapType(pte) === SWP_DEVICE_EXCLUSIVE;
 }
 
+/**
+ * is_readable_migration_entry: a migration entry for a page that may be shared (neither writable nor
+ * readable-exclusive). remove_migration_pte maps an anonymous page exclusively for every other kind.
+ */
+export function isReadableMigrationEntry(pte: number): boolean {
+  return isSwapPte(pte) && swapType(pte) === SWP_MIGRATION_READ;
+}
+
+/** is_readable_exclusive_migration_entry. */
+export function isReadableExclusiveMigrationEntry(pte: number): boolean {
+  return isSwapPte(pte) && swapType(pte) === SWP_MIGRATION_READ_EXCLUSIVE;
+}
+
+/** make_writable_migration_entry or make_readable_migration_entry, with the old PTE's young and dirty bits. */
 export function makeMigrationEntry(pfn: number, write: boolean, young = false, dirty = false): number {
   const bits = (young ? _PAGE_ACCESSED : 0) + (dirty ? _PAGE_DIRTY : 0);
   return swapEntry(write ? SWP_MIGRATION_WRITE : SWP_MIGRATION_READ, pfn, bits);
+}
+
+/**
+ * The migration entry unmapping a page installs (migrate_vma_collect_pmd, try_to_migrate_one): writable
+ * when the mapping was, else readable-exclusive when the anonymous page was exclusive to this mapping
+ * (folio_try_share_anon_rmap_pte has just cleared PageAnonExclusive; the entry carries it now), else
+ * readable. Young and dirty come from the old PTE where the era keeps them.
+ */
+export function makeUnmapMigrationEntry(
+  pfn: number,
+  write: boolean,
+  exclusive: boolean,
+  young: boolean,
+  dirty: boolean,
+): number {
+  const type = write ? SWP_MIGRATION_WRITE : exclusive ? SWP_MIGRATION_READ_EXCLUSIVE : SWP_MIGRATION_READ;
+  return swapEntry(type, pfn, (young ? _PAGE_ACCESSED : 0) + (dirty ? _PAGE_DIRTY : 0));
+}
+
+/**
+ * A migration entry made readable with its young and dirty bits kept, as copy_nonpresent_pte (fork of a
+ * COW mapping) and change_pte_range (mprotect) make it: make_readable_migration_entry(swp_offset(entry))
+ * keeps the offset, where the kernel stores those bits. `exclusive` gives the readable-exclusive kind.
+ */
+export function migrationEntryReadOnly(pte: number, exclusive: boolean): number {
+  return swapEntry(
+    exclusive ? SWP_MIGRATION_READ_EXCLUSIVE : SWP_MIGRATION_READ,
+    pteFrame(pte),
+    pte & (_PAGE_ACCESSED | _PAGE_DIRTY),
+  );
 }
 
 export function makeDevicePrivateEntry(pfn: number, write: boolean): number {

@@ -3,8 +3,8 @@
  * for file pages through their address_space; and the two rmap users migration needs, try_to_migrate
  * and remove_migration_ptes.
  *
- * Deliberate differences: the anon_vma and i_mmap locks are not modelled (the walkers here never
- * yield while looking at the VMA sets); there are no huge mappings.
+ * Deliberate differences: the anon_vma and i_mmap locks are not modelled; a walk that yields re-reads
+ * the live VMA set instead (see rmapWalk); there are no huge mappings.
  */
 import { assert, fail } from "../base/assert.js";
 import type { Kfn } from "../sched/thread.js";
@@ -17,7 +17,14 @@ import {
   mmuNotifierInvalidateRangeStart,
   notifierRange,
 } from "./mmu_notifier.js";
-import { assertPage, PG_anon, PG_anon_exclusive, PG_dirty, PG_swapbacked } from "./page.js";
+import {
+  assertPage,
+  folioMaybeDmaPinned,
+  PG_anon,
+  PG_anon_exclusive,
+  PG_dirty,
+  PG_swapbacked,
+} from "./page.js";
 import {
   _PAGE_ACCESSED,
   _PAGE_DIRTY,
@@ -25,10 +32,11 @@ import {
   _PAGE_RW,
   isDevicePrivateEntry,
   isMigrationEntry,
+  isReadableMigrationEntry,
   isWritableDevicePrivateEntry,
   isWritableMigrationEntry,
   makeDevicePrivateEntry,
-  makeMigrationEntry,
+  makeUnmapMigrationEntry,
   mkPte,
   PageTables,
   pteDirty,
@@ -100,8 +108,8 @@ export function pageMapped(k: Kernel, pfn: number): boolean {
 }
 
 /**
- * rmap_walk: the (VMA, vpn) pairs where the page could be mapped, from page->mapping and page->index.
- * The caller checks the PTE at each.
+ * rmap_walk for a thread that runs alone: the (VMA, vpn) pairs where the page could be mapped, from
+ * page->mapping and page->index. The caller checks the PTE at each and must not yield in between.
  */
 export function rmapTargets(k: Kernel, pfn: number): { vma: Vma; vpn: number }[] {
   const targets: { vma: Vma; vpn: number }[] = [];
@@ -115,6 +123,53 @@ export function rmapTargets(k: Kernel, pfn: number): { vma: Vma; vpn: number }[]
     if (vpn >= 0) targets.push({ vma, vpn });
   }
   return targets;
+}
+
+/** Walks that visit more VMAs than this have lost their way (every visit adds one VMA to `seen`). */
+const RMAP_WALK_VMAS_MAX = 1 << 20;
+
+/**
+ * rmap_walk (rmap_walk_anon / rmap_walk_file): calls `visit(vma, vpn)` for every VMA where the page
+ * could be mapped, from page->mapping and page->index; `visit` may yield, and returns false to stop the
+ * walk (rwc->rmap_one returning false).
+ *
+ * Deliberate difference: the kernel holds the anon_vma (or i_mmap) rwsem for read across the walk, so
+ * fork (anon_vma_fork), VMA splits and unlinks wait for it. hmmsim does not model that lock; instead
+ * the walk re-reads the live set of VMAs after every visit (which may yield) and takes the first VMA
+ * it has not visited, computing its vpn then. A VMA is always linked after the VMA it copies its PTEs
+ * from (fork links the child's VMA, a split its tail, mremap its new VMA, each after the original), so
+ * a PTE copied or moved during the walk lands in a VMA the walk has yet to visit, which is what the
+ * lock guarantees; unlinked VMAs and exited mms are skipped, as the lock would have kept them.
+ */
+export function* rmapWalk(k: Kernel, pfn: number, visit: (vma: Vma, vpn: number) => Kfn<boolean>): Kfn<void> {
+  const mapping = k.mappingOf(pfn);
+  if (mapping === null) return;
+  const index = k.pages.index[pfn]!;
+  const vmas = mapping instanceof AnonVma ? mapping.vmas : mapping.mmaps;
+  const seen = new Set<Vma>();
+  for (let visited = 0; visited < RMAP_WALK_VMAS_MAX; visited++) {
+    let next: Vma | null = null;
+    for (const vma of vmas) {
+      if (!seen.has(vma)) {
+        next = vma;
+        break;
+      }
+    }
+    if (next === null) return;
+    seen.add(next);
+    if (next.mm.exited) continue;
+    const vpn = next.vpnOfIndex(index);
+    if (vpn >= 0 && !(yield* visit(next, vpn))) return;
+  }
+  fail("rmap walk visited too many VMAs", () => k.pages.describe(pfn));
+}
+
+/** Whether `vma` is still one the page's rmap reaches: after a yield it may have been unlinked. */
+function stillMapped(k: Kernel, pfn: number, vma: Vma): boolean {
+  if (vma.mm.exited) return false;
+  const mapping = k.mappingOf(pfn);
+  if (mapping === null) return false;
+  return mapping instanceof AnonVma ? mapping.vmas.has(vma) : mapping.mmaps.has(vma);
 }
 
 /**
@@ -137,38 +192,68 @@ export function pteMapsPfn(pte: number, pfn: number): boolean {
 
 /**
  * try_to_migrate (TTU_MIGRATION in older kernels): replaces every PTE that maps the page with a
- * migration entry, moving its dirty bit to the page and dropping the mapping's reference and rmap.
- * Each VMA's range is invalidated (MMU_NOTIFY_CLEAR) first. Takes each PTE table's lock.
+ * migration entry (try_to_migrate_one for each VMA of the rmap walk), moving its dirty bit to the page
+ * and dropping the mapping's reference and rmap. Each VMA's range is invalidated (MMU_NOTIFY_CLEAR)
+ * first. Takes each PTE table's lock. The caller sees whether the page is still mapped (page_mapped).
  */
 export function* tryToMigrate(k: Kernel, pfn: number): Kfn<void> {
   const pages = k.pages;
   assertPage(pages.refcount[pfn]! > 0, "unmapping a free page", pages, pfn);
-  for (const { vma, vpn } of rmapTargets(k, pfn)) {
-    const mm = vma.mm;
-    const table = k.pt.lookupTable(mm.root, vpn);
-    if (table < 0) continue;
-    const notify = hasNotifiers(mm, vpn, vpn + 1);
-    const range = notify ? notifierRange(mm, vma, vpn, vpn + 1, MMU_NOTIFY_CLEAR) : null;
-    if (range !== null) yield* mmuNotifierInvalidateRangeStart(k, range);
+  yield* rmapWalk(k, pfn, (vma, vpn) => tryToMigrateOne(k, pfn, vma, vpn));
+}
+
+/** try_to_migrate_one for the PTE at vpn of vma; false stops the walk (the page stays mapped there). */
+function* tryToMigrateOne(k: Kernel, pfn: number, vma: Vma, vpn: number): Kfn<boolean> {
+  const mm = vma.mm;
+  if (k.pt.lookupTable(mm.root, vpn) < 0) return true;
+  const range = hasNotifiers(mm, vpn, vpn + 1)
+    ? notifierRange(mm, vma, vpn, vpn + 1, MMU_NOTIFY_CLEAR)
+    : null;
+  if (range !== null) yield* mmuNotifierInvalidateRangeStart(k, range);
+  let unmapped = true;
+  // Page tables go only when their mm exits, which stillMapped rules out after every yield.
+  const table = stillMapped(k, pfn, vma) ? k.pt.lookupTable(mm.root, vpn) : -1;
+  if (table >= 0) {
     if (k.sched.contended || !k.ptl.tryLock(table)) yield* k.ptl.lock(table);
-    const slot = PageTables.slot(table, vpn);
-    const pte = k.pt.entries[slot]!;
-    if (pteMapsPfn(pte, pfn)) {
-      let entry: number;
-      if (ptePresent(pte)) {
-        if (pteDirty(pte)) pages.set(pfn, PG_dirty);
-        entry = makeMigrationEntry(pfn, pteWrite(pte), pteYoung(pte), pteDirty(pte));
-      } else {
-        // 4.14's try_to_unmap_one made a device page's entry read-only (make_migration_entry(page, 0)).
-        entry = makeMigrationEntry(pfn, k.protocol === "modern" && isWritableDevicePrivateEntry(pte));
-      }
-      k.pt.entries[slot] = entry;
-      pageRemoveRmap(k, pfn, vma);
-      pages.putStructural(pfn);
-    }
+    if (stillMapped(k, pfn, vma))
+      unmapped = unmapForMigrationLocked(k, pfn, vma, PageTables.slot(table, vpn));
     k.ptl.unlock(table);
-    if (range !== null) mmuNotifierInvalidateRangeEnd(k, range);
   }
+  if (range !== null) mmuNotifierInvalidateRangeEnd(k, range);
+  return unmapped;
+}
+
+/**
+ * try_to_migrate_one's work on one PTE, under its table's lock: the migration entry replaces a present
+ * PTE or a device-private entry that maps the page. An exclusive anonymous page stops being exclusive
+ * (folio_try_share_anon_rmap_pte) and the entry records that it was (readable-exclusive, or writable);
+ * today's kernel leaves a page that may be DMA-pinned mapped instead (returns false). hmmsim keeps
+ * PG_anon_exclusive in every era as its rule for reusing a page on a write fault, so every era moves
+ * it into the entry.
+ */
+function unmapForMigrationLocked(k: Kernel, pfn: number, vma: Vma, slot: number): boolean {
+  const pages = k.pages;
+  const pte = k.pt.entries[slot]!;
+  if (!pteMapsPfn(pte, pfn)) return true;
+  const exclusive = pages.isAnon(pfn) && pages.has(pfn, PG_anon_exclusive);
+  if (exclusive) {
+    // Device-private pages cannot be pinned, so sharing them always succeeds.
+    if (k.protocol === "modern" && !pages.isZoneDevice(pfn) && folioMaybeDmaPinned(pages, pfn)) return false;
+    pages.clear(pfn, PG_anon_exclusive);
+  }
+  let entry: number;
+  if (ptePresent(pte)) {
+    if (pteDirty(pte)) pages.set(pfn, PG_dirty);
+    entry = makeUnmapMigrationEntry(pfn, pteWrite(pte), exclusive, pteYoung(pte), pteDirty(pte));
+  } else {
+    // 4.14's try_to_unmap_one made a device page's entry read-only (make_migration_entry(page, 0)).
+    const write = k.protocol === "modern" && isWritableDevicePrivateEntry(pte);
+    entry = makeUnmapMigrationEntry(pfn, write, exclusive, false, false);
+  }
+  k.pt.entries[slot] = entry;
+  pageRemoveRmap(k, pfn, vma);
+  pages.putStructural(pfn);
+  return true;
 }
 
 /**
@@ -180,13 +265,14 @@ export function* tryToMigrate(k: Kernel, pfn: number): Kfn<void> {
 export function* removeMigrationPtes(k: Kernel, src: number, dst: number): Kfn<void> {
   const pages = k.pages;
   assertPage(pages.refcount[dst]! > 0, "remapping to a free page", pages, dst);
-  for (const { vma, vpn } of rmapTargets(k, dst)) {
+  yield* rmapWalk(k, dst, function* (vma, vpn) {
     const table = k.pt.lookupTable(vma.mm.root, vpn);
-    if (table < 0) continue;
+    if (table < 0) return true;
     if (k.sched.contended || !k.ptl.tryLock(table)) yield* k.ptl.lock(table);
-    remapMigrationEntry(k, src, dst, vma, PageTables.slot(table, vpn));
+    if (stillMapped(k, dst, vma)) remapMigrationEntry(k, src, dst, vma, PageTables.slot(table, vpn));
     k.ptl.unlock(table);
-  }
+    return true;
+  });
 }
 
 /**
@@ -293,6 +379,9 @@ function remapMigrationEntry(k: Kernel, src: number, dst: number, vma: Vma, slot
   const write = isWritableMigrationEntry(pte) && (vma.flags & VM_WRITE) !== 0;
   pages.getStructural(dst);
   pageAddRmap(k, dst, vma);
+  // folio_add_anon_rmap_pte with RMAP_EXCLUSIVE for every entry but a readable one: exclusivity comes
+  // back from the entry, never from the old page (folio_migrate_flags does not carry it).
+  if (pages.isAnon(dst) && !isReadableMigrationEntry(pte)) pages.set(dst, PG_anon_exclusive);
   k.pt.entries[slot] = pages.isZoneDevice(dst)
     ? makeDevicePrivateEntry(dst, write)
     : presentPteFromMigration(k, pte, dst, vma, write);

@@ -31,7 +31,8 @@ export class LruState {
   }
 }
 
-function pageLruList(k: Kernel, pfn: number): number {
+/** folio_lru_list: the list a page belongs on, from PG_swapbacked and PG_active. */
+export function pageLruList(k: Kernel, pfn: number): number {
   const file = !k.pages.has(pfn, PG_swapbacked);
   const active = k.pages.has(pfn, PG_active);
   return (file ? LRU_INACTIVE_FILE : LRU_INACTIVE_ANON) + (active ? 1 : 0);

@@ -5,7 +5,7 @@
  */
 import { assert, fail } from "../base/assert.js";
 import type { Scheduler } from "./scheduler.js";
-import { BLOCKED, type Kfn, PREEMPT, type Thread, type Waitable } from "./thread.js";
+import { BLOCKED, type Kfn, PREEMPT, type Thread, type TrackedLocks, type Waitable } from "./thread.js";
 
 /** Threads asleep on one event, woken all at once (the kernel's wake_up_all on a wait_queue_head). */
 export class WaitQueue {
@@ -36,14 +36,29 @@ export class WaitQueue {
  * A lock with one holder: `spinlock_t` (kind "spin") or `struct mutex` (kind "mutex"). Both sleep in
  * the model; the kind only names it in reports.
  */
-export class Lock implements Waitable {
+export class Lock implements Waitable, TrackedLocks {
   private holder: Thread | null = null;
   private readonly waiters = new WaitQueue();
 
   constructor(
     private readonly sched: Scheduler,
     private readonly label: string,
-  ) {}
+  ) {
+    sched.trackLocks(this);
+  }
+
+  releaseHeldBy(thread: Thread): string[] {
+    if (this.holder !== thread) return [];
+    this.holder = null;
+    this.waiters.wakeAll(this.sched);
+    return [this.label];
+  }
+
+  heldByGoneThreads(): string[] {
+    return this.holder === null || this.holder.live
+      ? []
+      : [`${this.label} held by ${this.holder}, which no longer runs`];
+  }
 
   describe(): string {
     return this.label;
@@ -93,7 +108,7 @@ export class Lock implements Waitable {
  * `struct rw_semaphore` (mmap_lock). Readers share; a writer excludes all. A reader arriving while a
  * writer waits queues behind it, as the kernel's rwsem does to keep writers from starving.
  */
-export class RwSem implements Waitable {
+export class RwSem implements Waitable, TrackedLocks {
   private writer: Thread | null = null;
   private readonly readers: Thread[] = [];
   private writersWaiting = 0;
@@ -102,7 +117,29 @@ export class RwSem implements Waitable {
   constructor(
     private readonly sched: Scheduler,
     private readonly label: string,
-  ) {}
+  ) {
+    sched.trackLocks(this);
+  }
+
+  releaseHeldBy(thread: Thread): string[] {
+    const released: string[] = [];
+    if (this.writer === thread) {
+      this.writer = null;
+      released.push(`${this.label} (write)`);
+    }
+    const index = this.readers.indexOf(thread);
+    if (index >= 0) {
+      this.readers.splice(index, 1);
+      released.push(`${this.label} (read)`);
+    }
+    if (released.length > 0) this.waiters.wakeAll(this.sched);
+    return released;
+  }
+
+  heldByGoneThreads(): string[] {
+    const gone = this.holders().filter((holder) => !holder.live);
+    return gone.map((holder) => `${this.label} held by ${holder}, which no longer runs`);
+  }
 
   describe(): string {
     return this.label;
@@ -214,14 +251,36 @@ export class KeyedWaitQueues {
 /**
  * A table of locks indexed by number, each with a holder: split page-table locks, one per PTE table.
  */
-export class LockTable {
+export class LockTable implements TrackedLocks {
   private readonly holderByKey: (Thread | null)[] = [];
   private readonly waiters = new KeyedWaitQueues();
 
   constructor(
     private readonly sched: Scheduler,
     private readonly label: string,
-  ) {}
+  ) {
+    sched.trackLocks(this);
+  }
+
+  releaseHeldBy(thread: Thread): string[] {
+    const released: string[] = [];
+    this.holderByKey.forEach((holder, key) => {
+      if (holder !== thread) return;
+      this.holderByKey[key] = null;
+      if (this.waiters.hasWaiters(key)) this.waiters.wakeAll(key, this.sched);
+      released.push(`${this.label} ${key}`);
+    });
+    return released;
+  }
+
+  heldByGoneThreads(): string[] {
+    const lines: string[] = [];
+    this.holderByKey.forEach((holder, key) => {
+      if (holder !== null && !holder.live)
+        lines.push(`${this.label} ${key} held by ${holder}, which no longer runs`);
+    });
+    return lines;
+  }
 
   holderOf(key: number): Thread | null {
     return this.holderByKey[key] ?? null;

@@ -5,7 +5,7 @@
  */
 import { assert } from "../base/assert.js";
 import { KernelError } from "../base/errno.js";
-import { BLOCKED, type Kfn, Thread, type Waitable } from "./thread.js";
+import { BLOCKED, type Kfn, Thread, type TrackedLocks, type Waitable } from "./thread.js";
 
 /** Picks the index, in `runnable` (ordered by thread id), of the thread that runs next. */
 export type Chooser = (runnable: readonly Thread[], choiceIndex: number) => number;
@@ -39,15 +39,23 @@ export class DeadlockError extends Error {
   }
 }
 
-/** A thread threw: the error is wrapped with the thread and the schedule that led to it. */
+/**
+ * A thread threw: the error is wrapped with the thread, the schedule that led to it, and the locks the
+ * scheduler released for it (a failed thread releases everything it held, so that the rest of the
+ * system stays usable and the checker can look at it).
+ */
 export class ThreadFailure extends Error {
   override readonly name = "ThreadFailure";
   constructor(
     readonly thread: Thread,
     override readonly cause: unknown,
     readonly schedule: readonly number[],
+    readonly released: readonly string[] = [],
   ) {
-    super(`${thread} failed: ${cause instanceof Error ? cause.message : String(cause)}`);
+    super(
+      `${thread} failed: ${cause instanceof Error ? cause.message : String(cause)}` +
+        (released.length === 0 ? "" : ` (released: ${released.join(", ")})`),
+    );
   }
 }
 
@@ -74,6 +82,8 @@ export class Scheduler {
   stepsTaken = 0;
   /** Live threads; when it is 1 a scheduling point has nothing to decide and is skipped. */
   liveCount = 0;
+  /** Every kind of lock that registered (see TrackedLocks), in registration order. */
+  private readonly trackedLocks: TrackedLocks[] = [];
 
   constructor(options: SchedulerOptions = {}) {
     this.chooser = options.chooser ?? firstRunnable;
@@ -82,6 +92,24 @@ export class Scheduler {
     assert(Number.isInteger(this.cpus) && this.cpus >= 1 && this.cpus <= 256, "cpus must be 1 to 256", () =>
       String(options.cpus),
     );
+  }
+
+  /** Registers locks whose holders the scheduler releases when a thread fails, and reports when gone. */
+  trackLocks(locks: TrackedLocks): void {
+    this.trackedLocks.push(locks);
+  }
+
+  /** One line per tracked lock held by a thread that has finished or failed. */
+  locksHeldByGoneThreads(): string[] {
+    const lines: string[] = [];
+    for (const locks of this.trackedLocks) lines.push(...locks.heldByGoneThreads());
+    return lines;
+  }
+
+  private releaseHeldBy(thread: Thread): string[] {
+    const released: string[] = [];
+    for (const locks of this.trackedLocks) released.push(...locks.releaseHeldBy(thread));
+    return released;
   }
 
   setChooser(chooser: Chooser): void {
@@ -223,7 +251,8 @@ export class Scheduler {
       this.liveCount--;
       this.liveById.delete(thread.id);
       this.running = null;
-      throw new ThreadFailure(thread, error, [...this.schedule]);
+      const released = this.releaseHeldBy(thread);
+      throw new ThreadFailure(thread, error, [...this.schedule], released);
     } finally {
       this.running = null;
     }

@@ -22,6 +22,18 @@ export interface Waitable {
 
 export type ThreadState = "runnable" | "blocked" | "done" | "failed";
 
+/**
+ * A kind of lock the scheduler keeps track of, so that what a failed thread held can be released and
+ * what a finished thread still holds can be reported (the kernel's lockdep does the latter: "lock held
+ * when returning to user space").
+ */
+export interface TrackedLocks {
+  /** Releases, waking its waiters, everything `thread` holds here; one line per lock released. */
+  releaseHeldBy(thread: Thread): string[];
+  /** One line per lock held by a thread that is no longer live. */
+  heldByGoneThreads(): string[];
+}
+
 export class Thread {
   state: ThreadState = "runnable";
   /** What the thread sleeps on while blocked. */

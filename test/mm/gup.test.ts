@@ -1,6 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { AssertionError } from "../../src/base/assert.js";
-import { EFAULT, EINVAL } from "../../src/base/errno.js";
+import { EFAULT } from "../../src/base/errno.js";
 import { PAGE_SIZE } from "../../src/base/units.js";
 import { FOLL_GET, getUserPages, putUserPage } from "../../src/mm/gup.js";
 import { GUP_PIN_COUNTING_BIAS } from "../../src/mm/memory.js";
@@ -11,6 +10,7 @@ import { pteFrame, pteWrite } from "../../src/mm/pgtable.js";
 import type { Kfn } from "../../src/sched/thread.js";
 import { System } from "../../src/system.js";
 import { drain, inThread, kernelError, pageOf, pfnAt, pteAt, smallSystem } from "./helpers.js";
+import { expectFailsUnchanged } from "./syscall-state.js";
 
 const P = PAGE_SIZE;
 
@@ -113,7 +113,6 @@ describe("pin_user_pages", () => {
     const addr = proc.mmap(P, { prot: PROT_READ });
     expect(kernelError(() => proc.pinPages(addr, 1, true)).errno).toBe(EFAULT);
     expect(kernelError(() => proc.pinPages(addr + 64 * P, 1, false)).errno).toBe(EFAULT);
-    expect(kernelError(() => proc.pinPages(addr + 1, 1, false)).errno).toBe(EINVAL);
     expect(system.gup.pins.size).toBe(0);
     expect(system.checkInvariants()).toEqual([]);
   });
@@ -129,12 +128,71 @@ describe("pin_user_pages", () => {
     proc.unpinPages(pfns);
   });
 
-  it("unpinning a page that is not pinned is a bug", () => {
+  it("unpinning a page that is not pinned is EINVAL and unpins nothing (the kernel would corrupt it)", () => {
     const system = smallSystem();
     const proc = system.spawn();
-    const addr = proc.mmap(P);
+    const addr = proc.mmap(2 * P);
     proc.writeU32(addr, 1);
-    expect(() => proc.unpinPages([pfnAt(proc, addr)])).toThrow(AssertionError);
+    proc.writeU32(addr + P, 2);
+    const [pinned] = proc.pinPages(addr, 1, true);
+    const other = pfnAt(proc, addr + P);
+    expectFailsUnchanged(system, "EINVAL", () => proc.unpinPages([other]), "never pinned");
+    // All or nothing: the pinned entry is not unpinned when another entry is bad.
+    expectFailsUnchanged(system, "EINVAL", () => proc.unpinPages([pinned!, other]), "one good, one bad");
+    // One pin, two unpins.
+    expectFailsUnchanged(system, "EINVAL", () => proc.unpinPages([pinned!, pinned!]), "twice");
+    for (const bad of [Number.NaN, 1.5, -1, "7", 7n, null]) {
+      expectFailsUnchanged(system, "EINVAL", () => proc.unpinPages([bad as number]), `entry ${String(bad)}`);
+    }
+    expectFailsUnchanged(system, "EFAULT", () => proc.unpinPages(null as never), "not an array");
+    expectFailsUnchanged(system, "EFAULT", () => proc.unpinPages("12" as never), "a string");
+    proc.unpinPages([pinned!]);
+    expect(system.gup.pins.size).toBe(0);
+    expect(system.checkInvariants()).toEqual([]);
+  });
+});
+
+describe("pin_user_pages arguments, as __get_user_pages takes them", () => {
+  it("an unaligned address pins the page that holds it; a count of 0 pins nothing", () => {
+    const system = smallSystem();
+    const proc = system.spawn();
+    const addr = proc.mmap(2 * P);
+    proc.write(addr, pageOf(1, 2));
+    expect(proc.pinPages(addr + 1, 0, false)).toEqual([]);
+    const pfns = proc.pinPages(addr + P + 17, 1, false);
+    expect(pfns).toEqual([pfnAt(proc, addr + P)]);
+    proc.unpinPages(pfns);
+    expect(system.checkInvariants()).toEqual([]);
+  });
+
+  it("a count beyond the VMA pins up to its end and returns the short count, as the kernel's does", () => {
+    const system = smallSystem();
+    const proc = system.spawn();
+    const addr = proc.mmap(3 * P);
+    // 2^53 + 2 is an exact unsigned long; -1 is 2^64 - 1: both run into the end of the VMA.
+    for (const count of [2 ** 53 + 2, -1, 2 ** 63]) {
+      const pfns = proc.pinPages(addr, count, true);
+      expect(pfns, String(count)).toHaveLength(3);
+      proc.unpinPages(pfns);
+    }
+    expect(system.gup.pins.size).toBe(0);
+    expect(system.checkInvariants()).toEqual([]);
+  });
+
+  it("values no register holds, and a write flag that is not a boolean, are EINVAL and pin nothing", () => {
+    const system = smallSystem();
+    const proc = system.spawn();
+    const addr = proc.mmap(2 * P);
+    proc.write(addr, pageOf(1, 2));
+    for (const bad of [Number.NaN, 1.5, Number.POSITIVE_INFINITY, 2 ** 64, 4096n, "1", null, undefined]) {
+      const v = bad as number;
+      expectFailsUnchanged(system, "EINVAL", () => proc.pinPages(addr, v, true), `count ${String(bad)}`);
+      expectFailsUnchanged(system, "EINVAL", () => proc.pinPages(v, 1, true), `addr ${String(bad)}`);
+    }
+    expectFailsUnchanged(system, "EINVAL", () => proc.pinPages(addr, 1, 1 as never), "write 1");
+    // An address above user space (a negative one) has no VMA: EFAULT.
+    expectFailsUnchanged(system, "EFAULT", () => proc.pinPages(-P, 1, false), "negative address");
+    expectFailsUnchanged(system, "EFAULT", () => proc.pinPages(2 ** 60, 1, false), "2^60");
   });
 });
 

@@ -121,7 +121,7 @@ describe("invalidation events", () => {
     proc.madvise(BASE + 3 * P, P, MADV_DONTNEED);
     expect(low.heard).toEqual([]);
     expect(high.heard).toHaveLength(1);
-    mmuIntervalNotifierRemove(high.sub);
+    inThread(system, mmuIntervalNotifierRemove(system.kernel, high.sub));
     expect(high.sub.removed).toBe(true);
     proc.munmap(BASE, 4 * P);
     expect(high.heard).toHaveLength(1);
@@ -261,6 +261,75 @@ describe("a notifier inserted during an invalidation", () => {
       })(),
     );
     expect(box.late!.heard.map((h) => h.event)).toEqual(["CLEAR"]);
-    mmuIntervalNotifierRemove(box.late!.sub);
+    inThread(system, mmuIntervalNotifierRemove(k, box.late!.sub));
+  });
+});
+
+describe("mmu_interval_notifier_remove", () => {
+  // mmu_interval_notifier_remove: during an invalidation the subscription goes on the deferred list and
+  // the caller waits until invalidate_seq moves (mn_itree_inv_end), so no callback runs after it returns.
+  it("waits for an invalidation in progress to end, which may still call the subscription", () => {
+    const system = smallSystem();
+    const proc = system.spawn();
+    mapFixed(proc, BASE, 2);
+    const { sub, heard } = listen(proc, BASE, 2);
+    const k = system.kernel;
+    const vma = proc.mm.vmas[0]!;
+    const log: string[] = [];
+    k.sched.setChooser((runnable, i) => i % runnable.length);
+    k.sched.spawn(
+      "invalidator",
+      (function* (): Kfn<void> {
+        const outer = notifierRange(proc.mm, vma, vma.start, vma.end, MMU_NOTIFY_CLEAR);
+        yield* mmuNotifierInvalidateRangeStart(k, outer);
+        for (let i = 0; i < 4; i++) yield PREEMPT;
+        // Another invalidation inside the window still reaches the subscription being removed.
+        const inner = notifierRange(proc.mm, vma, vma.start, vma.start + 1, MMU_NOTIFY_CLEAR);
+        yield* mmuNotifierInvalidateRangeStart(k, inner);
+        mmuNotifierInvalidateRangeEnd(k, inner);
+        log.push("end");
+        mmuNotifierInvalidateRangeEnd(k, outer);
+      })(),
+    );
+    k.sched.spawn(
+      "remover",
+      (function* (): Kfn<void> {
+        yield PREEMPT;
+        yield* mmuIntervalNotifierRemove(k, sub);
+        log.push("removed");
+      })(),
+    );
+    k.sched.runAll();
+    expect(log).toEqual(["end", "removed"]);
+    expect(heard).toHaveLength(2);
+    expect(sub.removed).toBe(true);
+    expect(proc.mm.notifiers).not.toContain(sub);
+    proc.munmap(BASE, 2 * P);
+    expect(heard).toHaveLength(2);
+  });
+
+  it("drops at once a subscription inserted during the invalidation and not yet linked", () => {
+    const system = smallSystem();
+    const proc = system.spawn();
+    mapFixed(proc, BASE, 2);
+    const k = system.kernel;
+    const vma = proc.mm.vmas[0]!;
+    const log: string[] = [];
+    inThread(
+      system,
+      (function* (): Kfn<void> {
+        const range = notifierRange(proc.mm, vma, vma.start, vma.end, MMU_NOTIFY_CLEAR);
+        yield* mmuNotifierInvalidateRangeStart(k, range);
+        const late = listen(proc, BASE, 2);
+        yield* mmuIntervalNotifierRemove(k, late.sub);
+        log.push("removed");
+        expect(late.sub.removed).toBe(true);
+        mmuNotifierInvalidateRangeEnd(k, range);
+        log.push("end");
+      })(),
+    );
+    expect(log).toEqual(["removed", "end"]);
+    expect(proc.mm.notifiers).toHaveLength(0);
+    expect(proc.mm.deferredNotifiers).toHaveLength(0);
   });
 });

@@ -14,9 +14,11 @@
  * - a private file page shows the file (including later writes through shared mappings and pwrite) until
  *   the process writes it, after which it has its own copy;
  * - mremap moves contents; munmap of unmapped ranges succeeds; MAP_FIXED replaces what it overlaps,
- *   MAP_FIXED_NOREPLACE fails with EEXIST; mprotect over a hole fails with ENOMEM; mremap of an
- *   unmapped old address fails with EFAULT; reading PROT_NONE or unmapped memory and writing read-only
- *   memory raise SIGSEGV.
+ *   MAP_FIXED_NOREPLACE fails with EEXIST; mprotect over a hole fails with ENOMEM after changing the
+ *   VMAs before the hole (do_mprotect_pkey's walk) and leaves VMAs whose protection does not change
+ *   unsplit; mremap of an unmapped old address fails with EFAULT, a shrink may cross VMAs, and a
+ *   MREMAP_FIXED move of the same size moves every VMA in the range (remap_move); reading PROT_NONE
+ *   or unmapped memory and writing read-only memory raise SIGSEGV.
  *
  * Accesses past the end of a file or of a shared anonymous object (possible after mremap grows a shared
  * mapping) raise SIGBUS in Linux; the model does not check the file size there, so the test skips them.
@@ -48,10 +50,12 @@ import {
   Identities,
   isolate,
   type Kind,
+  movePages,
   PAGE,
   type PageMap,
   pastEnd,
   pattern,
+  protect,
   type RefPage,
   type SharedObject,
   unmap,
@@ -94,8 +98,17 @@ class Reference {
     isolate(this.ids, ref.pages, start, end);
   }
 
+  /** mprotect_fixup over [start, end), all mapped (surface/pages.ts protect). */
+  protect(ref: RefProcess, start: number, end: number, prot: number): void {
+    protect(this.ids, ref.pages, start, end, prot);
+  }
+
   unmap(ref: RefProcess, start: number, end: number): void {
     unmap(this.ids, ref.pages, start, end);
+  }
+
+  move(ref: RefProcess, oldStart: number, moved: number, newStart: number, newPages: number): void {
+    movePages(this.ids, ref.pages, oldStart, moved, newStart, newPages);
   }
 
   static vmaAt(ref: RefProcess, vpn: number): { start: number; end: number; id: number } | null {
@@ -387,11 +400,14 @@ class Run {
           call();
           return "ok";
         }
-        if (!Reference.fullyMapped(rp, start, end)) return expectFailure(what, "ENOMEM", call);
-        call();
-        this.ref.isolate(rp, start, end);
-        for (let vpn = start; vpn < end; vpn++) rp.pages.get(vpn)!.prot = op.prot;
-        return "ok";
+        // The walk changes the VMAs up to the first hole, then reports it with ENOMEM.
+        let mappedEnd = start;
+        while (mappedEnd < end && rp.pages.has(mappedEnd)) mappedEnd++;
+        const hole = mappedEnd < end;
+        if (hole) expectFailure(what, "ENOMEM", call);
+        else call();
+        this.ref.protect(rp, start, mappedEnd, op.prot);
+        return hole ? "ENOMEM" : "ok";
       }
       case "mremap":
         return this.mremap(op, what);
@@ -521,15 +537,19 @@ class Run {
     if (fixed && toStart < oldStart + oldPages && oldStart < toStart + op.newPages) {
       return expectFailure(what, "EINVAL", () => call(oldStart * PAGE));
     }
+    if (fixed && oldPages === op.newPages) return this.remapMove(rp, oldStart, oldPages, toStart, what, call);
     const vma = Reference.vmaAt(rp, oldStart);
-    if (vma === null || oldStart + oldPages > vma.end) {
-      return expectFailure(what, "EFAULT", () => call(oldStart * PAGE));
-    }
+    if (vma === null) return expectFailure(what, "EFAULT", () => call(oldStart * PAGE));
     const oldEnd = oldStart + oldPages;
     if (!fixed && op.newPages <= oldPages) {
-      expect(call(oldStart * PAGE), `${what}: shrink in place`).toBe(oldStart * PAGE);
+      // check_prep_vma asks nothing more of a remap that neither grows nor moves: a shrink may cross VMAs.
+      expect(call(oldStart * PAGE), `${what}: resize in place`).toBe(oldStart * PAGE);
       ref.unmap(rp, oldStart + op.newPages, oldEnd);
-      return "shrunk";
+      return op.newPages < oldPages ? "shrunk" : "same";
+    }
+    // What must lie in the VMA: the old range, or for a shrink the part that stays.
+    if (oldStart + Math.min(oldPages, op.newPages) > vma.end) {
+      return expectFailure(what, "EFAULT", () => call(oldStart * PAGE));
     }
     const newEnd = oldStart + op.newPages;
     if (!fixed && oldEnd === vma.end && !Reference.anyMapped(rp, vma.end, newEnd)) {
@@ -557,22 +577,53 @@ class Run {
     }
     const moved = Math.min(oldPages, op.newPages);
     if (op.newPages < oldPages) ref.unmap(rp, oldStart + op.newPages, oldEnd);
-    ref.isolate(rp, oldStart, oldStart + moved);
-    const id = ref.newVmaId();
-    const movedPages: RefPage[] = [];
-    for (let i = 0; i < moved; i++) {
-      movedPages.push(rp.pages.get(oldStart + i)!);
-      rp.pages.delete(oldStart + i);
-    }
-    movedPages.forEach((page, i) => {
-      page.vma = id;
-      rp.pages.set(newStart + i, page);
-    });
-    const last = movedPages[moved - 1]!;
-    for (let i = moved; i < op.newPages; i++) {
-      rp.pages.set(newStart + i, { ...last, pgoff: last.pgoff + (i - (moved - 1)), own: null });
-    }
+    this.movePages(rp, oldStart, moved, newStart, op.newPages);
     return fixed ? "moved-fixed" : "moved";
+  }
+
+  /**
+   * remap_move: a MREMAP_FIXED move of the same size moves each VMA piece of the old range to the same
+   * offset from the target (unmapping only what each piece lands on), keeping the gaps; EFAULT when the
+   * range starts unmapped.
+   */
+  private remapMove(
+    rp: RefProcess,
+    oldStart: number,
+    pages: number,
+    toStart: number,
+    what: string,
+    call: (oldAddr: number) => number,
+  ): string {
+    if (!rp.pages.has(oldStart)) return expectFailure(what, "EFAULT", () => call(oldStart * PAGE));
+    expect(call(oldStart * PAGE), `${what}: MREMAP_FIXED address`).toBe(toStart * PAGE);
+    let vpn = oldStart;
+    let pieces = 0;
+    while (vpn < oldStart + pages) {
+      if (!rp.pages.has(vpn)) {
+        vpn++;
+        continue;
+      }
+      const id = rp.pages.get(vpn)!.vma;
+      let pieceEnd = vpn;
+      while (pieceEnd < oldStart + pages && rp.pages.get(pieceEnd)?.vma === id) pieceEnd++;
+      const target = toStart + (vpn - oldStart);
+      this.ref.unmap(rp, target, target + (pieceEnd - vpn));
+      this.movePages(rp, vpn, pieceEnd - vpn, target, pieceEnd - vpn);
+      pieces++;
+      vpn = pieceEnd;
+    }
+    return pieces > 1 ? "moved-vmas" : "moved-fixed";
+  }
+
+  /** move_vma (surface/pages.ts movePages). */
+  private movePages(
+    rp: RefProcess,
+    oldStart: number,
+    moved: number,
+    newStart: number,
+    newPages: number,
+  ): void {
+    this.ref.move(rp, oldStart, moved, newStart, newPages);
   }
 
   /** The pages [first, last] of an access, or a reason it must fault or be skipped. */

@@ -3,14 +3,19 @@
  * -EINVAL (or the command's errno) and changes nothing.
  */
 import { describe, expect, it } from "vitest";
-import { EINVAL } from "../../src/base/errno.js";
+import { EINVAL, KernelError } from "../../src/base/errno.js";
+import { TASK_SIZE } from "../../src/base/units.js";
 import { HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL, HMM_DMIRROR_PROT_WRITE } from "../../src/drivers/dmirror.js";
 import { type MigrateVmaArgs, migrateVmaFinalize, migrateVmaSetup } from "../../src/mm/migrate_device.js";
 import { MIGRATE_VMA_SELECT_SYSTEM } from "../../src/mm/migrate_pfn.js";
 import { type MigrateVmaOps, migrateVma } from "../../src/mm/migrate_vma.js";
 import { VM_HUGETLB, VM_IO, VM_MIXEDMAP, VM_PFNMAP, Vma } from "../../src/mm/mm_types.js";
-import { MAP_ANONYMOUS, MAP_SHARED, PROT_NONE } from "../../src/mm/mmap.js";
+import { MADV_DONTNEED, MAP_ANONYMOUS, MAP_SHARED, PROT_NONE } from "../../src/mm/mmap.js";
+import { NoBytesError } from "../../src/mm/page_store.js";
+import { SignalError } from "../../src/process.js";
 import type { Kfn } from "../../src/sched/thread.js";
+import { System } from "../../src/system.js";
+import { expectFailsUnchanged, stateOf } from "../mm/syscall-state.js";
 import { errorCode, P, PROTOCOLS, pfnAt, type Setup, setup } from "./helpers.js";
 
 const NPAGES = 4;
@@ -239,4 +244,159 @@ for (const protocol of PROTOCOLS) {
       expectUntouched(s, addr);
     });
   });
+}
+
+/**
+ * The Process surface: every argument passes through the C ABI of src/base/abi.ts, CPU accesses answer
+ * as the MMU does, and an exited process answers ESRCH. Every failure is a KernelError (SignalError is
+ * one) and changes nothing.
+ */
+describe("Process arguments: CPU accesses", () => {
+  function mapped() {
+    const system = new System({ ram: "16MiB" });
+    const proc = system.spawn();
+    const addr = proc.mmap(2 * P);
+    proc.write(addr, new Uint8Array(2 * P).fill(9));
+    return { system, proc, addr };
+  }
+
+  it("a zero-length access touches nothing and succeeds wherever it points", () => {
+    const { system, proc } = mapped();
+    const before = stateOf(system);
+    for (const at of [0, 0x1000, -P, 2 ** 60, TASK_SIZE]) {
+      expect(proc.read(at, 0)).toEqual(new Uint8Array(0));
+      proc.write(at, new Uint8Array(0));
+    }
+    proc.touch(0, 0, true);
+    proc.fillPages(0, 0, 1);
+    expect(proc.checkPages(0, 0, 1)).toEqual([]);
+    expect(stateOf(system)).toEqual(before);
+  });
+
+  it("an access that leaves user space is SIGSEGV at the first byte outside, before anything faults", () => {
+    const { system, proc, addr } = mapped();
+    // -1 bytes is 2^64 - 1: the read runs past the mapping (and past user space) and faults at its end.
+    const past = signal(() => proc.read(addr, -1));
+    expect([past.signal, past.address]).toEqual(["SIGSEGV", addr + 2 * P]);
+    const below = signal(() => proc.read(-P, 8));
+    expect([below.signal, below.address]).toEqual(["SIGSEGV", -P]);
+    expectFailsUnchanged(system, "SIGSEGV", () => proc.read(addr, 2 ** 33), "8 GiB over 2 pages");
+    expectFailsUnchanged(system, "SIGSEGV", () => proc.touch(addr, 2 ** 60, true), "touch 2^60 pages");
+    expectFailsUnchanged(system, "SIGSEGV", () => proc.fillPages(addr, -1, 1), "fillPages -1 pages");
+  });
+
+  it("a read longer than MAX_RW_COUNT of mapped memory is ENOMEM (hmmsim's own limit), not a RangeError", () => {
+    const system = new System({ ram: "16MiB" });
+    const proc = system.spawn();
+    const addr = proc.mmap(2 ** 33);
+    expectFailsUnchanged(system, "ENOMEM", () => proc.read(addr, 2 ** 33), "8 GiB read");
+    expectFailsUnchanged(system, "ENOMEM", () => proc.read(addr, 0x7ffff000 + 1), "MAX_RW_COUNT + 1");
+  });
+
+  it("values no register holds are EINVAL; a buffer that is not a Uint8Array is EFAULT", () => {
+    const { system, proc, addr } = mapped();
+    for (const bad of [Number.NaN, 1.5, Number.POSITIVE_INFINITY, 2 ** 64, 8n, "8", null, undefined]) {
+      const v = bad as number;
+      expectFailsUnchanged(system, "EINVAL", () => proc.read(v, 1), `read at ${String(bad)}`);
+      expectFailsUnchanged(system, "EINVAL", () => proc.read(addr, v), `read ${String(bad)} bytes`);
+      expectFailsUnchanged(
+        system,
+        "EINVAL",
+        () => proc.write(v, new Uint8Array(1)),
+        `write at ${String(bad)}`,
+      );
+      expectFailsUnchanged(system, "EINVAL", () => proc.writeU32(addr, v), `writeU32 ${String(bad)}`);
+      expectFailsUnchanged(system, "EINVAL", () => proc.touch(addr, v, false), `touch ${String(bad)} pages`);
+      expectFailsUnchanged(
+        system,
+        "EINVAL",
+        () => proc.fillPages(addr, 1, v),
+        `fillPages seed ${String(bad)}`,
+      );
+    }
+    for (const data of [null, "abc", [1, 2, 3], new Int8Array(2), { length: 1 }]) {
+      expectFailsUnchanged(system, "EFAULT", () => proc.write(addr, data as never), `write ${String(data)}`);
+    }
+    expectFailsUnchanged(system, "EINVAL", () => proc.writeU64(addr, 1.5 as never), "writeU64 1.5");
+    expectFailsUnchanged(system, "EINVAL", () => proc.writeU64(addr, 1n << 64n), "writeU64 2^64");
+    expectFailsUnchanged(system, "EINVAL", () => proc.touch(addr, 1, 1 as never), "touch write 1");
+    expectFailsUnchanged(system, "EINVAL", () => proc.fillPages(addr + 8, 1, 1), "fillPages unaligned");
+  });
+
+  it("stores convert as C does: the low 32 or 64 bits of any 64-bit integer; writeU64 takes numbers too", () => {
+    const { system, proc, addr } = mapped();
+    proc.writeU32(addr, 2 ** 32 + 5);
+    expect(proc.readU32(addr)).toBe(5);
+    proc.writeU32(addr, -1);
+    expect(proc.readU32(addr)).toBe(0xffff_ffff);
+    proc.writeU64(addr, 5);
+    expect(proc.readU64(addr)).toBe(5n);
+    proc.writeU64(addr, -1n);
+    expect(proc.readU64(addr)).toBe((1n << 64n) - 1n);
+    proc.writeU64(addr, 2 ** 53 + 2);
+    expect(proc.readU64(addr)).toBe(2n ** 53n + 2n);
+    expect(system.checkInvariants()).toEqual([]);
+  });
+
+  it("byte accesses on the tokens store are EOPNOTSUPP, a KernelError", () => {
+    const system = new System({ ram: "16MiB", store: "tokens" });
+    const proc = system.spawn();
+    const addr = proc.mmap(P);
+    proc.fillPages(addr, 1, 3);
+    const error = kernelErrorOf(() => proc.read(addr, 4));
+    expect(error).toBeInstanceOf(NoBytesError);
+    expect(error.code).toBe("EOPNOTSUPP");
+    expectFailsUnchanged(system, "EOPNOTSUPP", () => proc.write(addr, new Uint8Array(4)), "write");
+  });
+});
+
+describe("Process arguments: an exited process", () => {
+  it("every call gives ESRCH, a second exit included; unpinPages still drops a pin it left", () => {
+    const system = new System({ ram: "16MiB" });
+    const proc = system.spawn();
+    const addr = proc.mmap(2 * P);
+    proc.fillPages(addr, 2, 1);
+    const pinned = proc.pinPages(addr, 1, true);
+    proc.exit();
+    const calls: [string, () => unknown][] = [
+      ["mmap", () => proc.mmap(P)],
+      ["munmap", () => proc.munmap(addr, P)],
+      ["mprotect", () => proc.mprotect(addr, P, PROT_NONE)],
+      ["mremap", () => proc.mremap(addr, P, 2 * P)],
+      ["madvise", () => proc.madvise(addr, P, MADV_DONTNEED)],
+      ["fork", () => proc.fork()],
+      ["exit", () => proc.exit()],
+      ["read", () => proc.read(addr, 1)],
+      ["write", () => proc.write(addr, new Uint8Array(1))],
+      ["readU32", () => proc.readU32(addr)],
+      ["writeU32", () => proc.writeU32(addr, 1)],
+      ["readU64", () => proc.readU64(addr)],
+      ["writeU64", () => proc.writeU64(addr, 1n)],
+      ["fillPages", () => proc.fillPages(addr, 1, 1)],
+      ["checkPages", () => proc.checkPages(addr, 1, 1)],
+      ["touch", () => proc.touch(addr, 1, false)],
+      ["pinPages", () => proc.pinPages(addr, 1, false)],
+    ];
+    for (const [name, call] of calls) expectFailsUnchanged(system, "ESRCH", call, name);
+    expect(proc.exited).toBe(true);
+    proc.unpinPages(pinned);
+    expect(system.gup.pins.size).toBe(0);
+    expect(system.checkInvariants()).toEqual([]);
+  });
+});
+
+function signal(call: () => unknown): SignalError {
+  const error = kernelErrorOf(call);
+  expect(error).toBeInstanceOf(SignalError);
+  return error as SignalError;
+}
+
+function kernelErrorOf(call: () => unknown): KernelError {
+  try {
+    call();
+  } catch (error) {
+    expect(error).toBeInstanceOf(KernelError);
+    return error as KernelError;
+  }
+  throw new Error("the call succeeded");
 }

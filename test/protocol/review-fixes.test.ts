@@ -24,23 +24,32 @@ describe.each(PROTOCOLS)("[%s]", (protocol) => {
     expect(system.checkInvariants()).toEqual([]);
   });
 
-  it("a CPU fault whose migration back cannot get a page is SIGBUS, and the page stays on the device", () => {
+  it("a CPU fault whose migration back cannot get a page fails as the era's driver and arch handler say", () => {
     const { system, proc, fd } = setup(protocol);
     const addr = proc.mmap(P);
     proc.fillPages(addr, 1, 22);
     expect(fd.migrateToDevice(addr, 1).cpages).toBe(1);
     fd.setFlags(addr);
-    let caught: unknown = null;
-    try {
-      proc.checkPages(addr, 1, 22);
-    } catch (error) {
-      caught = error;
+    if (protocol === "4.14") {
+      // A 4.14 driver reported the page that cannot come back with MIGRATE_PFN_ERROR: SIGBUS.
+      let caught: unknown = null;
+      try {
+        proc.checkPages(addr, 1, 22);
+      } catch (error) {
+        caught = error;
+      }
+      expect(caught).toBeInstanceOf(SignalError);
+      expect((caught as SignalError).signal).toBe("SIGBUS");
+      expect(fd.snapshot(addr, 1)[0]! & 0xf0).toBe(HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL);
+      // The flag was used once; the next touch brings the page home intact.
+      expect(proc.checkPages(addr, 1, 22)).toEqual([]);
+    } else {
+      // dmirror_devmem_fault returns VM_FAULT_OOM; x86's mm_fault_error sends a user fault to
+      // pagefault_out_of_memory, which (RAM being plentiful) only warns, and the access retries.
+      expect(proc.checkPages(addr, 1, 22)).toEqual([]);
+      expect(system.kernel.stats.oomRetries).toBe(1);
+      expect(system.kernel.stats.oomKills).toBe(0);
     }
-    expect(caught).toBeInstanceOf(SignalError);
-    expect((caught as SignalError).signal).toBe("SIGBUS");
-    expect(fd.snapshot(addr, 1)[0]! & 0xf0).toBe(HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL);
-    // The flag was used once; the next touch brings the page home intact.
-    expect(proc.checkPages(addr, 1, 22)).toEqual([]);
     expect(system.checkInvariants()).toEqual([]);
   });
 });

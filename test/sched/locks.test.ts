@@ -293,3 +293,78 @@ describe("wait queues", () => {
     expect(t.state).toBe("done");
   });
 });
+
+describe("a thread that fails releases what it holds", () => {
+  it("unlocks its mutex, rwsems and page-table locks, names them, and wakes their waiters", () => {
+    const sched = new Scheduler({ chooser: roundRobin });
+    const mutex = new Lock(sched, "device mutex");
+    const reader = new RwSem(sched, "mmap_lock of mm 1");
+    const writer = new RwSem(sched, "mmap_lock of mm 2");
+    const table = new LockTable(sched, "page-table lock of PTE table");
+    let waiterGot = false;
+    sched.spawn(
+      "doomed",
+      (function* (): Kfn<void> {
+        yield* mutex.lock();
+        yield* reader.downRead();
+        yield* writer.downWrite();
+        yield* table.lock(7);
+        yield PREEMPT;
+        throw new Error("kernel BUG");
+      })(),
+    );
+    sched.spawn(
+      "waiter",
+      (function* (): Kfn<void> {
+        yield PREEMPT;
+        yield* mutex.lock();
+        yield* writer.downRead();
+        yield* table.lock(7);
+        waiterGot = true;
+        table.unlock(7);
+        writer.upRead();
+        mutex.unlock();
+      })(),
+    );
+    let failure: unknown = null;
+    try {
+      sched.runAll();
+    } catch (error) {
+      failure = error;
+    }
+    expect(failure).toBeInstanceOf(ThreadFailure);
+    expect((failure as ThreadFailure).released).toEqual([
+      "device mutex",
+      "mmap_lock of mm 1 (read)",
+      "mmap_lock of mm 2 (write)",
+      "page-table lock of PTE table 7",
+    ]);
+    expect((failure as ThreadFailure).message).toContain("released: device mutex");
+    // The waiter, asleep on the mutex, was woken and now gets everything.
+    sched.runAll();
+    expect(waiterGot).toBe(true);
+    expect(sched.locksHeldByGoneThreads()).toEqual([]);
+  });
+
+  it("a thread that returns with a lock held is reported, not released", () => {
+    const sched = new Scheduler();
+    const mutex = new Lock(sched, "device mutex");
+    const sem = new RwSem(sched, "mmap_lock of mm 3");
+    const table = new LockTable(sched, "page-table lock of PTE table");
+    const leaker = sched.spawn(
+      "leaker",
+      (function* (): Kfn<void> {
+        yield* mutex.lock();
+        yield* sem.downRead();
+        yield* table.lock(2);
+      })(),
+    );
+    sched.runAll();
+    expect(leaker.state).toBe("done");
+    expect(sched.locksHeldByGoneThreads()).toEqual([
+      `device mutex held by ${leaker}, which no longer runs`,
+      `mmap_lock of mm 3 held by ${leaker}, which no longer runs`,
+      `page-table lock of PTE table 2 held by ${leaker}, which no longer runs`,
+    ]);
+  });
+});

@@ -103,8 +103,8 @@ export function prepareClose(_ctx: Ctx, world: World, op: Extract<Op, { op: "clo
       name: label,
       cpu: fd.process.cpu,
       body: (function* (): Kfn<number> {
-        if (fd.mirror.closed) return -EBADF;
-        yield* fd.mirror.close();
+        if (fd.closed) return -EBADF;
+        yield* fd.closeFd();
         return 0;
       })(),
       decode: (result) =>

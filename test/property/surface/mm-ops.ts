@@ -5,6 +5,7 @@
  */
 import { KernelError } from "../../../src/base/errno.js";
 import { dupMm } from "../../../src/mm/fork.js";
+import { sysMadvise } from "../../../src/mm/madvise.js";
 import type { MmStruct } from "../../../src/mm/mm_types.js";
 import {
   MADV_DONTNEED,
@@ -13,10 +14,9 @@ import {
   MAP_FIXED_NOREPLACE,
   MAP_PRIVATE,
   MAP_SHARED,
-  sysMadvise,
-  sysMprotect,
   sysMunmap,
 } from "../../../src/mm/mmap.js";
+import { sysMprotect } from "../../../src/mm/mprotect.js";
 import type { Process } from "../../../src/process.js";
 import {
   asUlong,

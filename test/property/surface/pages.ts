@@ -188,3 +188,51 @@ export function firstWord(bytes: Uint8Array): number {
 export function hex(vpn: number): string {
   return `0x${(vpn * PAGE).toString(16)}`;
 }
+
+/**
+ * mprotect_fixup over [start, end), all mapped: each VMA piece whose protection changes is split to
+ * the range and changed; a piece that already has `prot` stays as it is, unsplit (mprotect_fixup
+ * returns early when newflags == vma->vm_flags).
+ */
+export function protect(ids: Identities, pages: PageMap, start: number, end: number, prot: number): void {
+  let vpn = start;
+  while (vpn < end) {
+    const id = pages.get(vpn)!.vma;
+    let pieceEnd = vpn;
+    while (pieceEnd < end && pages.get(pieceEnd)!.vma === id) pieceEnd++;
+    if (pages.get(vpn)!.prot !== prot) {
+      isolate(ids, pages, vpn, pieceEnd);
+      for (let v = vpn; v < pieceEnd; v++) pages.get(v)!.prot = prot;
+    }
+    vpn = pieceEnd;
+  }
+}
+
+/**
+ * move_vma: `moved` pages from oldStart become one new VMA of `newPages` at newStart (the target
+ * already unmapped by the caller); pages past the moved ones continue the last page's object, as a
+ * grown mapping does.
+ */
+export function movePages(
+  ids: Identities,
+  pages: PageMap,
+  oldStart: number,
+  moved: number,
+  newStart: number,
+  newPages: number,
+): void {
+  isolate(ids, pages, oldStart, oldStart + moved);
+  const id = ids.newVmaId();
+  const movedPages: RefPage[] = [];
+  for (let i = 0; i < moved; i++) {
+    movedPages.push(pages.get(oldStart + i)!);
+    pages.delete(oldStart + i);
+  }
+  movedPages.forEach((page, i) => {
+    page.vma = id;
+    pages.set(newStart + i, page);
+  });
+  const last = movedPages[moved - 1]!;
+  for (let i = moved; i < newPages; i++)
+    pages.set(newStart + i, { ...last, pgoff: last.pgoff + (i - (moved - 1)), own: null });
+}

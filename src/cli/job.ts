@@ -1,0 +1,43 @@
+/**
+ * What a command asks the model to do, run in a worker thread (see run_in_worker.ts) so that the
+ * main thread stays free to answer SIGINT. The job comes back as the finished text to print and
+ * whether its checks held; the exit status follows from that in main.ts.
+ */
+import type { ProtocolVersion } from "../mm/kernel.js";
+import type { StoreKind } from "../mm/page_store.js";
+import { formatConformance, runConformance } from "./conformance.js";
+import { formatDemo, runDemo } from "./demo.js";
+
+export type Job =
+  | {
+      command: "demo";
+      protocol: ProtocolVersion;
+      pages: number;
+      store: StoreKind;
+      json: boolean;
+      /** Report each phase as it starts (long runs). */
+      progress: boolean;
+    }
+  | { command: "conformance"; json: boolean };
+
+export type JobMessage =
+  | { kind: "phase"; name: string; index: number; count: number }
+  | { kind: "done"; text: string; checksHeld: boolean };
+
+/** Runs `job` to the end, telling `post` of each phase and, last, of the result. */
+export async function runJob(job: Job, post: (message: JobMessage) => void): Promise<void> {
+  if (job.command === "demo") {
+    const report = runDemo({
+      protocol: job.protocol,
+      pages: job.pages,
+      store: job.store,
+      onPhase: job.progress ? (name, index, count) => post({ kind: "phase", name, index, count }) : undefined,
+    });
+    const text = job.json ? JSON.stringify(report, null, 2) : formatDemo(report);
+    post({ kind: "done", text: `${text}\n`, checksHeld: report.checksHeld });
+    return;
+  }
+  const results = await runConformance();
+  const text = job.json ? JSON.stringify({ tests: results }, null, 2) : formatConformance(results);
+  post({ kind: "done", text: `${text}\n`, checksHeld: results.every((result) => result.passed) });
+}

@@ -1,0 +1,88 @@
+/**
+ * The device half of the invariant checker (called from checkInvariants): every open dmirror's mirror
+ * agrees with the CPU page table it mirrors, every device's memory is accounted for, no pagemap that
+ * memunmap_pages removed is still used. (A driver lock held by a thread that has gone is reported with
+ * every other lock the scheduler tracks, in checkInvariants.)
+ *
+ * A mirror entry is compared with the PTE at its address in the mirrored mm: it must name the same pfn,
+ * be writable only where the CPU mapping is, and not outlive the mm. A migration entry there means a
+ * migration is under way, during which the migrating driver legitimately still mirrors the source page
+ * (or already its destination), so it is not compared; at quiescence no migration entry is left (the
+ * main checker reports one that is).
+ */
+import { entryPfn, entryWritable } from "../drivers/dmirror.js";
+import {
+  describePte,
+  isDevicePrivateEntry,
+  isMigrationEntry,
+  isWritableDevicePrivateEntry,
+  pteFrame,
+  ptePresent,
+  pteProtNone,
+  pteWrite,
+} from "../mm/pgtable.js";
+import type { System } from "../system.js";
+
+export function checkMirrorInvariants(system: System, report: (line: string) => void): void {
+  const k = system.kernel;
+  const pages = k.pages;
+  for (const { driver } of system.devices) {
+    // Mirrors: each entry matches what the CPU maps at its address.
+    for (const mirror of driver.mirrors.values()) {
+      if (mirror.closed) continue;
+      const mm = mirror.mm;
+      const who = `dmirror ${driver.minor} open ${mirror.id} (mm ${mm.id})`;
+      mirror.pt.forEach((vpn, entry) => {
+        const pfn = entryPfn(entry);
+        const at = `stale device mirror entry: ${who} maps vpn 0x${vpn.toString(16)} to pfn ${pfn}`;
+        if (mm.exited) {
+          report(`${at}, but that mm has exited`);
+          return;
+        }
+        const pte = k.pt.read(mm.root, vpn);
+        if (isMigrationEntry(pte)) return;
+        let cpuPfn = -1;
+        let cpuWritable = false;
+        if (ptePresent(pte) && !pteProtNone(pte)) {
+          cpuPfn = pteFrame(pte);
+          cpuWritable = pteWrite(pte);
+        } else if (isDevicePrivateEntry(pte)) {
+          cpuPfn = pteFrame(pte);
+          cpuWritable = isWritableDevicePrivateEntry(pte);
+        }
+        if (cpuPfn < 0) report(`${at} where the CPU maps nothing accessible (${describePte(pte)})`);
+        else if (cpuPfn !== pfn) report(`${at} where the CPU maps pfn ${cpuPfn}`);
+        else if (entryWritable(entry) && !cpuWritable)
+          report(`${at} writable where the CPU mapping is read-only`);
+        if (pages.refcount[pfn] === 0) report(`${at}, a free page`);
+        if (system.pagemaps.lookup(pfn)?.removed === true) report(`${at}, a page of a removed pagemap`);
+      });
+    }
+
+    // Device memory: the chunks in service account for every page, in use or on the free list.
+    for (const chunk of driver.chunks) {
+      const what = `dmirror ${driver.minor} chunk (pagemap ${chunk.id})`;
+      if (chunk.removed) report(`${what}: removed by memunmap_pages but still in service`);
+      const removing = driver.isRemoving(chunk.id);
+      let inUse = 0;
+      for (let pfn = chunk.startPfn; pfn < chunk.endPfn; pfn++) {
+        const free = pages.refcount[pfn] === 0;
+        if (!free) inUse++;
+        if (!free && driver.isFreePage(pfn)) report(`${what}: pfn ${pfn} is on the free list but in use`);
+        if (free && !removing && !driver.isFreePage(pfn))
+          report(`${what}: pfn ${pfn} is neither in use nor on the free list (lost)`);
+      }
+      if (inUse !== chunk.pagesInUse)
+        report(`${what}: ${inUse} pages have references but the pagemap counts ${chunk.pagesInUse} in use`);
+    }
+  }
+
+  // Pagemaps that memunmap_pages removed: their struct pages are gone, nothing may hold one.
+  for (const pgmap of system.pagemaps.list) {
+    if (pgmap === undefined || !pgmap.removed) continue;
+    for (let pfn = pgmap.startPfn; pfn < pgmap.endPfn; pfn++) {
+      if (pages.refcount[pfn] !== 0 || pages.mapcount[pfn] !== 0)
+        report(`pfn ${pfn}: page of removed pagemap ${pgmap.id} still in use (${pages.describe(pfn)})`);
+    }
+  }
+}
