@@ -64,6 +64,16 @@ export interface DmirrorSwitches {
    * migrated away. true: only the open that started the migration skips erasing, and it still calls
    * mmu_interval_set_seq (c); it erases its own entries of the pages it collected, under its mutex,
    * before copying them (a); every other open invalidates as for any other event (b).
+   *
+   * A fourth window, under both "4.14" and "modern", does not come from the skip: (d)
+   * dmirror_migrate_finalize_and_map mirrors every page that moved without asking whether an
+   * invalidation ran since collect. MADV_DONTNEED takes mmap_lock for read, as the migration does, so
+   * it can zap the range's migration entries in between; dmirror_interval_invalidate erases the
+   * entries (there are none yet), finalize_and_map then mirrors the destination pages, and
+   * migrate_vma_finalize, finding no migration entry to replace, frees them: the mirror keeps a freed
+   * device page. true also closes it: an invalidation by another thread that overlaps a chunk this
+   * open is migrating to the device (noted in dmirror_interval_invalidate) makes its finalize_and_map
+   * mirror none of that chunk, whose read-back then fails with -ENOENT.
    */
   readonly invalidateOnOwnMigration: boolean;
   /**
