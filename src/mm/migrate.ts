@@ -47,8 +47,15 @@ export function migratePageNoCopy(k: Kernel, newPfn: number, pfn: number, expect
   if (ret !== MIGRATEPAGE_SUCCESS) return ret;
   const pages = k.pages;
   // migrate_page_states: the new page inherits the state flags; the old keeps its mapping until freed.
-  assertPage(!pages.has(pfn, PG_anon_exclusive), "migrating a page still marked exclusive", pages, pfn);
   pages.flags[newPfn] = (pages.flags[newPfn]! & ~MIGRATED_FLAGS) | (pages.flags[pfn]! & MIGRATED_FLAGS);
+  // folio_migrate_flags: PG_anon_exclusive travels in migration entries, so a page still marked here is
+  // one no PTE maps any more ("effectively unmapped and unreferenced": zapped by munmap or
+  // MADV_DONTNEED after migrate_device_range took it, before try_to_migrate would have cleared it). The
+  // kernel copies the bit (PG_mappedtodisk); the new page, mapped by nothing, is freed by finalize.
+  if (pages.has(pfn, PG_anon_exclusive)) {
+    assertPage(pages.mapcount[pfn] === 0, "migrating a mapped page still marked exclusive", pages, pfn);
+    pages.set(newPfn, PG_anon_exclusive);
+  }
   // folio_migrate_flags → mem_cgroup_migrate (6.x): the charge, and memcg_data, go to the new page.
   if (k.protocol === "modern") pages.set(pfn, PG_memcg_moved);
   return MIGRATEPAGE_SUCCESS;
