@@ -5,7 +5,7 @@
  * everything a failed call must leave as it was (VMAs, every PTE, device and file state, pins).
  */
 
-import type { MmStruct } from "../../../src/mm/mm_types.js";
+import { type MmStruct, VM_HUGEPAGE, VM_NOHUGEPAGE } from "../../../src/mm/mm_types.js";
 import { ZERO_PFN } from "../../../src/mm/page_alloc.js";
 import { isDevicePrivateEntry, isMigrationEntry, pteFrame, ptePresent } from "../../../src/mm/pgtable.js";
 import type { System } from "../../../src/system.js";
@@ -60,17 +60,32 @@ export function comparePages(
   return null;
 }
 
-/** Every mapped page's protection and presence agree between hmmsim's VMAs and the reference. */
+/**
+ * hmmsim's VMAs against the reference: the same pages mapped, each VMA one of the reference's (the same
+ * boundaries: a VMA is a maximal run of one reference identity), with its protection and its
+ * VM_HUGEPAGE / VM_NOHUGEPAGE flag.
+ */
 export function compareVmas(rp: RefProcess): string | null {
   const mm = rp.process.mm;
   let mappedPages = 0;
   for (const vma of mm.vmas) {
+    const id = rp.pages.get(vma.start)?.vma;
+    for (const outside of [vma.start - 1, vma.end as number]) {
+      if (id !== undefined && rp.pages.get(outside)?.vma === id)
+        return `pid ${rp.process.pid}: hmmsim's VMA ${vma} ends at ${hex(outside)}, the reference's runs on`;
+    }
     for (let vpn = vma.start as number; vpn < vma.end; vpn++) {
       const page = rp.pages.get(vpn);
       if (page === undefined)
         return `pid ${rp.process.pid} ${hex(vpn)}: hmmsim maps it (${vma}), the reference does not`;
+      if (page.vma !== id)
+        return `pid ${rp.process.pid} ${hex(vpn)}: one VMA in hmmsim (${vma}), two in the reference`;
       if ((vma.flags & 7) !== page.prot)
         return `pid ${rp.process.pid} ${hex(vpn)}: hmmsim's protection ${vma.flags & 7}, the reference's ${page.prot}`;
+      const thp =
+        (vma.flags & VM_HUGEPAGE) !== 0 ? "huge" : (vma.flags & VM_NOHUGEPAGE) !== 0 ? "nohuge" : undefined;
+      if (thp !== page.thp)
+        return `pid ${rp.process.pid} ${hex(vpn)}: hmmsim's VMA is ${thp ?? "neither"} (VM_HUGEPAGE/VM_NOHUGEPAGE), the reference's ${page.thp ?? "neither"}`;
       mappedPages++;
     }
   }
@@ -128,8 +143,15 @@ export function signature(system: System, world: World): string {
     }
   }
   for (const device of system.devices) parts.push(`dev ${device.minor} ${device.usedPages}`);
-  for (const rf of world.fds)
-    parts.push(`fd ${rf.fd.mirror.id} ${rf.fd.mirror.closed} ${rf.fd.mirror.flags}`);
+  for (const rf of world.fds) {
+    const mirror = rf.fd.mirror;
+    parts.push(
+      `fd ${rf.fd.process.pid}:${rf.fd.fd} ${rf.fd.closed} ${mirror.id} ${mirror.closed} ${mirror.flags}`,
+    );
+    mirror.pt.forEach((vpn, entry) => {
+      parts.push(`dpt ${mirror.id}@${vpn}=${entry}`);
+    });
+  }
   for (const [pfn, count] of system.gup.pins) parts.push(`pin ${pfn}x${count}`);
   for (const rf of world.files)
     parts.push(`file ${rf.file.space.sizeBytes} ${[...rf.file.space.pages.keys()].join(",")}`);

@@ -1,20 +1,33 @@
 /**
  * The operations the surface property test generates, and the fast-check generators for them.
  *
- * An address is relative to what is mapped (Where): a mapped page chosen by `anchor`, moved by `delta`
- * pages, so that most calls land on mappings and some beside or past them. Ranges are 1 to 4 pages
- * mostly (the windows of issue 8 need no more), sometimes 0 or up to 8. A `bad` argument replaces one
- * argument of a call with a hostile value (negative, unaligned, NaN, fractional, huge, a string, null,
- * a BigInt, a short buffer...); the reference predicts the kernel's errno where C has the same value,
- * and "a KernelError, nothing changed" where it does not.
+ * A sequence starts with a prologue (process 0 maps 4 to 8 pages, perhaps fills them, and opens a
+ * device), so that most calls find memory and a device file. An address is relative to what is mapped
+ * (Where): a mapped page chosen by `anchor`, moved by `delta` pages, so that most calls land on
+ * mappings and some beside or past them. Ranges are 1 to 4 pages mostly (the windows of issue 8 need
+ * no more), sometimes 0 or up to 8. A `bad` argument replaces one argument of a call with a hostile
+ * value (negative, unaligned, NaN, fractional, huge, a string, null, a BigInt, a short buffer...); the
+ * reference predicts the errno the ABI rule and the kernel's checks give it (kernel-checks.ts). Two
+ * short chunks make rare paths likely: process 0 forking and exiting (its child's descriptors then
+ * outlive the mm they mirror), and FAIL_ALLOC armed between a migration to the device and a CPU
+ * access of those pages.
  *
  * HMMSIM_FUZZ_OPS (a comma list of op names, e.g. "mm,cpu,device,fork") restricts what is generated,
  * to chase one kind of defect; the groups are in OP_GROUPS, "dev:toDevice" names one device command
  * and "group:NAME" allows NAME only in concurrent groups. HMMSIM_FUZZ_HOSTILE=0 generates no hostile
- * arguments.
+ * arguments, a list of op names keeps them for those ops only.
  */
 import fc from "fast-check";
 import {
+  MADV_COLD,
+  MADV_DONTNEED,
+  MADV_DONTNEED_LOCKED,
+  MADV_FREE,
+  MADV_HUGEPAGE,
+  MADV_HWPOISON,
+  MADV_NOHUGEPAGE,
+  MADV_WILLNEED,
+  MREMAP_DONTUNMAP,
   MREMAP_FIXED,
   MREMAP_MAYMOVE,
   PROT_EXEC,
@@ -50,7 +63,7 @@ export interface Bad {
   value: Hostile;
 }
 
-export type DeviceCommand = "read" | "write" | "toDevice" | "toSystem" | "snapshot" | "flags";
+export type DeviceCommand = "read" | "write" | "toDevice" | "toSystem" | "snapshot" | "flags" | "release";
 
 export type Op =
   | {
@@ -73,27 +86,60 @@ export type Op =
       at: Where;
       oldPages: number;
       newPages: number;
+      /** new_len = old_len (after fitting), as MREMAP_DONTUNMAP and remap_move need. */
+      sameSize: boolean;
+      /** The old range is not cut to one VMA (a shrink or remap_move may cross VMAs). */
+      acrossVmas: boolean;
       flags: number;
       to: Where;
       bad: Bad | null;
     }
-  | { op: "madvise"; p: number; at: Where; pages: number; bad: Bad | null }
+  | { op: "madvise"; p: number; at: Where; pages: number; advice: number; bad: Bad | null }
   | { op: "fork"; p: number }
   | { op: "exit"; p: number }
   | { op: "write"; p: number; at: Where; length: number; seed: number; bad: Bad | null }
   | { op: "read"; p: number; at: Where; length: number; bad: Bad | null }
-  | { op: "word"; p: number; at: Where; width: 32 | 64; write: boolean; value: number; bad: Bad | null }
+  | {
+      op: "word";
+      p: number;
+      at: Where;
+      width: 32 | 64;
+      write: boolean;
+      value: number;
+      /** writeU64 with a number rather than a BigInt (any 64-bit integer, as C converts it). */
+      asNumber: boolean;
+      bad: Bad | null;
+    }
   | { op: "fill"; p: number; at: Where; pages: number; seed: number; bad: Bad | null }
   | { op: "check"; p: number; at: Where; pages: number; seed: number; bad: Bad | null }
   | { op: "touch"; p: number; at: Where; pages: number; write: boolean; bad: Bad | null }
   | { op: "pin"; p: number; at: Where; pages: number; write: boolean; bad: Bad | null }
   | { op: "unpin"; pin: number; bad: Bad | null }
   | { op: "createFile"; pages: number; extraBytes: number; bad: Bad | null }
-  | { op: "pwrite"; file: number; offset: number; length: number; seed: number; bad: Bad | null }
-  | { op: "pread"; file: number; offset: number; length: number; bad: Bad | null }
+  | {
+      op: "pwrite";
+      file: number;
+      offset: number;
+      /** The offset counts from the file's end (the edges: at, just before and just past EOF). */
+      fromEnd: boolean;
+      length: number;
+      seed: number;
+      bad: Bad | null;
+    }
+  | { op: "pread"; file: number; offset: number; fromEnd: boolean; length: number; bad: Bad | null }
   | { op: "open"; device: number; p: number; exited: boolean; bad: Bad | null }
   | { op: "close"; fd: number }
-  | { op: "dev"; fd: number; cmd: DeviceCommand; at: Where; pages: number; seed: number; bad: Bad | null }
+  | {
+      op: "dev";
+      fd: number;
+      cmd: DeviceCommand;
+      at: Where;
+      pages: number;
+      seed: number;
+      /** READ, MIGRATE_TO_DEV and SNAPSHOT get a caller buffer (cmd->ptr), prefilled, to check. */
+      into: boolean;
+      bad: Bad | null;
+    }
   | {
       op: "onExited";
       p: number;
@@ -229,11 +275,12 @@ const hostileBuffer: fc.Arbitrary<Hostile> = fc.constantFrom<Hostile>(
 
 /** A hostile value for one of `args` of op `name` about one call in twelve; null otherwise. */
 function bad(
+  enabled: boolean,
   name: string,
   args: readonly string[],
   buffers: readonly string[] = [],
 ): fc.Arbitrary<Bad | null> {
-  if (!HOSTILE || (HOSTILE_OPS !== null && !HOSTILE_OPS.has(name))) return fc.constant(null);
+  if (!enabled || !HOSTILE || (HOSTILE_OPS !== null && !HOSTILE_OPS.has(name))) return fc.constant(null);
   const options: fc.Arbitrary<Bad>[] = [];
   if (args.length > 0) options.push(fc.record({ arg: fc.constantFrom(...args), value: hostile }));
   if (buffers.length > 0) options.push(fc.record({ arg: fc.constantFrom(...buffers), value: hostileBuffer }));
@@ -260,6 +307,7 @@ const DEVICE_COMMANDS: readonly DeviceCommand[] = [
   "toSystem",
   "snapshot",
   "flags",
+  "release",
 ];
 
 /** The device commands generated: those HMMSIM_FUZZ_OPS names as "dev:CMD", or all. */
@@ -271,7 +319,10 @@ function deviceCommands(allowed: Set<string> | null): DeviceCommand[] {
 }
 
 /** Every sequential op with its weight. */
-function opArbitraries(allowed: Set<string> | null): Record<string, fc.WeightedArbitrary<Op>> {
+function opArbitraries(
+  allowed: Set<string> | null,
+  withHostile: boolean,
+): Record<string, fc.WeightedArbitrary<Op>> {
   return {
     mmap: weighted(
       6,
@@ -285,7 +336,7 @@ function opArbitraries(allowed: Set<string> | null): Record<string, fc.WeightedA
         at: where,
         pages: smallPages,
         fileOffset: fc.nat({ max: 12 }),
-        bad: bad("mmap", ["length", "addr", "prot", "flags", "offset"]),
+        bad: bad(withHostile, "mmap", ["length", "addr", "prot", "flags", "offset"]),
       }),
     ),
     munmap: weighted(
@@ -295,7 +346,7 @@ function opArbitraries(allowed: Set<string> | null): Record<string, fc.WeightedA
         p: proc,
         at: where,
         pages: smallPages,
-        bad: bad("munmap", ["addr", "length"]),
+        bad: bad(withHostile, "munmap", ["addr", "length"]),
       }),
     ),
     mprotect: weighted(
@@ -306,7 +357,7 @@ function opArbitraries(allowed: Set<string> | null): Record<string, fc.WeightedA
         at: where,
         pages: smallPages,
         prot,
-        bad: bad("mprotect", ["addr", "length", "prot"]),
+        bad: bad(withHostile, "mprotect", ["addr", "length", "prot"]),
       }),
     ),
     mremap: weighted(
@@ -317,9 +368,21 @@ function opArbitraries(allowed: Set<string> | null): Record<string, fc.WeightedA
         at: where,
         oldPages: fc.integer({ min: 1, max: 5 }),
         newPages: fc.integer({ min: 1, max: 6 }),
-        flags: fc.constantFrom(0, MREMAP_MAYMOVE, MREMAP_MAYMOVE, MREMAP_MAYMOVE | MREMAP_FIXED),
+        sameSize: fc.boolean(),
+        acrossVmas: fc.oneof(weighted(4, fc.constant(false)), weighted(1, fc.constant(true))),
+        flags: fc.constantFrom(
+          0,
+          MREMAP_MAYMOVE,
+          MREMAP_MAYMOVE,
+          MREMAP_MAYMOVE | MREMAP_FIXED,
+          MREMAP_MAYMOVE | MREMAP_FIXED,
+          MREMAP_MAYMOVE | MREMAP_DONTUNMAP,
+          MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP,
+          MREMAP_FIXED,
+          MREMAP_DONTUNMAP,
+        ),
         to: where,
-        bad: bad("mremap", ["oldAddr", "oldLength", "newLength", "flags", "newAddr"]),
+        bad: bad(withHostile, "mremap", ["oldAddr", "oldLength", "newLength", "flags", "newAddr"]),
       }),
     ),
     madvise: weighted(
@@ -329,7 +392,16 @@ function opArbitraries(allowed: Set<string> | null): Record<string, fc.WeightedA
         p: proc,
         at: where,
         pages: smallPages,
-        bad: bad("madvise", ["addr", "length", "advice"]),
+        advice: fc.oneof(
+          weighted(4, fc.constant(MADV_DONTNEED)),
+          weighted(3, fc.constant(MADV_FREE)),
+          weighted(1, fc.constant(MADV_DONTNEED_LOCKED)),
+          weighted(2, fc.constantFrom(MADV_HUGEPAGE, MADV_NOHUGEPAGE)),
+          // Advice Linux knows and hmmsim refuses (EINVAL, documented), one it refuses too (EPERM),
+          // and an int whose low 32 bits are MADV_DONTNEED.
+          weighted(1, fc.constantFrom(MADV_WILLNEED, MADV_COLD, MADV_HWPOISON, 2 ** 32 + MADV_DONTNEED)),
+        ),
+        bad: bad(withHostile, "madvise", ["addr", "length", "advice"]),
       }),
     ),
     fork: weighted(3, fc.record({ op: fc.constant("fork" as const), p: proc })),
@@ -345,7 +417,7 @@ function opArbitraries(allowed: Set<string> | null): Record<string, fc.WeightedA
           weighted(ZERO_WEIGHT, fc.constant(0)),
         ),
         seed,
-        bad: bad("write", ["addr"], ["data"]),
+        bad: bad(withHostile, "write", ["addr"], ["data"]),
       }),
     ),
     read: weighted(
@@ -358,7 +430,7 @@ function opArbitraries(allowed: Set<string> | null): Record<string, fc.WeightedA
           weighted(12, fc.integer({ min: 1, max: 128 })),
           weighted(ZERO_WEIGHT, fc.constant(0)),
         ),
-        bad: bad("read", ["addr", "length"]),
+        bad: bad(withHostile, "read", ["addr", "length"]),
       }),
     ),
     word: weighted(
@@ -369,8 +441,12 @@ function opArbitraries(allowed: Set<string> | null): Record<string, fc.WeightedA
         at: where,
         width: fc.constantFrom(32 as const, 64 as const),
         write: fc.boolean(),
-        value: fc.nat(),
-        bad: bad("word", ["addr", "value"]),
+        value: fc.oneof(
+          weighted(3, fc.nat()),
+          weighted(1, fc.constantFrom(-1, -(2 ** 63), 2 ** 53 + 2, 2 ** 63, 2 ** 64 - 2 ** 11)),
+        ),
+        asNumber: fc.boolean(),
+        bad: bad(withHostile, "word", ["addr", "value"]),
       }),
     ),
     fill: weighted(
@@ -381,7 +457,7 @@ function opArbitraries(allowed: Set<string> | null): Record<string, fc.WeightedA
         at: where,
         pages: smallPages,
         seed,
-        bad: bad("fill", ["addr", "npages"]),
+        bad: bad(withHostile, "fill", ["addr", "npages"]),
       }),
     ),
     check: weighted(
@@ -392,7 +468,7 @@ function opArbitraries(allowed: Set<string> | null): Record<string, fc.WeightedA
         at: where,
         pages: smallPages,
         seed,
-        bad: bad("check", ["addr", "npages"]),
+        bad: bad(withHostile, "check", ["addr", "npages"]),
       }),
     ),
     touch: weighted(
@@ -403,7 +479,7 @@ function opArbitraries(allowed: Set<string> | null): Record<string, fc.WeightedA
         at: where,
         pages: smallPages,
         write: fc.boolean(),
-        bad: bad("touch", ["addr", "npages"]),
+        bad: bad(withHostile, "touch", ["addr", "npages"]),
       }),
     ),
     pin: weighted(
@@ -414,12 +490,16 @@ function opArbitraries(allowed: Set<string> | null): Record<string, fc.WeightedA
         at: where,
         pages: smallPages,
         write: fc.boolean(),
-        bad: bad("pin", ["addr", "npages"]),
+        bad: bad(withHostile, "pin", ["addr", "npages"]),
       }),
     ),
     unpin: weighted(
       2,
-      fc.record({ op: fc.constant("unpin" as const), pin: fc.nat({ max: 9 }), bad: bad("unpin", ["pfns"]) }),
+      fc.record({
+        op: fc.constant("unpin" as const),
+        pin: fc.nat({ max: 9 }),
+        bad: bad(withHostile, "unpin", ["pfns"]),
+      }),
     ),
     createFile: weighted(
       1,
@@ -427,7 +507,7 @@ function opArbitraries(allowed: Set<string> | null): Record<string, fc.WeightedA
         op: fc.constant("createFile" as const),
         pages: fc.integer({ min: 0, max: 12 }),
         extraBytes: fc.constantFrom(0, 0, 100),
-        bad: bad("createFile", ["size"]),
+        bad: bad(withHostile, "createFile", ["size"]),
       }),
     ),
     pwrite: weighted(
@@ -435,10 +515,14 @@ function opArbitraries(allowed: Set<string> | null): Record<string, fc.WeightedA
       fc.record({
         op: fc.constant("pwrite" as const),
         file: fc.nat({ max: 3 }),
-        offset: fc.nat({ max: 16 * 4096 }),
+        offset: fc.oneof(
+          weighted(3, fc.nat({ max: 16 * 4096 })),
+          weighted(1, fc.integer({ min: -300, max: 300 })),
+        ),
+        fromEnd: fc.boolean(),
         length: fc.integer({ min: 0, max: 200 }),
         seed,
-        bad: bad("pwrite", ["offset"], ["data"]),
+        bad: bad(withHostile, "pwrite", ["offset"], ["data"]),
       }),
     ),
     pread: weighted(
@@ -446,9 +530,13 @@ function opArbitraries(allowed: Set<string> | null): Record<string, fc.WeightedA
       fc.record({
         op: fc.constant("pread" as const),
         file: fc.nat({ max: 3 }),
-        offset: fc.nat({ max: 16 * 4096 }),
+        offset: fc.oneof(
+          weighted(3, fc.nat({ max: 16 * 4096 })),
+          weighted(1, fc.integer({ min: -300, max: 300 })),
+        ),
+        fromEnd: fc.boolean(),
         length: fc.integer({ min: 0, max: 200 }),
-        bad: bad("pread", ["offset", "length"]),
+        bad: bad(withHostile, "pread", ["offset", "length"]),
       }),
     ),
     open: weighted(
@@ -458,7 +546,7 @@ function opArbitraries(allowed: Set<string> | null): Record<string, fc.WeightedA
         device: fc.nat({ max: 1 }),
         p: proc,
         exited: fc.oneof(weighted(9, fc.constant(false)), weighted(1, fc.constant(true))),
-        bad: bad("open", ["device"]),
+        bad: bad(withHostile, "open", ["device"]),
       }),
     ),
     close: weighted(2, fc.record({ op: fc.constant("close" as const), fd: fc.nat({ max: 9 }) })),
@@ -471,7 +559,8 @@ function opArbitraries(allowed: Set<string> | null): Record<string, fc.WeightedA
         at: where,
         pages: smallPages,
         seed,
-        bad: bad("dev", ["addr", "npages"], ["data"]),
+        into: fc.boolean(),
+        bad: bad(withHostile, "dev", ["addr", "npages"], ["data"]),
       }),
     ),
     onExited: weighted(
@@ -500,8 +589,8 @@ function opArbitraries(allowed: Set<string> | null): Record<string, fc.WeightedA
 }
 
 /** One sequential operation, of the kinds `allowed` names (all when null). */
-export function opArbitrary(allowed: Set<string> | null): fc.Arbitrary<Op> {
-  const all = opArbitraries(allowed);
+export function opArbitrary(allowed: Set<string> | null, withHostile = true): fc.Arbitrary<Op> {
+  const all = opArbitraries(allowed, withHostile);
   const chosen = Object.entries(all)
     .filter(([name]) => allowed === null || allowed.has(name))
     .map(([, arbitrary]) => arbitrary);
@@ -511,11 +600,23 @@ export function opArbitrary(allowed: Set<string> | null): fc.Arbitrary<Op> {
 
 /** One operation of a concurrent group: the device commands, CPU accesses, mm calls and fork. */
 function concurrentOpArbitrary(allowed: Set<string> | null): fc.Arbitrary<ConcurrentOp> | null {
-  const all = opArbitraries(allowed);
+  const all = opArbitraries(allowed, false);
   const pick = (name: string, weight: number) =>
     ({ weight, arbitrary: all[name]!.arbitrary }) as fc.WeightedArbitrary<ConcurrentOp>;
-  // Hostile arguments are the sequential mode's business: a group's operations are well formed.
-  const wellFormed = (op: ConcurrentOp): ConcurrentOp => ("bad" in op ? { ...op, bad: null } : op);
+  // Hostile arguments are the sequential mode's business: a group's operations are well formed. A
+  // READ or WRITE of several pages is not atomic in Linux either (dmirror_read/dmirror_write copy what
+  // is mirrored, fault the rest in and copy again, so a fork or a zap can land between two pages): in
+  // a group they cover one page, so that the serial-order check stays exact.
+  // HMM_DMIRROR_RELEASE is not run in a group: lib/test_hmm.c's dmirror_device_remove_chunks waits in
+  // memunmap_pages for every page of a chunk, and a MIGRATE_TO_DEV that took a page of it before the
+  // chunk was marked removed maps it after the eviction passed it, so RELEASE then waits for ever (the
+  // same in hmmsim, whose scheduler reports the deadlock; see faithful.property.test.ts).
+  const wellFormed = (op: ConcurrentOp): ConcurrentOp => {
+    const plain = "bad" in op ? { ...op, bad: null } : op;
+    if (plain.op !== "dev") return plain;
+    if (plain.cmd === "release") return { ...plain, cmd: "toSystem" };
+    return plain.cmd === "read" || plain.cmd === "write" ? { ...plain, pages: 1 } : plain;
+  };
   const weights: [string, number][] = [
     ["dev", 10],
     ["close", 2],
@@ -532,23 +633,93 @@ function concurrentOpArbitrary(allowed: Set<string> | null): fc.Arbitrary<Concur
   return options.length === 0 ? null : fc.oneof(...options).map(wellFormed);
 }
 
-/** A sequence of steps; with `concurrent`, about one step in four is a group of 2 or 3 threads. */
+/**
+ * The steps every sequence starts with, so that most calls find memory and a device file: process 0
+ * maps 4 to 8 pages (mostly private anonymous, read-write), perhaps fills them, and opens a device.
+ */
+const prologue: fc.Arbitrary<Op[]> = fc
+  .record({
+    kind: fc.constantFrom<Kind>("anonPrivate", "anonPrivate", "anonPrivate", "anonShared", "filePrivate"),
+    pages: fc.integer({ min: 4, max: 8 }),
+    fill: fc.oneof(weighted(3, fc.constant(true)), weighted(1, fc.constant(false))),
+    seed,
+    device: fc.nat({ max: 1 }),
+  })
+  .map(({ kind, pages, fill, seed, device }) => {
+    const at = { anchor: 0, delta: 0, offset: 0 };
+    const ops: Op[] = [
+      {
+        op: "mmap",
+        p: 0,
+        kind,
+        file: 0,
+        prot: PROT_READ | PROT_WRITE,
+        place: "any",
+        at,
+        pages,
+        fileOffset: 0,
+        bad: null,
+      },
+    ];
+    if (fill) ops.push({ op: "fill", p: 0, at, pages, seed, bad: null });
+    ops.push({ op: "open", device, p: 0, exited: false, bad: null });
+    return ops;
+  });
+
+/**
+ * Process 0 forks and exits: its child inherits the device files, which outlive the mm they mirror
+ * (the commands on such a file, READ and WRITE's livelock among them, need this pair to be likely).
+ */
+const handoff: fc.Arbitrary<Step[]> = fc.constant<Step[]>([
+  { op: "fork", p: 0 },
+  { op: "exit", p: 0 },
+]);
+
+/**
+ * HMM_DMIRROR_FLAGS armed between a migration to the device and a CPU access of those pages, so that
+ * the access's fault back (migrate_to_ram) is the allocation that fails: SIGBUS under 4.14 (the
+ * driver convention of that era), a retried fault that succeeds under modern (mm_fault_error).
+ */
+const failAllocThenAccess: fc.Arbitrary<Step[]> = fc
+  .record({ pages: fc.integer({ min: 1, max: 4 }), write: fc.boolean(), fd: fc.nat({ max: 9 }) })
+  .map(({ pages, write, fd }): Step[] => {
+    const at = { anchor: 0, delta: 0, offset: 0 };
+    return [
+      { op: "dev", fd, cmd: "toDevice", at, pages, seed: 0, into: false, bad: null },
+      { op: "dev", fd, cmd: "flags", at, pages: 1, seed: 0, into: false, bad: null },
+      { op: "touch", p: 0, at, pages, write, bad: null },
+    ];
+  });
+
+/**
+ * A sequence of steps after the prologue; with `concurrent`, about one step in four is a group of 2 or
+ * 3 threads. `hostile: false` generates no hostile arguments (HMMSIM_FUZZ_HOSTILE=0 does it for all).
+ */
 export function stepsArbitrary(options: {
   concurrent: boolean;
   allowed: Set<string> | null;
   maxLength: number;
+  hostile?: boolean;
+  /** Weight of a concurrent group against 18 for a sequential op (default 6: one step in four). */
+  groupWeight?: number;
 }): fc.Arbitrary<Step[]> {
-  const op = opArbitrary(options.allowed);
+  const op = opArbitrary(options.allowed, options.hostile ?? true).map((one): Step[] => [one]);
   const member = options.concurrent ? concurrentOpArbitrary(options.allowed) : null;
-  if (member === null) return fc.array(op, { minLength: 1, maxLength: options.maxLength, size: "max" });
-  const group = fc.record({
-    op: fc.constant("concurrent" as const),
-    ops: fc.array(member, { minLength: 2, maxLength: 3 }),
-    seed: fc.nat(),
-  });
-  return fc.array(fc.oneof(weighted(3, op as fc.Arbitrary<Step>), weighted(1, group as fc.Arbitrary<Step>)), {
-    minLength: 1,
-    maxLength: options.maxLength,
-    size: "max",
-  });
+  const group =
+    member === null
+      ? null
+      : fc
+          .record({
+            op: fc.constant("concurrent" as const),
+            ops: fc.array(member, { minLength: 2, maxLength: 3 }),
+            seed: fc.nat(),
+          })
+          .map((one): Step[] => [one]);
+  const processOps = options.allowed === null || (options.allowed.has("fork") && options.allowed.has("exit"));
+  const chunks: fc.WeightedArbitrary<Step[]>[] = [weighted(group === null ? 24 : 18, op)];
+  if (group !== null) chunks.push(weighted(options.groupWeight ?? 6, group));
+  if (processOps) chunks.push(weighted(1, handoff));
+  if (options.allowed === null) chunks.push(weighted(1, failAllocThenAccess));
+  const body = fc.array(fc.oneof(...chunks), { minLength: 1, maxLength: options.maxLength, size: "max" });
+  return fc.tuple(prologue, body).map(([first, rest]) => [...first, ...rest.flat()]);
 }

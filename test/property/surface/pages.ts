@@ -10,7 +10,9 @@
  *   process has its own copy (copy-on-write);
  * - a MAP_SHARED page is the object's page: every mapping of it, in every process, sees one copy;
  * - a page at or past the end of its object is SIGBUS in Linux; hmmsim does not check the size there,
- *   so the tests never access such pages (pastEnd).
+ *   so the tests never access such pages (pastEnd);
+ * - a VMA changes its flags only whole: mprotect and madvise(MADV_HUGEPAGE/NOHUGEPAGE) split a VMA to
+ *   the range only where its flags change (mprotect_fixup, madvise_update_vma return early otherwise).
  *
  * The state here is data only; which system call changes it how lives with each test.
  */
@@ -39,6 +41,8 @@ export interface RefPage {
   pgoff: number;
   /** The process's own copy (private kinds, once written); null reads through to zeros or the file. */
   own: Uint8Array | null;
+  /** The VMA's VM_HUGEPAGE / VM_NOHUGEPAGE flag (MADV_HUGEPAGE, MADV_NOHUGEPAGE, MAP_STACK); absent: neither. */
+  thp?: "huge" | "nohuge";
 }
 
 /** A process's pages by vpn. */
@@ -235,4 +239,32 @@ export function movePages(
   const last = movedPages[moved - 1]!;
   for (let i = moved; i < newPages; i++)
     pages.set(newStart + i, { ...last, pgoff: last.pgoff + (i - (moved - 1)), own: null });
+}
+
+/**
+ * hugepage_madvise and madvise_update_vma over the mapped pages of [start, end): each VMA piece whose
+ * VM_HUGEPAGE/VM_NOHUGEPAGE flag changes is split to the range and changed; the others stay unsplit.
+ */
+export function adviseHuge(
+  ids: Identities,
+  pages: PageMap,
+  start: number,
+  end: number,
+  thp: "huge" | "nohuge",
+): void {
+  let vpn = start;
+  while (vpn < end) {
+    const page = pages.get(vpn);
+    if (page === undefined) {
+      vpn++;
+      continue;
+    }
+    let pieceEnd = vpn;
+    while (pieceEnd < end && pages.get(pieceEnd)?.vma === page.vma) pieceEnd++;
+    if (page.thp !== thp) {
+      isolate(ids, pages, vpn, pieceEnd);
+      for (let v = vpn; v < pieceEnd; v++) pages.get(v)!.thp = thp;
+    }
+    vpn = pieceEnd;
+  }
 }

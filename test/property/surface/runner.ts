@@ -4,17 +4,20 @@
  * group its seed and the schedule the chooser made (thread ids at each choice, replayable with
  * replayChooser on the same steps).
  *
- * After every step: no exception but KernelError or SignalError; the judge's verdict; for a call that
- * fails its argument checks, an unchanged signature (surface/observe.ts); every process's pages and
- * every file equal to the reference; system.checkInvariants() empty. At the end, probes that make
- * hidden sharing visible: each open device file reads and then writes its process's pages, each
- * process stores to every writable page of its own (a page two processes wrongly share, or a mirror
- * entry for a page that is not the process's, shows up as a difference), every file reads back, and
- * then everything is torn down and no page may be left behind.
+ * After every step: no exception but KernelError, SignalError, or DmirrorLivelockError where the
+ * reference expects it; the judge's verdict; for a call that fails its argument checks, an unchanged
+ * signature (surface/observe.ts); every process's VMAs, pages and every file equal to the reference;
+ * system.checkInvariants() empty; no OOM kill. At the end, probes that make hidden sharing visible:
+ * each open device file reads and then writes its process's pages, each process stores to every
+ * writable page of its own (a page two processes wrongly share, or a mirror entry for a page that is
+ * not the process's, shows up as a difference), and then everything is torn down (pins released,
+ * files closed, processes exited) and no page may be left behind.
  */
 import { KernelError } from "../../../src/base/errno.js";
 import { Rng } from "../../../src/base/rng.js";
+import { DmirrorLivelockError, type DmirrorSwitches } from "../../../src/drivers/dmirror.js";
 import type { ProtocolVersion } from "../../../src/mm/kernel.js";
+import type { MmStruct } from "../../../src/mm/mm_types.js";
 import type { StoreKind } from "../../../src/mm/page_store.js";
 import { batchedCount } from "../../../src/mm/swap.js";
 import { DeadlockError, firstRunnable, ThreadFailure } from "../../../src/sched/scheduler.js";
@@ -57,11 +60,11 @@ export function prepare(ctx: Ctx, world: World, op: Op): Prepared | null {
     case "exit":
       return prepareExit(ctx, world, op);
     case "write":
-      return skipsPastEnd(world, op) ? null : prepareWrite(ctx, world, op);
+      return skipsPastEnd(ctx, world, op) ? null : prepareWrite(ctx, world, op);
     case "read":
-      return skipsPastEnd(world, op) ? null : prepareRead(ctx, world, op);
+      return skipsPastEnd(ctx, world, op) ? null : prepareRead(ctx, world, op);
     case "word":
-      return skipsPastEnd(world, op) ? null : prepareWord(ctx, world, op);
+      return skipsPastEnd(ctx, world, op) ? null : prepareWord(ctx, world, op);
     case "fill":
     case "check":
     case "touch":
@@ -93,10 +96,28 @@ export function prepare(ctx: Ctx, world: World, op: Op): Prepared | null {
 export interface RunOptions {
   protocol: ProtocolVersion;
   store: StoreKind;
+  /** The dmirror switches (SystemOptions.dmirror); {} is test_hmm.c. */
+  dmirror: Partial<DmirrorSwitches>;
 }
 
 /** Pages of the tmpfs file every run starts with. */
 const FIRST_FILE_PAGES = 16;
+
+/**
+ * RAM and device memory are fixed, small (the invariant checker walks every frame after every step),
+ * and never run out: before each step the run checks the headroom a step and the end of the run may
+ * need, and stops early (going to its end-of-run probes) when it is not there, so that the OOM killer
+ * never runs (the runner checks kernel.stats.oomKills stays 0) and no allocation fails for want of
+ * memory. A step runs at most 3 operations; one operation allocates at most 16 frames (8 pages, each
+ * given a page-cache page and a private copy, or brought back from a device); a fork copies the pages
+ * pinned (copy_present_page for a pinned exclusive page); closing a device file or HMM_DMIRROR_RELEASE
+ * evicts every page of the device; the end-of-run probes and teardown need at most 192 more.
+ */
+const RAM_PAGES = 1024;
+const DEVICE_PAGES = 128;
+const STEP_FRAMES_MAX = 3 * 16;
+const STEP_DEVICE_PAGES_MAX = 3 * 8;
+const FINISH_FRAMES_MAX = 192;
 
 /** HMMSIM_FUZZ_TRACE set: every call and its outcome is printed, to follow a replayed counterexample. */
 const TRACE = process.env.HMMSIM_FUZZ_TRACE !== undefined;
@@ -108,8 +129,13 @@ function tally(key: string): void {
   outcomes.set(key, (outcomes.get(key) ?? 0) + 1);
 }
 
-function outcomeKey(op: Op | ConcurrentOp, outcome: Outcome | "skip", concurrent: boolean): string {
-  const name = op.op === "dev" ? `dev ${op.cmd}` : op.op;
+function outcomeKey(
+  op: Op | ConcurrentOp,
+  outcome: Outcome | "skip",
+  concurrent: boolean,
+  tag?: string,
+): string {
+  const name = `${op.op === "dev" ? `dev ${op.cmd}` : op.op}${tag === undefined ? "" : ` ${tag}`}`;
   const bad = "bad" in op && op.bad !== null ? " (hostile)" : "";
   const how = outcome === "skip" ? "skipped" : outcome.ok ? "ok" : errorName(outcome.error).split(":")[0];
   return `${concurrent ? "concurrent " : ""}${name}${bad}: ${how}`;
@@ -125,7 +151,8 @@ function permutations(n: number): number[][] {
 }
 
 function foreign(error: unknown): string | null {
-  if (error instanceof KernelError) return null;
+  // The judge decides whether the reference expects the livelock (device-ops.ts).
+  if (error instanceof KernelError || error instanceof DmirrorLivelockError) return null;
   if (error instanceof ThreadFailure) {
     const cause =
       error.cause instanceof Error ? `${error.cause.name}: ${error.cause.message}` : String(error.cause);
@@ -141,14 +168,31 @@ export class SurfaceRun {
   world = new World();
   private stepIndex = 0;
 
+  /** kernel.stats.oomRetries after the last step (for the statistics). */
+  private oomRetries = 0;
+  /** The members of the concurrent group being judged (for Ctx.racing). */
+  private group: readonly Prepared[] = [];
+
   constructor(options: RunOptions) {
+    const ramPages = RAM_PAGES;
     this.system = new System({
-      ram: "4MiB",
+      ram: ramPages * PAGE,
       store: options.store,
       protocol: options.protocol,
-      devices: [{ memory: "1MiB" }, { memory: "1MiB" }],
+      devices: [{ memory: DEVICE_PAGES * PAGE }, { memory: DEVICE_PAGES * PAGE }],
+      dmirror: options.dmirror,
     });
-    this.ctx = { system: this.system, store: options.store, protocol: options.protocol };
+    this.ctx = {
+      system: this.system,
+      store: options.store,
+      protocol: options.protocol,
+      ramPages,
+      faultFailsWithoutMm: options.dmirror.faultFailsWithoutMm === true,
+      racing: (mm: MmStruct) =>
+        this.group.filter((member) => member.mm === mm).length > 1 ||
+        this.group.some((member) => member.evicts),
+      inGroup: () => this.group.length > 0,
+    };
     const process = this.system.spawn();
     this.world.processes.push({ process, pages: new Map(), alive: true, migrationMayFail: false });
     const file = this.system.createFile("file", FIRST_FILE_PAGES * PAGE);
@@ -163,8 +207,23 @@ export class SurfaceRun {
     return new Error(`step ${this.stepIndex} ${what}: ${why}`);
   }
 
+  /** Whether the next step, and the end of the run after it, have the memory they may need. */
+  private roomForAStep(): boolean {
+    const pinned = new Set(this.world.pins.filter((pin) => !pin.unpinned).flatMap((pin) => pin.pfns)).size;
+    const onDevices = this.system.devices.reduce((sum, device) => sum + device.usedPages, 0);
+    const ramNeeded = STEP_FRAMES_MAX + pinned + onDevices + STEP_DEVICE_PAGES_MAX + FINISH_FRAMES_MAX;
+    return (
+      this.system.kernel.ram.freePages >= ramNeeded &&
+      this.system.devices.every((device) => device.usedPages + STEP_DEVICE_PAGES_MAX <= DEVICE_PAGES)
+    );
+  }
+
   run(steps: readonly Step[]): void {
     for (const step of steps) {
+      if (!this.roomForAStep()) {
+        tally("run stopped early for want of memory headroom");
+        break;
+      }
       if (step.op === "concurrent") this.concurrent(step.ops, step.seed);
       else this.sequential(step);
       this.stepIndex++;
@@ -172,21 +231,24 @@ export class SurfaceRun {
     this.finish();
   }
 
-  /** One call on the surface, judged against the reference. */
+  /**
+   * One call on the surface, judged against the reference. A probe (the end of the run) is judged but
+   * leaves the whole-state comparison and the invariants to the end of its phase.
+   */
   sequential(op: Op, probe = false): void {
     const prepared = prepare(this.ctx, this.world, op);
     if (prepared === null) {
       if (!probe) tally(outcomeKey(op, "skip", false));
       return;
     }
-    const before = signature(this.system, this.world);
+    const before = probe ? "" : signature(this.system, this.world);
     let outcome: Outcome;
     try {
       outcome = { ok: true, value: prepared.call() };
     } catch (error) {
       outcome = { ok: false, error };
     }
-    if (!probe) tally(outcomeKey(op, outcome, false));
+    if (!probe) tally(outcomeKey(op, outcome, false, prepared.tag));
     if (TRACE) console.log(`${this.stepIndex}: ${prepared.label} -> ${describeOutcome(outcome)}`);
     if (!outcome.ok) {
       const thrown = foreign(outcome.error);
@@ -195,7 +257,7 @@ export class SurfaceRun {
     }
     const verdict = prepared.judge(this.world, outcome);
     if (!verdict.ok) throw this.failure(prepared.label, verdict.why);
-    if (verdict.unchanged) {
+    if (verdict.unchanged && !probe) {
       const after = signature(this.system, this.world);
       if (after !== before)
         throw this.failure(
@@ -203,15 +265,19 @@ export class SurfaceRun {
           `it failed (${errorName((outcome as { error: unknown }).error)}) but changed state: ${firstChange(before, after)}`,
         );
     }
-    this.checkState(prepared.label);
+    if (!probe) this.checkState(prepared.label);
   }
 
   /** 2 or 3 operations as threads under a seeded chooser; the result must be that of a serial order. */
   concurrent(ops: readonly ConcurrentOp[], seed: number): void {
     const prepared: Prepared[] = [];
+    const members: ConcurrentOp[] = [];
     for (const op of ops) {
       const one = prepare(this.ctx, this.world, op);
-      if (one?.thread !== undefined) prepared.push(one);
+      if (one?.thread !== undefined) {
+        prepared.push(one);
+        members.push(op);
+      }
     }
     if (prepared.length === 0) return;
     const sched = this.system.kernel.sched;
@@ -232,9 +298,30 @@ export class SurfaceRun {
     }
     const results: Outcome[] = forms.map((form, i) => form.decode(threads[i]!.result));
     if (TRACE) console.log(`${this.stepIndex}: ${where()} -> ${results.map(describeOutcome).join("; ")}`);
-    ops.forEach((op, i) => {
-      if (i < results.length) tally(outcomeKey(op, results[i]!, true));
+    members.forEach((op, i) => {
+      tally(outcomeKey(op, results[i]!, true, prepared[i]!.tag));
     });
+    this.group = prepared;
+    try {
+      const explained = this.explain(
+        prepared,
+        results,
+        threads.map((thread) => thread.id),
+        where,
+      );
+      if (explained !== null) throw this.failure(where(), explained);
+    } finally {
+      this.group = [];
+    }
+  }
+
+  /** The first serial order that explains the results (adopted), or why none does. */
+  private explain(
+    prepared: readonly Prepared[],
+    results: readonly Outcome[],
+    ids: readonly number[],
+    where: () => string,
+  ): string | null {
     const tried: string[] = [];
     for (const order of permutations(prepared.length)) {
       const world = this.world.clone();
@@ -249,24 +336,38 @@ export class SurfaceRun {
       why ??= compareWorld(this.system, world);
       if (why === null) {
         this.world = world;
-        this.checkInvariants(where());
-        return;
+        this.afterStep(where());
+        return null;
       }
-      tried.push(`order [${order.map((i) => threads[i]!.id).join(", ")}]: ${why}`);
+      tried.push(`order [${order.map((i) => ids[i]!).join(", ")}]: ${why}`);
     }
     const got = results
-      .map(
-        (result, i) =>
-          `${threads[i]!.id} ${result.ok ? "succeeded" : `failed with ${errorName(result.error)}`}`,
-      )
+      .map((result, i) => `${ids[i]!} ${result.ok ? "succeeded" : `failed with ${errorName(result.error)}`}`)
       .join("; ");
-    throw this.failure(where(), `no serial order explains the result (${got}):\n  ${tried.join("\n  ")}`);
+    return `no serial order explains the result (${got}):\n  ${tried.join("\n  ")}`;
   }
 
   private checkState(what: string): void {
     const mismatch = compareWorld(this.system, this.world);
     if (mismatch !== null) throw this.failure(what, `afterwards ${mismatch}`);
+    this.afterStep(what);
+  }
+
+  /**
+   * After every step: the invariants, no OOM kill (RAM is sized so that none can happen), and what the
+   * reference learns from hmmsim without changing it: whether each open's FAIL_ALLOC is still armed
+   * (the flag is one-shot; once hmmsim has consumed it, no allocation may fail for it any more).
+   */
+  private afterStep(what: string): void {
     this.checkInvariants(what);
+    const retries = this.system.kernel.stats.oomRetries;
+    if (retries > this.oomRetries) tally("a CPU fault retried after VM_FAULT_OOM (FAIL_ALLOC, modern)");
+    this.oomRetries = retries;
+    const kills = this.system.kernel.stats.oomKills;
+    if (kills !== 0)
+      throw this.failure(what, `the OOM killer ran (${kills}): RAM is sized so that no run can exhaust it`);
+    for (const file of this.world.openFiles())
+      if (file.failAllocArmed && file.handle.mirror.flags % 2 === 0) file.failAllocArmed = false;
   }
 
   private checkInvariants(what: string): void {
@@ -293,21 +394,27 @@ export class SurfaceRun {
     const openFds = () => this.world.fds.map((rf, fd) => ({ rf, fd })).filter(({ rf }) => !rf.closed);
     const deviceProbe = (cmd: "read" | "write", seed: number) => {
       for (const { rf, fd } of openFds()) {
-        for (const vpn of pagesOf(rf.owner, cmd === "read" ? 1 : 2)) {
+        const owner = rf.file.mirror;
+        // A file whose mm has gone: one command, which the reference expects to livelock or fail.
+        const vpns = owner.alive ? pagesOf(owner, cmd === "read" ? 1 : 2) : [0];
+        for (const vpn of vpns) {
           probe({
             op: "dev",
             fd,
             cmd,
-            at: SurfaceRun.at(rf.owner.pages, vpn),
+            at: owner.alive ? SurfaceRun.at(owner.pages, vpn) : { anchor: 0, delta: 0, offset: 0 },
             pages: 1,
             seed: seed + fd * 977 + vpn,
+            into: false,
             bad: null,
           });
         }
       }
     };
     deviceProbe("read", 0);
+    this.checkState("after the device READ probes");
     if (this.ctx.store === "bytes") deviceProbe("write", 0x5000);
+    this.checkState("after the device WRITE probes");
     for (const rp of this.world.alive()) {
       for (const vpn of pagesOf(rp, 2)) {
         const p = this.world.alive().indexOf(rp);
@@ -319,12 +426,16 @@ export class SurfaceRun {
         });
       }
     }
+    this.checkState("after the CPU store probes");
     deviceProbe("read", 0);
+    this.checkState("after the last device READ probes");
     // Teardown: every pin released, every device file closed, every process gone.
     this.world.pins.forEach((pin, index) => {
-      if (!pin.unpinned && pin.owner.alive) probe({ op: "unpin", pin: index, bad: null });
+      // A pin outlives its process: unpinning needs no mm.
+      if (!pin.unpinned) probe({ op: "unpin", pin: index, bad: null });
     });
     for (const { fd } of openFds()) probe({ op: "close", fd });
+    this.checkState("after closing every device file");
     while (this.world.alive().length > 1) probe({ op: "exit", p: 0 });
     const last = this.world.alive()[0]!;
     try {

@@ -8,7 +8,9 @@
  *   reference when it does. Judging never calls hmmsim except to look at state without changing it.
  */
 import { KernelError } from "../../../src/base/errno.js";
+import { DmirrorLivelockError } from "../../../src/drivers/dmirror.js";
 import type { ProtocolVersion } from "../../../src/mm/kernel.js";
+import type { MmStruct } from "../../../src/mm/mm_types.js";
 import type { StoreKind } from "../../../src/mm/page_store.js";
 import { SignalError } from "../../../src/process.js";
 import type { Kfn } from "../../../src/sched/thread.js";
@@ -21,6 +23,17 @@ export interface Ctx {
   system: System;
   store: StoreKind;
   protocol: ProtocolVersion;
+  /** The system's RAM in pages (the bounce buffers' bound). */
+  ramPages: number;
+  /** dmirror.faultFailsWithoutMm: READ/WRITE on a file whose mm has gone give EINVAL, not the livelock. */
+  faultFailsWithoutMm: boolean;
+  /**
+   * True while a concurrent group is judged in which some other member acts on this mm, or closes or
+   * releases a device file (which evicts device pages): a migration may then lose pages to it.
+   */
+  racing(mm: MmStruct): boolean;
+  /** True while a concurrent group is judged. */
+  inGroup(): boolean;
 }
 
 export type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
@@ -38,6 +51,12 @@ export interface ThreadForm {
 
 export interface Prepared {
   label: string;
+  /** The mm the operation acts on, for the concurrent mode's racing(). */
+  mm?: MmStruct;
+  /** The operation closes or releases a device file (the concurrent mode's racing()). */
+  evicts?: boolean;
+  /** A variant worth its own line in the statistics (HMMSIM_FUZZ_STATS), e.g. "MREMAP_DONTUNMAP". */
+  tag?: string;
   call(): unknown;
   thread?: () => ThreadForm;
   judge(world: World, outcome: Outcome): Verdict;
@@ -50,8 +69,15 @@ export function fail(why: string): Verdict {
   return { ok: false, why };
 }
 
-/** "SIGSEGV", "SIGBUS", an errno name, or a description of a foreign exception. */
+/**
+ * The outcome name of a READ or WRITE that lib/test_hmm.c never returns from (a file whose mm has gone,
+ * the faithful default): hmmsim throws DmirrorLivelockError. Accepted only where the reference expects it.
+ */
+export const LIVELOCK = "DmirrorLivelockError";
+
+/** "SIGSEGV", "SIGBUS", an errno name, LIVELOCK, or a description of a foreign exception. */
 export function errorName(error: unknown): string {
+  if (error instanceof DmirrorLivelockError) return LIVELOCK;
   if (error instanceof SignalError) return error.signal;
   if (error instanceof KernelError) return error.code;
   if (error instanceof Error) return `${error.name}: ${error.message}`;
@@ -164,33 +190,37 @@ export function addrOf(vpn: number): string {
 }
 
 /**
- * True when HMM_DMIRROR_FLAGS armed FAIL_ALLOC on some device file: a later fault of a device page
- * back to RAM may then fail its allocation. The reference does not know where pages are, so while any
- * file is armed it allows what such a fault gives:
- * - under 4.14, the driver's migrate_to_ram answers a failed allocation with VM_FAULT_SIGBUS (the
- *   MIGRATE_PFN_ERROR convention of that era), so a CPU access may get SIGBUS;
- * - under modern, dmirror_devmem_fault_alloc_and_copy returns VM_FAULT_OOM, which hmm_range_fault
- *   (hmm_do_fault, vm_fault_to_errno) and get_user_pages report as ENOMEM. A user fault is not
- *   failed by it (arch/x86/mm/fault.c mm_fault_error: pagefault_out_of_memory, then the access is
- *   retried), so CPU accesses must still succeed there.
+ * True when HMM_DMIRROR_FLAGS armed FAIL_ALLOC on some open device file (and hmmsim's flag still holds
+ * it): a later migration through that open, or the fault of a device page it migrated back to RAM,
+ * may then fail one allocation. The reference does not know where pages are, so while any file is
+ * armed it allows what such a failure gives:
+ * - a CPU access: under 4.14 the driver's migrate_to_ram answers a failed allocation with
+ *   VM_FAULT_SIGBUS (the MIGRATE_PFN_ERROR convention of that era), so the access may get SIGBUS;
+ *   under modern dmirror_devmem_fault_alloc_and_copy returns VM_FAULT_OOM, which a user fault never
+ *   turns into a signal (arch/x86/mm/fault.c mm_fault_error: pagefault_out_of_memory, which with RAM
+ *   left only retries, mm/oom_kill.ts), and the retry finds the flag gone: the access must succeed;
+ * - get_user_pages (a pin): VM_FAULT_OOM is ENOMEM, VM_FAULT_SIGBUS EFAULT (mm/gup.c
+ *   vm_fault_to_errno), and a pin that already has pages returns them short;
+ * - hmm_range_fault (a device READ or WRITE): any VM_FAULT_ERROR is EFAULT (hmm_vma_fault).
  * Either way the failed access or command changes no byte it had not already written.
  */
 export function allocationMayFail(world: World): boolean {
-  return world.fds.some((rf) => rf.failAllocArmed);
+  return world.openFiles().some((file) => file.failAllocArmed);
 }
 
-/** The errnos or signal a failed allocation may give `kind` of access under this protocol. */
-export function allocationFailures(ctx: Ctx, world: World, kind: "cpu" | "kernel"): readonly string[] {
+/** The errnos or signal a failed allocation may give this kind of access under this protocol. */
+export function allocationFailures(ctx: Ctx, world: World, kind: "cpu" | "gup" | "hmm"): readonly string[] {
   if (!allocationMayFail(world)) return [];
   if (kind === "cpu") return ctx.protocol === "modern" ? [] : ["SIGBUS"];
-  return ctx.protocol === "modern" ? ["ENOMEM"] : ["EFAULT", "ENOMEM"];
+  if (kind === "gup") return ctx.protocol === "modern" ? ["ENOMEM"] : ["EFAULT"];
+  return ["EFAULT"];
 }
 
 /** A failed outcome that a failed allocation explains (see allocationMayFail), else false. */
 export function explainedByAllocation(
   ctx: Ctx,
   world: World,
-  kind: "cpu" | "kernel",
+  kind: "cpu" | "gup" | "hmm",
   outcome: Outcome,
 ): boolean {
   return !outcome.ok && allocationFailures(ctx, world, kind).includes(errorName(outcome.error));

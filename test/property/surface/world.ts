@@ -4,18 +4,23 @@
  * hmmsim handles (Process, TmpFile, DeviceFile) so that the tests can act through them, and copies
  * itself, so that the concurrent mode can try each serial order of a group of operations on a copy.
  *
- * What it encodes beyond the pages:
- * - fork gives the child a copy of every private page and the same shared objects; device files and
- *   pins stay with the parent (hmmsim's Process owns its DeviceFiles; a pin is of the parent's page);
- * - exit closes the process's device files (exit_files in do_exit), so their commands give EBADF;
+ * What it encodes beyond the pages (src/device.ts, src/process.ts, kernel/fork.c, kernel/exit.c):
+ * - an open of a device is one struct file (RefOpenFile) mirroring the mm of the process that opened
+ *   it, named by descriptors (RefFd) in one or more processes' tables: fork copies the table (dup_fd),
+ *   so the child's descriptors name the parent's open files, at the same fd numbers, and commands
+ *   through them work on the parent's mm; the last descriptor's close releases the file;
+ * - fork gives the child a copy of every private page and the same shared objects;
+ * - exit tears the mm down first (exit_mm), then closes every descriptor (exit_files); an open file a
+ *   child still names outlives the mm it mirrors, and its commands then fail as on a dead mm;
  * - a device command moves pages but never changes bytes; WRITE changes them as a CPU store would;
- * - a pin changes no bytes; unpinning it twice is misuse (no C counterpart: unpin_user_page of a page
- *   not pinned is a kernel bug), answered with a KernelError;
+ *   releasing a file (modern: every page of the device evicted) or HMM_DMIRROR_RELEASE changes none;
+ * - a pin changes no bytes and outlives its process; unpinning it twice is misuse (no C counterpart:
+ *   unpin_user_page of a page not pinned is a kernel bug), answered with EINVAL, nothing unpinned;
  * - what decides whether a migration to a device must succeed is kept coarse and conservative
  *   (RefProcess.migrationMayFail): only a first migration of private anonymous pages of a process that
  *   never forked, never pinned and never migrated must move every page.
  */
-import type { DeviceFile } from "../../../src/device.js";
+import type { DeviceFile, OpenFile } from "../../../src/device.js";
 import type { Process } from "../../../src/process.js";
 import type { TmpFile } from "../../../src/system.js";
 import { cloneObject, clonePages, Identities, type PageMap, type SharedObject } from "./pages.js";
@@ -40,13 +45,29 @@ export interface RefFile {
   sizeBytes: number;
 }
 
+/** One open of a device (struct file and its struct dmirror). */
+export interface RefOpenFile {
+  device: number;
+  /** The process that opened it: the file mirrors its mm for the file's whole life. */
+  mirror: RefProcess;
+  /** dmirror_fops_release ran: the last descriptor closed. */
+  released: boolean;
+  /**
+   * HMM_DMIRROR_FLAGS set FAIL_ALLOC and hmmsim's flag still holds it: an allocation of a migration
+   * through this open (to the device, to the system, or the CPU fault of a page it migrated) may fail.
+   */
+  failAllocArmed: boolean;
+  /** hmmsim's struct file, to look at its flags. */
+  handle: OpenFile;
+}
+
+/** One descriptor of an open file in one process's table. */
 export interface RefFd {
   fd: DeviceFile;
-  device: number;
-  owner: RefProcess;
+  /** The process whose descriptor table holds it. */
+  holder: RefProcess;
+  file: RefOpenFile;
   closed: boolean;
-  /** HMM_DMIRROR_FLAGS was set: an allocation of some later migration on this file may fail. */
-  failAllocArmed: boolean;
 }
 
 export interface RefPin {
@@ -88,6 +109,22 @@ export class World {
     return found;
   }
 
+  /** The open device files (struct file), each once. */
+  openFiles(): RefOpenFile[] {
+    return [...new Set(this.fds.map((rf) => rf.file))];
+  }
+
+  /**
+   * close_fd: the descriptor goes; the last descriptor of its file releases the file. Returns true
+   * when this close released it.
+   */
+  closeFd(rf: RefFd): boolean {
+    rf.closed = true;
+    if (this.fds.some((other) => other.file === rf.file && !other.closed)) return false;
+    rf.file.released = true;
+    return true;
+  }
+
   /** A deep copy sharing only the hmmsim handles. */
   clone(): World {
     const copy = new World();
@@ -110,7 +147,13 @@ export class World {
       processOf.set(rp, cloned);
       copy.processes.push(cloned);
     }
-    copy.fds = this.fds.map((rf) => ({ ...rf, owner: processOf.get(rf.owner)! }));
+    const openOf = new Map<RefOpenFile, RefOpenFile>();
+    for (const file of this.openFiles()) openOf.set(file, { ...file, mirror: processOf.get(file.mirror)! });
+    copy.fds = this.fds.map((rf) => ({
+      ...rf,
+      holder: processOf.get(rf.holder)!,
+      file: openOf.get(rf.file)!,
+    }));
     copy.pins = this.pins.map((pin) => ({ ...pin, owner: processOf.get(pin.owner)! }));
     return copy;
   }
