@@ -19,7 +19,7 @@
  * What the reference encodes, and the kernel source behind it, is in the headers of surface/*.ts.
  *
  * Environment (all optional):
- *   HMMSIM_FUZZ_RUNS      sequences per property (default 200: 1,600 over the eight properties)
+ *   HMMSIM_FUZZ_RUNS      sequences per property (default 375: 3,000 over the eight properties)
  *   HMMSIM_FUZZ_SEED      fast-check seed (default fixed, so CI is deterministic)
  *   HMMSIM_FUZZ_PATH      fast-check path, with the seed, to replay one counterexample
  *   HMMSIM_FUZZ_LENGTH    steps per sequence at most, after the prologue (default 24)
@@ -45,7 +45,7 @@ import { allowedOps, stepsArbitrary } from "./surface/ops.js";
 import { outcomes, SurfaceRun } from "./surface/runner.js";
 
 const env = process.env;
-const RUNS = Number(env.HMMSIM_FUZZ_RUNS ?? 200);
+const RUNS = Number(env.HMMSIM_FUZZ_RUNS ?? 375);
 const SEED = env.HMMSIM_FUZZ_SEED === undefined ? 0x5eed : Number(env.HMMSIM_FUZZ_SEED);
 const LENGTH = Number(env.HMMSIM_FUZZ_LENGTH ?? 24);
 const allowed = allowedOps(env.HMMSIM_FUZZ_OPS);
