@@ -67,7 +67,7 @@ import {
 import { ZERO_PFN } from "../mm/page_alloc.js";
 import { Lock } from "../sched/locks.js";
 import { LivelockError } from "../sched/scheduler.js";
-import type { Kfn } from "../sched/thread.js";
+import type { Kfn, Thread } from "../sched/thread.js";
 import { CopyBatch } from "./copy_engine.js";
 import { DeviceTable } from "./device_table.js";
 import type { DmirrorDevice } from "./dmirror_devmem.js";
@@ -177,6 +177,13 @@ export class Dmirror {
   flags = 0;
   /** Released (dmirror_fops_release ran): the last file reference went. */
   closed = false;
+  /**
+   * The chunks this open's threads are migrating to the device, and whether another thread's
+   * invalidation overlapped one since it started (the corrected driver's answer to window (d) of
+   * DmirrorSwitches; test_hmm.c keeps no such record).
+   */
+  private readonly toDeviceInFlight = new Map<Thread, { start: number; end: number; invalidated: boolean }>();
+
   constructor(
     readonly device: DmirrorDevice,
     readonly mm: MmStruct,
@@ -210,6 +217,10 @@ export class Dmirror {
     yield* this.mutex.lock();
     mmuIntervalSetSeq(sub, curSeq);
     this.doUpdate(range.start, range.end);
+    // Window (d): another thread's invalidation over a chunk this open is migrating to the device.
+    const me = this.ctx.k.sched.current();
+    for (const [thread, chunk] of this.toDeviceInFlight)
+      if (thread !== me && range.start <= chunk.end && range.end >= chunk.start) chunk.invalidated = true;
     this.mutex.unlock();
     return true;
   }
@@ -420,6 +431,10 @@ export class Dmirror {
    * owner-less MMU_NOTIFY_CLEAR, which erased our mirror entries for the pages of the range that are
    * already on this device; they stay where they are (no dst), so map them again here, as a driver of
    * that era had to. Modern collect never selects them (SELECT_SYSTEM) and skips our own invalidation.
+   * Such a page comes back writable only where collect's migration entry kept the write bit: before
+   * "mm/migrate: properly preserve write attribute in special migrate entry" (Ralph Campbell, 4.17;
+   * the writeFromMpfn switch) migrate_vma_collect_pmd took it from pte_write() of the device-private
+   * swap PTE, which is never set, so the CPU maps the page read-only again and the mirror must too.
    */
   private *finalizeAndMapToDevice(
     src: Float64Array,
@@ -430,10 +445,16 @@ export class Dmirror {
     const L = this.ctx.layout;
     const k = this.ctx.k;
     yield* this.mutex.lock();
+    // Window (d): an invalidation since collect may have zapped what this would mirror.
+    if (this.toDeviceInFlight.get(k.sched.current())?.invalidated === true) {
+      this.mutex.unlock();
+      return;
+    }
     for (let i = 0; i < npages; i++) {
       const spfn = migratePfnToPfn(L, src[i]!);
       if (spfn >= 0 && k.pages.isZoneDevice(spfn) && this.ctx.pagemaps.of(spfn).owner === this.device) {
-        this.pt.set(start + i, spfn * 4 + (hasFlag(src[i]!, L.WRITE) ? DPT_XA_TAG_WRITE : 0));
+        const writable = hasFlag(src[i]!, L.WRITE) && this.ctx.migrate.writeFromMpfn;
+        this.pt.set(start + i, spfn * 4 + (writable ? DPT_XA_TAG_WRITE : 0));
         continue;
       }
       if (!hasFlag(src[i]!, L.MIGRATE)) continue;
@@ -456,14 +477,40 @@ export class Dmirror {
     counted: { cpages: number },
     buffers: ChunkBuffers,
   ): Kfn<number> {
-    const ctx = this.ctx;
-    const L = ctx.layout;
     const npages = end - start;
     assert(
       buffers.src.length >= npages,
       "chunk buffers too small",
       () => `${buffers.src.length} < ${npages}`,
     );
+    // The corrected driver notes invalidations that overlap this chunk from here to finalize_and_map.
+    const tracked = toDevice && this.device.switches.invalidateOnOwnMigration;
+    const me = this.ctx.k.sched.current();
+    try {
+      if (tracked) {
+        this.toDeviceInFlight.set(me, { start, end, invalidated: false });
+        // An invalidation already under way has told this open before the note existed: wait for it
+        // to end (mmu_interval_read_begin), so that collect sees what it zapped.
+        yield* mmuIntervalReadBegin(this.ctx.k, this.notifier);
+      }
+      return yield* this.migrateChunkTracked(vma, start, end, toDevice, counted, buffers);
+    } finally {
+      if (tracked) this.toDeviceInFlight.delete(me);
+    }
+  }
+
+  /** migrateChunk's body. */
+  private *migrateChunkTracked(
+    vma: Vma,
+    start: number,
+    end: number,
+    toDevice: boolean,
+    counted: { cpages: number },
+    buffers: ChunkBuffers,
+  ): Kfn<number> {
+    const ctx = this.ctx;
+    const L = ctx.layout;
+    const npages = end - start;
     const { src, dst, copies } = buffers;
     // The seed's collect_pmd never clears dst (only collect_hole does), and its finalize releases any
     // page dst names, so a driver of that era had to hand in a cleared dst for every call.

@@ -66,6 +66,16 @@ export interface DmirrorSwitches {
    * any other event, erasing its entries and moving the sequence before collect changes a PTE, so no
    * mirror entry is left over a page being migrated (a, b) and a racing READ retries (c); the
    * migrating open maps the destination pages again in finalize_and_map, as it always does.
+   *
+   * A fourth window, under both "4.14" and "modern", does not come from the skip: (d)
+   * dmirror_migrate_finalize_and_map mirrors every page that moved without asking whether an
+   * invalidation ran since collect. MADV_DONTNEED takes mmap_lock for read, as the migration does, so
+   * it can zap the range's migration entries in between; dmirror_interval_invalidate erases the
+   * entries (there are none yet), finalize_and_map then mirrors the destination pages, and
+   * migrate_vma_finalize, finding no migration entry to replace, frees them: the mirror keeps a freed
+   * device page. true also closes it: an invalidation by another thread that overlaps a chunk this
+   * open is migrating to the device (noted in dmirror_interval_invalidate) makes its finalize_and_map
+   * mirror none of that chunk, whose read-back then fails with -ENOENT.
    */
   readonly invalidateOnOwnMigration: boolean;
   /**

@@ -5,8 +5,10 @@
 import { EAGAIN } from "../base/errno.js";
 import type { Kernel } from "./kernel.js";
 import {
+  assertPage,
   PG_active,
   PG_anon,
+  PG_anon_exclusive,
   PG_dirty,
   PG_memcg_moved,
   PG_referenced,
@@ -19,8 +21,7 @@ export const MIGRATEPAGE_SUCCESS = 0;
 /**
  * Flags that migrate_page_states / folio_migrate_flags carry to the new page. Not PG_anon_exclusive:
  * it "is always migrated via migration entries" (folio_migrate_flags), so remove_migration_pte sets it
- * on the new page from the entry. The old page may still carry it when nothing mapped it any more at
- * unmap time (a munmap racing a device eviction zapped its only entry): it is freed with the old page.
+ * on the new page from the entry (migratePageNoCopy copies it only for a page no PTE maps any more).
  */
 const MIGRATED_FLAGS = PG_dirty | PG_uptodate | PG_active | PG_referenced | PG_swapbacked | PG_anon;
 
@@ -47,6 +48,14 @@ export function migratePageNoCopy(k: Kernel, newPfn: number, pfn: number, expect
   const pages = k.pages;
   // migrate_page_states: the new page inherits the state flags; the old keeps its mapping until freed.
   pages.flags[newPfn] = (pages.flags[newPfn]! & ~MIGRATED_FLAGS) | (pages.flags[pfn]! & MIGRATED_FLAGS);
+  // folio_migrate_flags: PG_anon_exclusive travels in migration entries, so a page still marked here is
+  // one no PTE maps any more ("effectively unmapped and unreferenced": zapped by munmap or
+  // MADV_DONTNEED after migrate_device_range took it, before try_to_migrate would have cleared it). The
+  // kernel copies the bit (PG_mappedtodisk); the new page, mapped by nothing, is freed by finalize.
+  if (pages.has(pfn, PG_anon_exclusive)) {
+    assertPage(pages.mapcount[pfn] === 0, "migrating a mapped page still marked exclusive", pages, pfn);
+    pages.set(newPfn, PG_anon_exclusive);
+  }
   // folio_migrate_flags → mem_cgroup_migrate (6.x): the charge, and memcg_data, go to the new page.
   if (k.protocol === "modern") pages.set(pfn, PG_memcg_moved);
   return MIGRATEPAGE_SUCCESS;

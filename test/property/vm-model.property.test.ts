@@ -42,152 +42,85 @@ import {
 } from "../../src/mm/mmap.js";
 import { type Process, SignalError } from "../../src/process.js";
 import { System, type TmpFile } from "../../src/system.js";
+import {
+  anyMapped,
+  contents,
+  fullyMapped,
+  hex,
+  Identities,
+  isolate,
+  type Kind,
+  movePages,
+  PAGE,
+  type PageMap,
+  pastEnd,
+  pattern,
+  protect,
+  type RefPage,
+  type SharedObject,
+  unmap,
+  vmaAt,
+  writable,
+} from "./surface/pages.js";
 
-const PAGE = 4096;
 /** Where MAP_FIXED lands when a process has nothing mapped: 4 GiB, above mmap_min_addr. */
 const ARENA_VPN = 2 ** 20;
 const FILE_PAGES = 64;
 const PROCESSES_MAX = 3;
-const ZERO_PAGE = new Uint8Array(PAGE);
 
 // ---------------------------------------------------------------------------------------------------
-// The reference model
+// The reference model (the page maps of test/property/surface/pages.ts)
 // ---------------------------------------------------------------------------------------------------
-
-type Kind = "anonPrivate" | "anonShared" | "filePrivate" | "fileShared";
-
-/** Something MAP_SHARED pages live in: the tmpfs file, or one shared anonymous mapping's shmem object. */
-interface SharedObject {
-  name: string;
-  pages: Map<number, Uint8Array>;
-  /** Pages in the object; accesses at or past it are SIGBUS in Linux and skipped here. */
-  sizePages: number;
-}
-
-interface RefPage {
-  /** Identity of the VMA the page is in (VMAs are maximal runs of one id). */
-  vma: number;
-  prot: number;
-  kind: Kind;
-  /** The file or shmem object (every kind but anonPrivate). */
-  object: SharedObject | null;
-  /** Page offset in `object`. */
-  pgoff: number;
-  /** The process's own copy (private kinds, once written); null reads through to zeros or the file. */
-  own: Uint8Array | null;
-}
 
 interface RefProcess {
   process: Process;
-  pages: Map<number, RefPage>;
+  pages: PageMap;
 }
 
 class Reference {
   readonly processes: RefProcess[] = [];
   readonly file: SharedObject = { name: "file", pages: new Map(), sizePages: FILE_PAGES };
-  private nextVma = 1;
-  private nextObject = 1;
+  private readonly ids = new Identities();
 
   newVmaId(): number {
-    return this.nextVma++;
+    return this.ids.newVmaId();
   }
 
   newObject(sizePages: number): SharedObject {
-    return { name: `shmem-${this.nextObject++}`, pages: new Map(), sizePages };
+    return this.ids.newObject(sizePages);
   }
 
-  /** What the page holds now. */
-  static contents(page: RefPage): Uint8Array {
-    if (page.own !== null) return page.own;
-    if (page.object !== null) return page.object.pages.get(page.pgoff) ?? ZERO_PAGE;
-    return ZERO_PAGE;
-  }
+  static contents = contents;
+  static writable = writable;
+  static pastEnd = pastEnd;
 
-  /** The bytes a write to the page goes to (made on first write, as the fault path does). */
-  static writable(page: RefPage): Uint8Array {
-    if (page.kind === "anonShared" || page.kind === "fileShared") {
-      const object = page.object!;
-      let bytes = object.pages.get(page.pgoff);
-      if (bytes === undefined) {
-        bytes = new Uint8Array(PAGE);
-        object.pages.set(page.pgoff, bytes);
-      }
-      return bytes;
-    }
-    if (page.own === null) page.own = Reference.contents(page).slice();
-    return page.own;
-  }
-
-  /** True when the page lies past the end of its object (SIGBUS in Linux, not modelled). */
-  static pastEnd(page: RefPage): boolean {
-    return page.object !== null && page.pgoff >= page.object.sizePages;
-  }
-
-  /**
-   * isolateRange: every VMA overlapping [start, end) is split at start and end. The part inside and the
-   * part after `end` get fresh identities (a fresh identity for an unsplit piece is harmless: a VMA is a
-   * maximal run of one identity); the part before `start` keeps the old one.
-   */
   isolate(ref: RefProcess, start: number, end: number): void {
-    const inside = new Map<number, number>();
-    const after = new Map<number, number>();
-    for (const [vpn, page] of ref.pages) {
-      if (vpn >= start && vpn < end && !inside.has(page.vma)) {
-        inside.set(page.vma, this.newVmaId());
-        after.set(page.vma, this.newVmaId());
-      }
-    }
-    for (const [vpn, page] of ref.pages) {
-      const old = page.vma;
-      if (!inside.has(old)) continue;
-      if (vpn >= start && vpn < end) page.vma = inside.get(old)!;
-      else if (vpn >= end) page.vma = after.get(old)!;
-    }
+    isolate(this.ids, ref.pages, start, end);
   }
 
-  /**
-   * mprotect_fixup over [start, end), all mapped: each VMA whose protection changes is split to the
-   * range and changed; the others stay as they are.
-   */
+  /** mprotect_fixup over [start, end), all mapped (surface/pages.ts protect). */
   protect(ref: RefProcess, start: number, end: number, prot: number): void {
-    let vpn = start;
-    while (vpn < end) {
-      const id = ref.pages.get(vpn)!.vma;
-      let pieceEnd = vpn;
-      while (pieceEnd < end && ref.pages.get(pieceEnd)!.vma === id) pieceEnd++;
-      if (ref.pages.get(vpn)!.prot !== prot) {
-        this.isolate(ref, vpn, pieceEnd);
-        for (let v = vpn; v < pieceEnd; v++) ref.pages.get(v)!.prot = prot;
-      }
-      vpn = pieceEnd;
-    }
+    protect(this.ids, ref.pages, start, end, prot);
   }
 
-  /** Removes [start, end) after isolating it. */
   unmap(ref: RefProcess, start: number, end: number): void {
-    this.isolate(ref, start, end);
-    for (let vpn = start; vpn < end; vpn++) ref.pages.delete(vpn);
+    unmap(this.ids, ref.pages, start, end);
   }
 
-  /** The VMA containing vpn as [start, end), or null. */
+  move(ref: RefProcess, oldStart: number, moved: number, newStart: number, newPages: number): void {
+    movePages(this.ids, ref.pages, oldStart, moved, newStart, newPages);
+  }
+
   static vmaAt(ref: RefProcess, vpn: number): { start: number; end: number; id: number } | null {
-    const page = ref.pages.get(vpn);
-    if (page === undefined) return null;
-    let start = vpn;
-    while (ref.pages.get(start - 1)?.vma === page.vma) start--;
-    let end = vpn + 1;
-    while (ref.pages.get(end)?.vma === page.vma) end++;
-    return { start, end, id: page.vma };
+    return vmaAt(ref.pages, vpn);
   }
 
   static anyMapped(ref: RefProcess, start: number, end: number): boolean {
-    for (let vpn = start; vpn < end; vpn++) if (ref.pages.has(vpn)) return true;
-    return false;
+    return anyMapped(ref.pages, start, end);
   }
 
   static fullyMapped(ref: RefProcess, start: number, end: number): boolean {
-    for (let vpn = start; vpn < end; vpn++) if (!ref.pages.has(vpn)) return false;
-    return true;
+    return fullyMapped(ref.pages, start, end);
   }
 }
 
@@ -391,16 +324,6 @@ function expectFailure(what: string, expected: string, call: () => unknown): str
     thrown instanceof SignalError ? thrown.signal : thrown instanceof KernelError ? thrown.code : null;
   if (got !== expected) throw new Error(`${what}: expected ${expected}, got ${describeError(thrown)}`);
   return expected;
-}
-
-function pattern(seed: number, length: number): Uint8Array {
-  const bytes = new Uint8Array(length);
-  for (let i = 0; i < length; i++) bytes[i] = (seed * 131 + i * 7 + 1) & 255;
-  return bytes;
-}
-
-function hex(vpn: number): string {
-  return `0x${(vpn * PAGE).toString(16)}`;
 }
 
 class Run {
@@ -692,10 +615,7 @@ class Run {
     return pieces > 1 ? "moved-vmas" : "moved-fixed";
   }
 
-  /**
-   * move_vma: `moved` pages from oldStart become a new VMA of `newPages` at newStart; pages past the
-   * moved ones continue the last page's object.
-   */
+  /** move_vma (surface/pages.ts movePages). */
   private movePages(
     rp: RefProcess,
     oldStart: number,
@@ -703,21 +623,7 @@ class Run {
     newStart: number,
     newPages: number,
   ): void {
-    this.ref.isolate(rp, oldStart, oldStart + moved);
-    const id = this.ref.newVmaId();
-    const movedPages: RefPage[] = [];
-    for (let i = 0; i < moved; i++) {
-      movedPages.push(rp.pages.get(oldStart + i)!);
-      rp.pages.delete(oldStart + i);
-    }
-    movedPages.forEach((page, i) => {
-      page.vma = id;
-      rp.pages.set(newStart + i, page);
-    });
-    const last = movedPages[moved - 1]!;
-    for (let i = moved; i < newPages; i++) {
-      rp.pages.set(newStart + i, { ...last, pgoff: last.pgoff + (i - (moved - 1)), own: null });
-    }
+    this.ref.move(rp, oldStart, moved, newStart, newPages);
   }
 
   /** The pages [first, last] of an access, or a reason it must fault or be skipped. */
