@@ -328,15 +328,6 @@ export class LockTable implements TrackedLocks {
     fail(message, () => `${me} on ${this.label} ${key}`);
   }
 
-  /** Keys of the locks now held, for the invariant checker. */
-  heldKeys(): number[] {
-    const keys: number[] = [];
-    this.holderByKey.forEach((holder, key) => {
-      if (holder !== null) keys.push(key);
-    });
-    return keys;
-  }
-
   private waitable(key: number): Waitable {
     return {
       describe: () => `${this.label} ${key}`,
