@@ -11,7 +11,8 @@ import { isByteBuffer, loffArg, minU64, ulongArg } from "../base/abi.js";
 import { fail } from "../base/assert.js";
 import { EFAULT, EFBIG, EINVAL, ENOMEM, EOPNOTSUPP } from "../base/errno.js";
 import { PAGE_SIZE, TASK_SIZE } from "../base/units.js";
-import { BLOCKED, type Kfn, PREEMPT, type Waitable } from "../sched/thread.js";
+import { pageObject } from "../sched/objects.js";
+import { BLOCKED, type Kfn, type Waitable } from "../sched/thread.js";
 import type { Kernel } from "./kernel.js";
 import type { AddressSpace } from "./mm_types.js";
 import { assertPage, PG_locked, PG_swapbacked, PG_uptodate } from "./page.js";
@@ -30,6 +31,7 @@ function pageLockWaitable(k: Kernel, pfn: number): Waitable {
 /** trylock_page: takes PG_locked if it is free; never sleeps. */
 export function trylockPage(k: Kernel, pfn: number): boolean {
   const pages = k.pages;
+  if (pages.footprint !== null) pages.footprint.push(pageObject(pfn));
   if (pages.has(pfn, PG_locked)) return false;
   pages.set(pfn, PG_locked);
   pages.lockHolder[pfn] = k.sched.current().id;
@@ -46,7 +48,7 @@ export function* lockPage(k: Kernel, pfn: number): Kfn<void> {
     k.pages,
     pfn,
   );
-  if (k.sched.contended) yield PREEMPT;
+  if (k.sched.contended) yield k.sched.at("lock_page", pageObject(pfn));
   while (!trylockPage(k, pfn)) {
     k.pageWaiters.add(pfn, me);
     k.sched.sleep(pageLockWaitable(k, pfn));
@@ -61,6 +63,7 @@ export function unlockPage(k: Kernel, pfn: number): void {
   if (pages.lockHolder[pfn] !== k.sched.current().id) failUnlock(k, pfn);
   pages.clear(pfn, PG_locked);
   pages.lockHolder[pfn] = 0;
+  if (pages.footprint !== null) pages.footprint.push(pageObject(pfn));
   if (k.pageWaiters.hasWaiters(pfn)) k.pageWaiters.wakeAll(pfn, k.sched);
 }
 
@@ -80,7 +83,7 @@ function failUnlock(k: Kernel, pfn: number): never {
  */
 export function* waitOnPageLocked(k: Kernel, pfn: number): Kfn<void> {
   const me = k.sched.current();
-  if (k.sched.contended) yield PREEMPT;
+  if (k.sched.contended) yield k.sched.at("folio_wait_locked", pageObject(pfn));
   while (k.pages.has(pfn, PG_locked)) {
     k.pageWaiters.add(pfn, me);
     k.sched.sleep(pageLockWaitable(k, pfn));

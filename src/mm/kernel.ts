@@ -5,6 +5,7 @@
  */
 import { assert, assertAbout } from "../base/assert.js";
 import { KeyedWaitQueues, LockTable, RwSem } from "../sched/locks.js";
+import { OBJ_PTE_TABLE } from "../sched/objects.js";
 import { Scheduler, type SchedulerOptions } from "../sched/scheduler.js";
 import type { Thread } from "../sched/thread.js";
 import { AddressSpace, AnonVma, type Mapping, MmStruct } from "./mm_types.js";
@@ -87,7 +88,7 @@ export class Kernel implements PageFreer {
     this.pages = new PageArrays(capacity);
     this.store = createPageStore(options.store, capacity);
     this.ram = new PageAllocator(this.pages, options.ramPages);
-    this.ptl = new LockTable(this.sched, "page-table lock of PTE table");
+    this.ptl = new LockTable(this.sched, "page-table lock of PTE table", OBJ_PTE_TABLE);
     this.lru = new LruState(this.sched.cpus);
     this.protocol = options.protocol;
     this.fastPaths = options.fastPaths ?? true;
@@ -98,6 +99,16 @@ export class Kernel implements PageFreer {
       // The invariant checker finds page locks without a live holder itself, from lockHolder.
       heldByGoneThreads: () => [],
     });
+  }
+
+  /**
+   * Starts (or stops) recording each step's footprint, the objects it touches, for the explorer's
+   * partial-order reduction: the scheduler and the page arrays share one array.
+   */
+  recordFootprints(on: boolean): void {
+    const footprint = on ? (this.sched.footprint ?? []) : null;
+    this.sched.footprint = footprint;
+    this.pages.footprint = footprint;
   }
 
   /** Unlocks every page `thread` has locked, waking their waiters: the thread failed. */

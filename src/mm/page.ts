@@ -9,7 +9,9 @@
  *   except page-table mappings, the page cache, LRU add batches and GUP), so the invariant checker can
  *   tell a leaked reference from a legitimate one. The kernel keeps no such count.
  */
+
 import { assert, fail } from "../base/assert.js";
+import { pageObject } from "../sched/objects.js";
 
 export const PG_locked = 1 << 0;
 export const PG_referenced = 1 << 1;
@@ -120,6 +122,8 @@ export class PageArrays {
   pgmapId: Uint16Array;
   readonly badPages: BadPageReport[] = [];
   freer: PageFreer | null = null;
+  /** The explorer's footprint of the running step (Kernel.recordFootprints); null when not recording. */
+  footprint: number[] | null = null;
 
   constructor(capacity: number) {
     assert(Number.isSafeInteger(capacity) && capacity > 0, "page array capacity must be positive", () =>
@@ -201,6 +205,7 @@ export class PageArrays {
   /** get_page by a kernel thread or driver: the reference is recorded as held. */
   get(pfn: number): void {
     assertPage(this.refcount[pfn]! > 0, "get_page on a page with no references", this, pfn);
+    if (this.footprint !== null) this.footprint.push(pageObject(pfn));
     this.refcount[pfn]!++;
     this.heldRefs[pfn]!++;
   }
@@ -216,6 +221,7 @@ export class PageArrays {
   /** A reference owned by a structure the checker counts itself (a PTE, the page cache, an LRU batch). */
   getStructural(pfn: number): void {
     assertPage(this.refcount[pfn]! > 0, "structural reference to a page with no references", this, pfn);
+    if (this.footprint !== null) this.footprint.push(pageObject(pfn));
     this.refcount[pfn]!++;
   }
 
@@ -242,11 +248,13 @@ export class PageArrays {
 
   /** The page allocator's hand-off: a newly allocated page has one reference, held by the caller. */
   initAllocated(pfn: number): void {
+    if (this.footprint !== null) this.footprint.push(pageObject(pfn));
     this.refcount[pfn] = 1;
     this.heldRefs[pfn] = 1;
   }
 
   private dropRef(pfn: number): void {
+    if (this.footprint !== null) this.footprint.push(pageObject(pfn));
     const count = this.refcount[pfn]!;
     if (count <= 0) {
       this.reportBad(pfn, "put_page on a page with no references");

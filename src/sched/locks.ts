@@ -4,8 +4,9 @@
  * holder releases, and a cycle of such waits is reported as a deadlock rather than spinning forever.
  */
 import { assert, fail } from "../base/assert.js";
+import { OBJ_LOCK, objectId } from "./objects.js";
 import type { Scheduler } from "./scheduler.js";
-import { BLOCKED, type Kfn, PREEMPT, type Thread, type TrackedLocks, type Waitable } from "./thread.js";
+import { BLOCKED, type Kfn, type Thread, type TrackedLocks, type Waitable } from "./thread.js";
 
 /** Threads asleep on one event, woken all at once (the kernel's wake_up_all on a wait_queue_head). */
 export class WaitQueue {
@@ -39,12 +40,17 @@ export class WaitQueue {
 export class Lock implements Waitable, TrackedLocks {
   private holder: Thread | null = null;
   private readonly waiters = new WaitQueue();
+  /** The lock as a shared object (objects.ts), for schedules and the partial-order reduction. */
+  readonly object: number;
+  private readonly lockLabel: string;
 
   constructor(
     private readonly sched: Scheduler,
     private readonly label: string,
   ) {
     sched.trackLocks(this);
+    this.object = sched.nameObject(OBJ_LOCK, label);
+    this.lockLabel = `lock ${label}`;
   }
 
   releaseHeldBy(thread: Thread): string[] {
@@ -76,11 +82,11 @@ export class Lock implements Waitable, TrackedLocks {
     return this.holder === thread;
   }
 
-  /** spin_lock / mutex_lock: a scheduling point, then wait until free. */
-  *lock(): Kfn<void> {
+  /** spin_lock / mutex_lock: a scheduling point (labelled `site`, if given), then wait until free. */
+  *lock(site?: string): Kfn<void> {
     const me = this.sched.current();
     assert(this.holder !== me, "recursive lock", () => `${me} on ${this.label}`);
-    if (this.sched.contended) yield PREEMPT;
+    if (this.sched.contended) yield this.sched.at(site ?? this.lockLabel, this.object);
     while (this.holder !== null) {
       this.waiters.add(me);
       this.sched.sleep(this);
@@ -91,6 +97,7 @@ export class Lock implements Waitable, TrackedLocks {
 
   /** spin_trylock / mutex_trylock: never sleeps. */
   tryLock(): boolean {
+    this.sched.touch(this.object);
     if (this.holder !== null) return false;
     this.holder = this.sched.current();
     return true;
@@ -100,6 +107,7 @@ export class Lock implements Waitable, TrackedLocks {
     const me = this.sched.current();
     assert(this.holder === me, "unlock of a lock not held by this thread", () => `${me} on ${this.label}`);
     this.holder = null;
+    this.sched.touch(this.object);
     this.waiters.wakeAll(this.sched);
   }
 }
@@ -113,12 +121,19 @@ export class RwSem implements Waitable, TrackedLocks {
   private readonly readers: Thread[] = [];
   private writersWaiting = 0;
   private readonly waiters = new WaitQueue();
+  /** The semaphore as a shared object (objects.ts). */
+  readonly object: number;
+  private readonly readLabel: string;
+  private readonly writeLabel: string;
 
   constructor(
     private readonly sched: Scheduler,
     private readonly label: string,
   ) {
     sched.trackLocks(this);
+    this.object = sched.nameObject(OBJ_LOCK, label);
+    this.readLabel = `down_read ${label}`;
+    this.writeLabel = `down_write ${label}`;
   }
 
   releaseHeldBy(thread: Thread): string[] {
@@ -161,10 +176,10 @@ export class RwSem implements Waitable, TrackedLocks {
     return this.writer === thread || this.readers.includes(thread);
   }
 
-  *downRead(): Kfn<void> {
+  *downRead(site?: string): Kfn<void> {
     const me = this.sched.current();
     assert(!this.heldBy(me), "rwsem taken twice by one thread", () => `${me} on ${this.label}`);
-    if (this.sched.contended) yield PREEMPT;
+    if (this.sched.contended) yield this.sched.at(site ?? this.readLabel, this.object);
     while (this.writer !== null || this.writersWaiting > 0) {
       this.waiters.add(me);
       this.sched.sleep(this);
@@ -177,15 +192,16 @@ export class RwSem implements Waitable, TrackedLocks {
   tryDownRead(): boolean {
     const me = this.sched.current();
     assert(!this.heldBy(me), "rwsem taken twice by one thread", () => `${me} on ${this.label}`);
+    this.sched.touch(this.object);
     if (this.writer !== null || this.writersWaiting > 0) return false;
     this.readers.push(me);
     return true;
   }
 
-  *downWrite(): Kfn<void> {
+  *downWrite(site?: string): Kfn<void> {
     const me = this.sched.current();
     assert(!this.heldBy(me), "rwsem taken twice by one thread", () => `${me} on ${this.label}`);
-    if (this.sched.contended) yield PREEMPT;
+    if (this.sched.contended) yield this.sched.at(site ?? this.writeLabel, this.object);
     this.writersWaiting++;
     while (this.writer !== null || this.readers.length > 0) {
       this.waiters.add(me);
@@ -203,6 +219,7 @@ export class RwSem implements Waitable, TrackedLocks {
     // Removing the last reader without splice, which would allocate an array per call.
     if (index === this.readers.length - 1) this.readers.pop();
     else this.readers.splice(index, 1);
+    this.sched.touch(this.object);
     if (this.readers.length === 0) this.waiters.wakeAll(this.sched);
   }
 
@@ -210,6 +227,7 @@ export class RwSem implements Waitable, TrackedLocks {
     const me = this.sched.current();
     assert(this.writer === me, "up_write by a thread that is not the writer", () => `${me} on ${this.label}`);
     this.writer = null;
+    this.sched.touch(this.object);
     this.waiters.wakeAll(this.sched);
   }
 }
@@ -254,12 +272,18 @@ export class KeyedWaitQueues {
 export class LockTable implements TrackedLocks {
   private readonly holderByKey: (Thread | null)[] = [];
   private readonly waiters = new KeyedWaitQueues();
+  private readonly objectBase: number;
+  private readonly lockLabel: string;
 
   constructor(
     private readonly sched: Scheduler,
     private readonly label: string,
+    /** The kind of shared object (objects.ts) each key's lock stands for: OBJ_PTE_TABLE for the PTLs. */
+    objectKind: number,
   ) {
     sched.trackLocks(this);
+    this.objectBase = objectId(objectKind, 0);
+    this.lockLabel = `spin_lock ${label}`;
   }
 
   releaseHeldBy(thread: Thread): string[] {
@@ -296,11 +320,11 @@ export class LockTable implements TrackedLocks {
     while (this.holderByKey.length <= key) this.holderByKey.push(null);
   }
 
-  *lock(key: number): Kfn<void> {
+  *lock(key: number, site?: string): Kfn<void> {
     const me = this.sched.current();
     this.reserve(key);
     if (this.holderOf(key) === me) this.failOn("recursive lock", key, me);
-    if (this.sched.contended) yield PREEMPT;
+    if (this.sched.contended) yield this.sched.at(site ?? this.lockLabel, this.objectBase + key);
     while (this.holderOf(key) !== null) {
       this.waiters.add(key, me);
       this.sched.sleep(this.waitable(key));
@@ -310,6 +334,7 @@ export class LockTable implements TrackedLocks {
   }
 
   tryLock(key: number): boolean {
+    this.sched.touch(this.objectBase + key);
     if (this.holderOf(key) !== null) return false;
     this.reserve(key);
     this.holderByKey[key] = this.sched.current();
@@ -320,6 +345,7 @@ export class LockTable implements TrackedLocks {
     const me = this.sched.current();
     if (this.holderOf(key) !== me) this.failOn("unlock of a lock not held by this thread", key, me);
     this.holderByKey[key] = null;
+    this.sched.touch(this.objectBase + key);
     if (this.waiters.hasWaiters(key)) this.waiters.wakeAll(key, this.sched);
   }
 

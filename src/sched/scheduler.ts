@@ -5,7 +5,17 @@
  */
 import { assert } from "../base/assert.js";
 import { KernelError } from "../base/errno.js";
-import { BLOCKED, type Kfn, Thread, type TrackedLocks, type Waitable } from "./thread.js";
+import {
+  OBJ_LOCK,
+  OBJ_NAMED,
+  OBJ_PAGE,
+  OBJ_PTE_TABLE,
+  OBJ_TLB,
+  objectId,
+  objectIndex,
+  objectKind,
+} from "./objects.js";
+import { BLOCKED, type Kfn, PREEMPT, Thread, type TrackedLocks, type Waitable } from "./thread.js";
 
 /** Picks the index, in `runnable` (ordered by thread id), of the thread that runs next. */
 export type Chooser = (runnable: readonly Thread[], choiceIndex: number) => number;
@@ -84,7 +94,18 @@ export class Scheduler {
   private running: Thread | null = null;
   private chooser: Chooser;
   readonly cpus: number;
-  readonly stepsMax: number;
+  /** Steps one run may take before it is reported as a livelock; the explorer sets its own bound. */
+  stepsMax: number;
+  /** The thread that ran the last step (a choice of another while it can still run is a preemption). */
+  lastRun: Thread | null = null;
+  /**
+   * When the explorer records footprints: the objects the step now running has touched, starting with
+   * the object its scheduling point named. Locks add themselves when released or tried, pages when their
+   * reference count changes. Null (the default) records nothing and costs one test.
+   */
+  footprint: number[] | null = null;
+  /** Descriptions of the objects of kind OBJ_LOCK and OBJ_NAMED, by index. */
+  private readonly objectNames: string[] = [""];
   /** Thread ids chosen at each point where two or more threads could run. */
   readonly schedule: number[] = [];
   /** Scheduling steps taken so far, all threads together. */
@@ -130,6 +151,60 @@ export class Scheduler {
     const released: string[] = [];
     for (const locks of this.trackedLocks) released.push(...locks.releaseHeldBy(thread));
     return released;
+  }
+
+  /**
+   * A scheduling point of the running thread: records what it is about to do and the shared object it
+   * touches, and returns the value to yield. Call it only when `contended`, so a lone thread pays
+   * nothing: `if (sched.contended) yield sched.at("do_swap_page: pte_offset_map_lock", object)`.
+   */
+  at(label: string, object: number): typeof PREEMPT {
+    const thread = this.current();
+    thread.label = label;
+    thread.object = object;
+    return PREEMPT;
+  }
+
+  /**
+   * A scheduling point in a retry loop: the thread waits for another to make progress (it refaults,
+   * or hmm_range_fault saw -EBUSY). A fair scheduler lets another thread run here; the explorer does.
+   */
+  atRetry(label: string, object: number): typeof PREEMPT {
+    const thread = this.current();
+    thread.label = label;
+    thread.object = object;
+    thread.retrying = true;
+    return PREEMPT;
+  }
+
+  /** Records that the running step touched `object` (when footprints are being recorded). */
+  touch(object: number): void {
+    const footprint = this.footprint;
+    if (footprint !== null) footprint.push(object);
+  }
+
+  /** A new object id of kind OBJ_LOCK or OBJ_NAMED, described by `description` in reports. */
+  nameObject(kind: typeof OBJ_LOCK | typeof OBJ_NAMED, description: string): number {
+    this.objectNames.push(description);
+    return objectId(kind, this.objectNames.length - 1);
+  }
+
+  /** An object in words, for schedules and reports. */
+  describeObject(object: number): string {
+    const index = objectIndex(object);
+    switch (objectKind(object)) {
+      case OBJ_LOCK:
+      case OBJ_NAMED:
+        return this.objectNames[index] ?? `object ${object}`;
+      case OBJ_PTE_TABLE:
+        return `PTE table ${index}`;
+      case OBJ_PAGE:
+        return `pfn ${index}`;
+      case OBJ_TLB:
+        return `TLBs of mm ${index}`;
+      default:
+        return object === 0 ? "nothing shared" : `object ${object}`;
+    }
   }
 
   setChooser(chooser: Chooser): void {
@@ -256,6 +331,12 @@ export class Scheduler {
     this.running = thread;
     this.stepsTaken++;
     thread.steps++;
+    thread.retrying = false;
+    const footprint = this.footprint;
+    if (footprint !== null) {
+      footprint.length = 0;
+      footprint.push(thread.object);
+    }
     try {
       const next = thread.body.next();
       if (next.done === true) {
@@ -280,6 +361,7 @@ export class Scheduler {
       throw new ThreadFailure(thread, error, [...this.schedule], released);
     } finally {
       this.running = null;
+      this.lastRun = thread;
     }
     if (this.stepsTaken > this.stepsMax) {
       throw new LivelockError(

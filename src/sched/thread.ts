@@ -42,6 +42,15 @@ export class Thread {
   error: unknown = undefined;
   /** Scheduling points this thread has passed; bounded by the scheduler's step limit. */
   steps = 0;
+  /**
+   * What the thread does when it next runs, set where it yields (Scheduler.at): the kernel function
+   * and what it is about to touch ("do_swap_page: trylock_page"), and the shared object (objects.ts).
+   * A thread that yields without naming one keeps the label of its previous point.
+   */
+  label = "start";
+  object = 0;
+  /** Set by Scheduler.atRetry for the thread's next step: it spins until another thread progresses. */
+  retrying = false;
 
   constructor(
     readonly id: number,

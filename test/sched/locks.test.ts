@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { AssertionError } from "../../src/base/assert.js";
 import { KeyedWaitQueues, Lock, LockTable, RwSem, WaitQueue } from "../../src/sched/locks.js";
+import { OBJ_PTE_TABLE } from "../../src/sched/objects.js";
 import { type Chooser, Scheduler, ThreadFailure } from "../../src/sched/scheduler.js";
 import { BLOCKED, type Kfn, PREEMPT, type Thread } from "../../src/sched/thread.js";
 
@@ -186,7 +187,7 @@ describe("RwSem", () => {
 describe("LockTable", () => {
   it("locks keys independently and lists the held ones", () => {
     const sched = new Scheduler({ chooser: roundRobin });
-    const table = new LockTable(sched, "ptl");
+    const table = new LockTable(sched, "ptl", OBJ_PTE_TABLE);
     const events: string[] = [];
     function* holder(key: number, name: string): Kfn<void> {
       yield* table.lock(key);
@@ -211,7 +212,7 @@ describe("LockTable", () => {
 
   it("a waiter on a key is described in deadlock reports", () => {
     const sched = new Scheduler({ chooser: roundRobin });
-    const table = new LockTable(sched, "ptl");
+    const table = new LockTable(sched, "ptl", OBJ_PTE_TABLE);
     function* stuck(): Kfn<void> {
       yield* table.lock(9);
       const q = new WaitQueue();
@@ -230,7 +231,7 @@ describe("LockTable", () => {
 
   it("trylock does not sleep", () => {
     const sched = new Scheduler();
-    const table = new LockTable(sched, "ptl");
+    const table = new LockTable(sched, "ptl", OBJ_PTE_TABLE);
     const got: boolean[] = [];
     sched.call(
       "t",
@@ -299,7 +300,7 @@ describe("a thread that fails releases what it holds", () => {
     const mutex = new Lock(sched, "device mutex");
     const reader = new RwSem(sched, "mmap_lock of mm 1");
     const writer = new RwSem(sched, "mmap_lock of mm 2");
-    const table = new LockTable(sched, "page-table lock of PTE table");
+    const table = new LockTable(sched, "page-table lock of PTE table", OBJ_PTE_TABLE);
     let waiterGot = false;
     sched.spawn(
       "doomed",
@@ -349,7 +350,7 @@ describe("a thread that fails releases what it holds", () => {
     const sched = new Scheduler();
     const mutex = new Lock(sched, "device mutex");
     const sem = new RwSem(sched, "mmap_lock of mm 3");
-    const table = new LockTable(sched, "page-table lock of PTE table");
+    const table = new LockTable(sched, "page-table lock of PTE table", OBJ_PTE_TABLE);
     const leaker = sched.spawn(
       "leaker",
       (function* (): Kfn<void> {

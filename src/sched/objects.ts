@@ -1,0 +1,44 @@
+/**
+ * Names for the shared objects a scheduling point touches. The explorer's partial-order reduction
+ * asks whether two steps touch a common object (if not, they commute); reports print the object in
+ * words. An object is one number, `kind * 2^32 + index`, so that recording one costs no allocation.
+ */
+
+/** A lock with an identity of its own (a Lock or RwSem), numbered by the scheduler as created. */
+export const OBJ_LOCK = 1;
+/** A PTE table: its entries and its split page-table lock. */
+export const OBJ_PTE_TABLE = 2;
+/** A struct page by pfn: its refcount, mapcount, flags, lock bit and contents. */
+export const OBJ_PAGE = 3;
+/** The TLBs' entries for one mm, on every CPU (a lookup on one CPU and a flush from another meet here). */
+export const OBJ_TLB = 4;
+/** A device's mirror of one mm (its device page table). */
+export const OBJ_MIRROR = 5;
+/** Anything else a model or a user driver names through Scheduler.nameObject. */
+export const OBJ_NAMED = 6;
+
+const KIND_SCALE = 2 ** 32;
+
+export function objectId(kind: number, index: number): number {
+  return kind * KIND_SCALE + index;
+}
+
+export function objectKind(object: number): number {
+  return Math.floor(object / KIND_SCALE);
+}
+
+export function objectIndex(object: number): number {
+  return object % KIND_SCALE;
+}
+
+export function pageObject(pfn: number): number {
+  return OBJ_PAGE * KIND_SCALE + pfn;
+}
+
+export function pteTableObject(table: number): number {
+  return OBJ_PTE_TABLE * KIND_SCALE + table;
+}
+
+export function tlbObject(mmId: number): number {
+  return OBJ_TLB * KIND_SCALE + mmId;
+}
