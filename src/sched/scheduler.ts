@@ -335,7 +335,8 @@ export class Scheduler {
     const footprint = this.footprint;
     if (footprint !== null) {
       footprint.length = 0;
-      footprint.push(thread.object);
+      // Object 0 names nothing shared (a thread's first step, before any point named one).
+      if (thread.object !== 0) footprint.push(thread.object);
     }
     try {
       const next = thread.body.next();
