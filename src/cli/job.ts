@@ -7,6 +7,7 @@ import type { ProtocolVersion } from "../mm/kernel.js";
 import type { StoreKind } from "../mm/page_store.js";
 import { formatConformance, runConformance } from "./conformance.js";
 import { formatDemo, runDemo } from "./demo.js";
+import { type ExploreJob, ExploreUsageError, runExploreJob } from "./explore.js";
 
 export type Job =
   | {
@@ -18,11 +19,15 @@ export type Job =
       /** Report each phase as it starts (long runs). */
       progress: boolean;
     }
-  | { command: "conformance"; json: boolean };
+  | { command: "conformance"; json: boolean }
+  | ExploreJob;
 
 export type JobMessage =
   | { kind: "phase"; name: string; index: number; count: number }
-  | { kind: "done"; text: string; checksHeld: boolean };
+  | { kind: "progress"; line: string }
+  | { kind: "done"; text: string; checksHeld: boolean }
+  /** The command line asked for something that cannot be done: one line for stderr, the usage status. */
+  | { kind: "usage"; line: string };
 
 /** Runs `job` to the end, telling `post` of each phase and, last, of the result. */
 export async function runJob(job: Job, post: (message: JobMessage) => void): Promise<void> {
@@ -35,6 +40,16 @@ export async function runJob(job: Job, post: (message: JobMessage) => void): Pro
     });
     const text = job.json ? JSON.stringify(report, null, 2) : formatDemo(report);
     post({ kind: "done", text: `${text}\n`, checksHeld: report.checksHeld });
+    return;
+  }
+  if (job.command === "explore") {
+    try {
+      const outcome = await runExploreJob(job, (line) => post({ kind: "progress", line }));
+      post({ kind: "done", text: outcome.text, checksHeld: outcome.checksHeld });
+    } catch (error) {
+      if (!(error instanceof ExploreUsageError)) throw error;
+      post({ kind: "usage", line: error.message });
+    }
     return;
   }
   const results = await runConformance();

@@ -11,7 +11,14 @@ import type { StoreKind } from "../mm/page_store.js";
 import { EXIT, EXIT_STATUS_HELP, type ExitStatus } from "./exit_status.js";
 import { installInterruptHandler } from "./interrupt.js";
 import type { Job } from "./job.js";
-import { endProgress, reportProgress, settleStdout, writeStderr, writeStdout } from "./output.js";
+import {
+  endProgress,
+  reportProgress,
+  settleStdout,
+  stderrIsTerminal,
+  writeStderr,
+  writeStdout,
+} from "./output.js";
 import { runInWorker, startWorkerEarly } from "./run_in_worker.js";
 
 function packageVersion(): string {
@@ -25,6 +32,26 @@ const BYTES_STORE_PAGES_MAX = 2 ** 18;
 /** Runs this long (in pages) report each phase on stderr as it starts. */
 const LONG_RUN_PAGES = 65536;
 
+/** A whole number from `min` to `max`, for commander. */
+function integerArgument(min: number, max: number): (value: string) => number {
+  return (value) => {
+    const n = Number(value);
+    if (!/^\d+$/.test(value) || !Number.isSafeInteger(n) || n < min || n > max)
+      throw new InvalidArgumentError(`must be a whole number from ${min} to ${max}.`);
+    return n;
+  };
+}
+
+function secondsArgument(value: string): number {
+  const n = Number(value);
+  if (!/^\d+(\.\d+)?$/.test(value) || !(n > 0) || n > 86400)
+    throw new InvalidArgumentError("must be a number of seconds above 0 and at most 86400.");
+  return n;
+}
+
+/** Progress of a search: every second on a terminal (rewritten in place), every ten otherwise. */
+const EXPLORE_PROGRESS_MS = stderrIsTerminal ? 1000 : 10_000;
+
 function parsePagesArgument(value: string): number {
   const pages = Number(value);
   if (!/^\d+$/.test(value) || !Number.isSafeInteger(pages) || pages < 1 || pages > 2 ** 22) {
@@ -37,9 +64,13 @@ function parsePagesArgument(value: string): number {
 async function execute(job: Job): Promise<ExitStatus> {
   try {
     const result = await runInWorker(job, (name, index, count) =>
-      reportProgress(`hmmsim ${job.command}: phase ${index + 1} of ${count}: ${name}`),
+      reportProgress(index < 0 ? name : `hmmsim ${job.command}: phase ${index + 1} of ${count}: ${name}`),
     );
     endProgress();
+    if (result.usage !== undefined) {
+      writeStderr(`hmmsim: ${result.usage}\n`);
+      return EXIT.usage;
+    }
     writeStdout(result.text, "the report");
     return result.checksHeld ? EXIT.ok : EXIT.checksFailed;
   } catch (error) {
@@ -123,6 +154,84 @@ export function buildProgram(finish: (status: ExitStatus) => void): Command {
     .action(async (options: { json?: boolean }) => {
       finish(await execute({ command: "conformance", json: options.json === true }));
     });
+  program
+    .command("explore")
+    .description(
+      "explore the schedules of a concurrent scenario for deadlocks, livelocks, use after free, broken invariants and lost data; print a schedule that replays what it finds",
+    )
+    .option("--list", "list the built-in scenarios: the defect catalogue and the fixed kernel's")
+    .option("--defect <id>", "the catalogue scenario of defect ID, with the defect's switch on")
+    .option("--fixed", "with --defect: the same scenario on the fixed kernel")
+    .option(
+      "--scenario <file>",
+      "a scenario of your own: a module exporting it (see the README), or a built-in name",
+    )
+    .addOption(
+      new Option("--strategy <name>", "search strategy").choices(["dfs", "pct", "random"]).default("dfs"),
+    )
+    .addOption(
+      new Option("--preemptions <k>", "dfs: most preemptions per schedule (default 2)").argParser(
+        integerArgument(0, 64),
+      ),
+    )
+    .addOption(new Option("--depth <d>", "pct: bug depth (default 3)").argParser(integerArgument(1, 64)))
+    .addOption(new Option("--executions <n>", "most executions").argParser(integerArgument(1, 1e12)))
+    .addOption(new Option("--seconds <s>", "time budget").argParser(secondsArgument).default(10))
+    .addOption(
+      new Option("--seed <s>", "seed of pct, random and dfs's order of alternatives")
+        .argParser(integerArgument(0, 2 ** 32 - 1))
+        .default(1),
+    )
+    .option("--replay <schedule>", "replay a schedule string exactly and print its report")
+    .addOption(
+      new Option("--workers <n>", "split the search over n worker threads")
+        .argParser(integerArgument(1, 64))
+        .default(1),
+    )
+    .option("--json", "print one JSON document instead of the report")
+    .addHelpText(
+      "after",
+      EXIT_STATUS_HELP.replace("its checks held", "its checks held (explore: nothing was found)"),
+    )
+    .action(
+      async (options: {
+        list?: boolean;
+        defect?: string;
+        fixed?: boolean;
+        scenario?: string;
+        strategy: "dfs" | "pct" | "random";
+        preemptions?: number;
+        depth?: number;
+        executions?: number;
+        seconds: number;
+        seed: number;
+        replay?: string;
+        workers: number;
+        json?: boolean;
+      }) => {
+        if (options.fixed === true && options.defect === undefined)
+          program.error("error: --fixed goes with --defect ID", { exitCode: EXIT.usage });
+        finish(
+          await execute({
+            command: "explore",
+            list: options.list === true,
+            defect: options.defect ?? null,
+            fixed: options.fixed === true,
+            scenario: options.scenario ?? null,
+            strategy: options.strategy,
+            preemptions: options.preemptions ?? null,
+            depth: options.depth ?? null,
+            executions: options.executions ?? null,
+            seconds: options.seconds,
+            seed: options.seed,
+            replay: options.replay ?? null,
+            workers: options.workers,
+            json: options.json === true,
+            progressMs: EXPLORE_PROGRESS_MS,
+          }),
+        );
+      },
+    );
   return program;
 }
 

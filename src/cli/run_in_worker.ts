@@ -11,6 +11,8 @@ import type { Job, JobMessage } from "./job.js";
 export interface JobResult {
   text: string;
   checksHeld: boolean;
+  /** The job refused its arguments: this line goes to stderr and the run ends with the usage status. */
+  usage?: string;
 }
 
 /**
@@ -19,8 +21,13 @@ export interface JobResult {
  * it imports the entry directly.
  */
 function startWorker(): Worker {
+  return startModuleWorker("worker");
+}
+
+/** Starts the worker thread whose entry is `name`.ts (or .js, built) beside this file. */
+export function startModuleWorker(name: string): Worker {
   const fromSources = import.meta.url.endsWith(".ts");
-  const entry = new URL(fromSources ? "./worker.ts" : "./worker.js", import.meta.url);
+  const entry = new URL(fromSources ? `./${name}.ts` : `./${name}.js`, import.meta.url);
   if (!fromSources) return new Worker(entry);
   const tsxApi = import.meta.resolve("tsx/esm/api");
   const bootstrap =
@@ -46,6 +53,8 @@ function start(): StartedWorker {
     let result: JobResult | null = null;
     worker.on("message", (message: JobMessage) => {
       if (message.kind === "phase") started.onPhase(message.name, message.index, message.count);
+      else if (message.kind === "progress") started.onPhase(message.line, -1, 0);
+      else if (message.kind === "usage") result = { text: "", checksHeld: false, usage: message.line };
       else result = { text: message.text, checksHeld: message.checksHeld };
     });
     worker.on("error", reject);
@@ -73,7 +82,8 @@ export function startWorkerEarly(): void {
 }
 
 /**
- * Runs `job` to its end in the early worker (or a new one); `onPhase` hears each phase as it starts.
+ * Runs `job` to its end in the early worker (or a new one); `onPhase` hears each phase as it starts,
+ * and a free-form progress line (explore's) as a phase with index -1.
  * Rejects with the worker's exception if the model threw one (a bug), or if the worker ended without
  * reporting.
  */

@@ -72,7 +72,8 @@ export interface ExploreResult {
   readonly scenario: string;
   readonly protocol: string;
   readonly config: ExploreConfig;
-  readonly strategy: StrategyName;
+  /** "replay" for a replayed schedule. */
+  readonly strategy: StrategyName | "replay";
   readonly finding: Finding | null;
   /** Executions judged (abandoned ones not counted). */
   readonly executions: number;
@@ -194,6 +195,21 @@ function makeStrategy(
     seed: settings.seed === 1 ? 0 : settings.seed,
     prefix: settings.options.prefix,
   });
+}
+
+/**
+ * The threads that can run at the first choice point of `scenario` (empty when it has none): a
+ * depth-first search splits over workers by these first choices.
+ */
+export function firstChoices(scenario: Scenario, config: ExploreConfig, keep: readonly boolean[]): number[] {
+  let runnable: number[] = [];
+  execute(scenario, config, keep, {
+    choose: (point) => {
+      if (point.index === 0) runnable = [...point.runnable];
+      return -1;
+    },
+  });
+  return runnable;
 }
 
 /** Replays a schedule with the trace on: the report's execution. */

@@ -68,8 +68,13 @@ export function formatExplore(result: ExploreResult): string {
     `${result.executions} executions (${result.abandoned} more cut short by the reduction) in ` +
     `${result.seconds.toFixed(2)} s, ${rate}/s, strategy ${result.strategy}` +
     (result.strategy === "dfs" ? `, preemption bound ${result.bound}` : "");
-  const lines = [`scenario ${result.scenario} on ${kernel}`, searched];
   const finding = result.finding;
+  if (result.strategy === "replay") {
+    const head = [`scenario ${result.scenario} on ${kernel}`, "replayed one schedule"];
+    if (finding === null) return [...head, "nothing found: the schedule runs without a violation"].join("\n");
+    return [...head, ...findingLines(finding)].join("\n");
+  }
+  const lines = [`scenario ${result.scenario} on ${kernel}`, searched];
   if (finding === null) {
     lines.push(
       result.complete
@@ -78,7 +83,12 @@ export function formatExplore(result: ExploreResult): string {
     );
     return lines.join("\n");
   }
-  lines.push(
+  lines.push(...findingLines(finding));
+  return lines.join("\n");
+}
+
+function findingLines(finding: Finding): string[] {
+  return [
     "",
     `FOUND ${finding.violation.kind}: ${finding.violation.message}`,
     "",
@@ -87,8 +97,7 @@ export function formatExplore(result: ExploreResult): string {
     `replay: hmmsim explore --replay '${finding.schedule}'`,
     "",
     formatTable(finding),
-  );
-  return lines.join("\n");
+  ];
 }
 
 /** One column per thread; a row per step; the watched state where a step changed it. */
