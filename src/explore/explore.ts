@@ -295,6 +295,19 @@ export function shrink(
         : a.ops !== b.ops
           ? a.ops < b.ops
           : a.deviations.length < b.deviations.length;
+  // A failure found by sampling may have more preemptions than it needs: look for one with fewer.
+  if (best.preemptions > 0) {
+    const fewer = searchSmall(
+      scenario,
+      config,
+      best.keep,
+      kind,
+      best.preemptions - 1,
+      serialFor(best.keep),
+      livelockSteps,
+    );
+    if (fewer !== null) best = fewer;
+  }
   let improved = true;
   while (improved && attempts < SHRINK_ATTEMPTS_MAX) {
     improved = false;

@@ -122,6 +122,8 @@ export class DfsStrategy implements Strategy {
     const candidates = node.runnable.filter(
       (thread) =>
         !node.explored.includes(thread) &&
+        // A fair scheduler does not run a spinning thread again while another can run.
+        !(node.retrying && thread === node.current && node.runnable.length > 1) &&
         !node.sleep.has(thread) &&
         node.preemptionsBefore + (this.preempts(node, thread) ? 1 : 0) <= this.bound,
     );

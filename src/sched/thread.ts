@@ -47,7 +47,7 @@ export class Thread {
    * and what it is about to touch ("do_swap_page: trylock_page"), and the shared object (objects.ts).
    * A thread that yields without naming one keeps the label of its previous point.
    */
-  label = "start";
+  label = "(thread starts)";
   object = 0;
   /** Set by Scheduler.atRetry for the thread's next step: it spins until another thread progresses. */
   retrying = false;

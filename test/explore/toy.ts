@@ -14,6 +14,8 @@ export type ToyOp =
   | { readonly kind: "write"; readonly variable: number; readonly value: number }
   /** x = x + 1 in two steps, a load and a store (a lost update when two interleave). */
   | { readonly kind: "increment"; readonly variable: number }
+  /** Spin (a retry loop) until the variable holds the value. */
+  | { readonly kind: "await"; readonly variable: number; readonly value: number }
   | { readonly kind: "lock"; readonly lock: number }
   | { readonly kind: "unlock"; readonly lock: number };
 
@@ -62,6 +64,12 @@ export function toyScenario(program: ToyProgram, name = "toy"): Scenario {
             }
             // The step's shared access happens after its scheduling point, as a kernel's would.
             const object = objects[step.variable]!;
+            if (step.kind === "await") {
+              if (sched.contended) yield sched.at(`poll x${step.variable}`, object);
+              while (values[step.variable] !== step.value)
+                yield sched.atRetry(`poll x${step.variable} again`, object);
+              continue;
+            }
             if (sched.contended) yield sched.at(`${step.kind} x${step.variable}`, object);
             if (step.kind === "read") seen.push(values[step.variable]!);
             else if (step.kind === "write") values[step.variable] = step.value;
