@@ -30,7 +30,9 @@ export async function runPool(
   if (job.strategy === "dfs") {
     const first = firstChoices(scenario, options.config ?? scenario.config, keep);
     const shares: number[][][] = Array.from({ length: job.workers }, () => []);
-    first.forEach((thread, i) => shares[i % job.workers]!.push([thread]));
+    first.forEach((thread, i) => {
+      shares[i % job.workers]!.push([thread]);
+    });
     for (const share of shares)
       if (share.length > 0) tasks.push({ job, scenarioName: scenario.name, options, prefixes: share });
     if (tasks.length === 0) tasks.push({ job, scenarioName: scenario.name, options, prefixes: null });

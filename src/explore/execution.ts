@@ -157,7 +157,7 @@ export function execute(
       index: choices.length,
       runnable: runnableIndexes,
       current: lastIndex,
-      retrying: last !== null && last.retrying,
+      retrying: last?.retrying === true,
       threads: runnable,
     };
     const chosen = decider.choose(point);
