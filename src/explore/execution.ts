@@ -175,7 +175,16 @@ export function execute(
   });
   const livelockSteps = options.livelockSteps ?? DEFAULT_LIVELOCK_STEPS;
   const trace: TraceStep[] = [];
-  const recent: string[] = [];
+  const recentThreads = new Int32Array(CYCLE_WINDOW);
+  const recentLabels = new Array<string>(CYCLE_WINDOW).fill("");
+  const recent = (): string[] => {
+    const lines: string[] = [];
+    for (let i = Math.max(0, steps - CYCLE_WINDOW) + 1; i <= steps; i++) {
+      const at = i % CYCLE_WINDOW;
+      lines.push(`${threadNames[recentThreads[at]!]}: ${recentLabels[at]}`);
+    }
+    return lines;
+  };
   let violation: Violation | null = null;
   let abandoned = false;
   let steps = 0;
@@ -201,7 +210,7 @@ export function execute(
         // The operation failed as a system call fails: its result, not a violation.
         more = true;
       } else {
-        violation = classify(error, recent);
+        violation = classify(error, recent());
         if (options.trace === true && ran !== null) recordStep(ran);
         break;
       }
@@ -215,8 +224,9 @@ export function execute(
     const ran = sched.lastRun!;
     const ranIndex = indexOf(ran);
     if (options.trace === true) recordStep(ran);
-    if (recent.length >= CYCLE_WINDOW) recent.shift();
-    recent.push(`${threadNames[ranIndex]}: ${ran.label}`);
+    // A ring of the last steps (thread and label, no strings built), for a livelock's cycle.
+    recentThreads[steps % CYCLE_WINDOW] = ranIndex;
+    recentLabels[steps % CYCLE_WINDOW] = ran.label;
     if (decider.afterStep !== undefined && !decider.afterStep(ranIndex, sched.footprint, choseThisStep)) {
       abandoned = true;
       break;
@@ -225,7 +235,7 @@ export function execute(
     else if (++sinceProgress > livelockSteps) {
       violation = {
         kind: "livelock",
-        message: `livelock: no operation completed in ${livelockSteps} steps under a fair scheduler\n${describeCycle(recent)}`,
+        message: `livelock: no operation completed in ${livelockSteps} steps under a fair scheduler\n${describeCycle(recent())}`,
       };
       break;
     }
