@@ -309,6 +309,17 @@ export class Process {
     return pfn;
   }
 
+  /** Whether the PTE at vpn now allows the access (the retry's walk would succeed), TLB aside. */
+  private pteAllows(vpn: number, write: boolean): boolean {
+    const k = this.k;
+    const table = k.pt.lookupTable(this.mm.root, vpn);
+    if (table < 0) return false;
+    k.sched.touch(pteTableObject(table));
+    const pte = k.pt.entries[PageTables.slot(table, vpn)]!;
+    const need = write ? PRESENT_OK_WRITE : 1;
+    return (pte & need) === need && !pteProtNone(pte) && !(write && pteSpecial(pte));
+  }
+
   /**
    * One CPU access to the page at vpn: returns its pfn once the PTE allows the access, faulting as the
    * arch handler does (mmap_lock for read, find_vma, access_error, handle_mm_fault, mm_fault_error,
@@ -319,12 +330,14 @@ export class Process {
     const k = this.k;
     const mm = this.mm;
     const tlb = tlbObject(mm.id);
+    let spinning = false;
     for (let attempt = 0; attempt < ACCESS_RETRIES_MAX; attempt++) {
       // The access itself (the TLB lookup, and the walk on a miss) is one step, after which the bytes
-      // move; a retry after a fault that left the page absent spins until another thread progresses.
+      // move; a retry after a fault that left the page absent (it waited for a migration, or lost a
+      // race) spins until another thread progresses.
       if (k.sched.contended) {
-        if (attempt === 0) yield k.sched.at(write ? LABEL_STORE : LABEL_LOAD, tlb);
-        else yield k.sched.atRetry(LABEL_RETRY, tlb);
+        if (spinning) yield k.sched.atRetry(LABEL_RETRY, tlb);
+        else yield k.sched.at(write ? LABEL_STORE : LABEL_LOAD, tlb);
       }
       // A process the OOM killer chose in another thread dies at its next return to user space.
       if (this.isDying) return ACCESS_KILLED;
@@ -354,6 +367,7 @@ export class Process {
       }
       if ((ret & VM_FAULT_SIGSEGV) !== 0) return ACCESS_SEGV;
       if ((ret & VM_FAULT_SIGBUS) !== 0) return ACCESS_BUS;
+      spinning = k.sched.contended && !this.pteAllows(vpn, write);
     }
     throw new LivelockError(
       `access to vpn ${vpn} retried ${ACCESS_RETRIES_MAX} times without progress: the kernel would retry for ever`,
