@@ -324,9 +324,10 @@ export class Process {
    * One CPU access to the page at vpn: returns its pfn once the PTE allows the access, faulting as the
    * arch handler does (mmap_lock for read, find_vma, access_error, handle_mm_fault, mm_fault_error,
    * retry), or a negative number for the signal that ends it: -1 SIGSEGV, -2 SIGBUS, -3 SIGKILL (the
-   * OOM killer chose this process; it has exited).
+   * OOM killer chose this process; it has exited). `missed` says the caller's own translate of vpn has
+   * just failed in the same step, so the first walk is skipped.
    */
-  *accessPage(vpn: number, write: boolean): Kfn<number> {
+  *accessPage(vpn: number, write: boolean, missed = false): Kfn<number> {
     const k = this.k;
     const mm = this.mm;
     const tlb = tlbObject(mm.id);
@@ -341,8 +342,12 @@ export class Process {
       }
       // A process the OOM killer chose in another thread dies at its next return to user space.
       if (this.isDying) return ACCESS_KILLED;
-      const present = this.translate(vpn, write);
-      if (present >= 0) return present;
+      // `missed`: the caller's own translate has just failed in this same step, so the walk is not
+      // repeated (nothing can have changed without a scheduling point in between).
+      if (attempt > 0 || !missed) {
+        const present = this.translate(vpn, write);
+        if (present >= 0) return present;
+      }
       // mmap_read_trylock first, as do_user_addr_fault does; uncontended it needs no scheduling point.
       if (k.sched.contended || !mm.mmapLock.tryDownRead()) yield* mm.mmapLock.downRead(LABEL_MMAP_LOCK);
       if (this.isDying) {
@@ -426,7 +431,7 @@ export class Process {
       // The MMU's walk first; only a page it cannot use goes through the fault path. With other
       // threads alive the lookup is a scheduling point, which accessPage offers.
       let pfn = this.k.sched.contended ? -1 : this.translate(vpn, write);
-      if (pfn < 0) pfn = yield* this.accessPage(vpn, write);
+      if (pfn < 0) pfn = yield* this.accessPage(vpn, write, !this.k.sched.contended);
       if (pfn < 0) throw new SignalError(accessSignal(pfn), at, what);
       visit(pfn, inPage, done, chunk);
       done += chunk;
@@ -591,7 +596,7 @@ export class Process {
     for (let i = 0; i < count; i++) {
       // The MMU's walk first; only a page it cannot use goes through the fault path (see pagesOf).
       let pfn = this.k.sched.contended ? -1 : this.translate(first + i, write);
-      if (pfn < 0) pfn = yield* this.accessPage(first + i, write);
+      if (pfn < 0) pfn = yield* this.accessPage(first + i, write, !this.k.sched.contended);
       if (pfn < 0) throw new SignalError(accessSignal(pfn), (first + i) * PAGE_SIZE, what);
       visit(pfn, i);
     }

@@ -21,7 +21,6 @@ import {
 import { removeMigrationPtes, tryToMigrate } from "../../src/mm/rmap.js";
 import { TLB_ENTRIES } from "../../src/mm/tlb.js";
 import type { Process } from "../../src/process.js";
-import type { Thread } from "../../src/sched/thread.js";
 import { System } from "../../src/system.js";
 
 const P = PAGE_SIZE;
@@ -230,9 +229,8 @@ describe("a stale TLB entry", () => {
     const fd = system.device(0).open(proc);
     const sched = k.sched;
     let storedAt = -1;
-    let storer: Thread | null = null;
     const migrator = sched.spawn("MIGRATE_TO_DEV", fd.mirror.cmdMigrateToDevice(vpn, 1), 1);
-    storer = sched.spawn(
+    const storer = sched.spawn(
       "store",
       (function* () {
         storedAt = yield* proc.accessPage(vpn, true);
@@ -245,7 +243,7 @@ describe("a stale TLB entry", () => {
       const flushNext = migrator.label === "migrate_vma_collect_pmd: flush_tlb_range";
       const want = flushNext && storer.live ? storer : migrator;
       const index = runnable.indexOf(want);
-      return index >= 0 ? index : 0;
+      return Math.max(index, 0);
     });
     let sawMigrationEntry = false;
     while (sched.step()) {
