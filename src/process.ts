@@ -47,7 +47,16 @@ import { sysMprotect } from "./mm/mprotect.js";
 import { sysMremap } from "./mm/mremap.js";
 import { pagefaultOutOfMemory, selectBadProcess } from "./mm/oom_kill.js";
 import { NoBytesError } from "./mm/page_store.js";
-import { _PAGE_ACCESSED, _PAGE_DIRTY, PageTables, pteFrame, pteProtNone, pteSpecial } from "./mm/pgtable.js";
+import {
+  _PAGE_ACCESSED,
+  _PAGE_DIRTY,
+  _PAGE_RW,
+  PageTables,
+  pteFrame,
+  pteProtNone,
+  pteSpecial,
+} from "./mm/pgtable.js";
+import { pageObject, pteTableObject, tlbObject } from "./sched/objects.js";
 import { LivelockError } from "./sched/scheduler.js";
 import type { Kfn } from "./sched/thread.js";
 import type { System, TmpFile } from "./system.js";
@@ -79,6 +88,11 @@ function accessSignal(result: number): "SIGSEGV" | "SIGBUS" | "SIGKILL" {
 /** Retries of one access before hmmsim calls it a livelock (each retry follows a completed fault). */
 const ACCESS_RETRIES_MAX = 10_000;
 const PRESENT_OK_WRITE = 1 | 2; // _PAGE_PRESENT | _PAGE_RW
+/** Scheduling-point labels of a user access (constants, so that an access builds no string). */
+const LABEL_LOAD = "user load: TLB lookup, page walk on a miss";
+const LABEL_STORE = "user store: TLB lookup, page walk on a miss or a clean entry";
+const LABEL_RETRY = "do_user_addr_fault: retry the access after the fault";
+const LABEL_MMAP_LOCK = "do_user_addr_fault: mmap_read_lock";
 /** An access range's end is capped one byte past user space: enough to fault there. */
 const ACCESS_END_MAX = TASK_SIZE + 1;
 const TASK_BYTES = BigInt(TASK_SIZE);
@@ -251,38 +265,91 @@ export class Process {
   }
 
   /**
-   * The MMU's part of an access: the pfn when the PTE allows it (setting the accessed and dirty bits
-   * as the hardware does), or -1 when the access must fault. Never yields.
+   * The MMU's part of an access, on the running thread's CPU: the pfn when the access may go ahead, or
+   * -1 when it must fault. A TLB hit (a read, or a write through a writable dirty entry) uses the cached
+   * pfn without looking at the PTE, stale or not; anything else walks the page table, setting the
+   * accessed and dirty bits as the hardware does (without the PTE lock), and fills the TLB. A walk that
+   * finds no usable PTE drops the address's entry, as a page fault does on x86. Never yields; the
+   * caller offers the scheduling point (a lookup on tlbObject).
    */
   translate(vpn: number, write: boolean): number {
     const k = this.k;
+    const sched = k.sched;
+    const thread = sched.currentOrNull();
+    const cpu = thread === null ? this.cpu : thread.cpu;
+    const mmId = this.mm.id;
+    const cached = k.tlb.lookup(cpu, mmId, vpn);
+    // A read needs any entry; a write one that is writable and already dirty (else x86 walks to set D).
+    if (cached >= 0 && (!write || (cached & 3) === 3)) {
+      const pfn = Math.floor(cached * 0.25);
+      sched.touch(pageObject(pfn));
+      return pfn;
+    }
     const table = k.pt.lookupTable(this.mm.root, vpn);
-    if (table < 0) return -1;
+    if (table < 0) {
+      if (cached >= 0) k.tlb.invalidateLocal(cpu, mmId, vpn);
+      return -1;
+    }
+    sched.touch(pteTableObject(table));
     const slot = PageTables.slot(table, vpn);
-    const pte = k.pt.entries[slot]!;
+    let pte = k.pt.entries[slot]!;
     const need = write ? PRESENT_OK_WRITE : 1;
-    if ((pte & need) !== need || pteProtNone(pte) || (write && pteSpecial(pte))) return -1;
+    if ((pte & need) !== need || pteProtNone(pte) || (write && pteSpecial(pte))) {
+      if (cached >= 0) k.tlb.invalidateLocal(cpu, mmId, vpn);
+      return -1;
+    }
     const bits = _PAGE_ACCESSED | (write ? _PAGE_DIRTY : 0);
-    if ((pte & bits) !== bits) k.pt.entries[slot] = pte - (pte & bits) + bits;
-    return pteFrame(pte);
+    if ((pte & bits) !== bits) {
+      pte = pte - (pte & bits) + bits;
+      k.pt.entries[slot] = pte;
+    }
+    const pfn = pteFrame(pte);
+    k.tlb.fill(cpu, mmId, vpn, pfn, (pte & _PAGE_RW) !== 0 && !pteSpecial(pte), (pte & _PAGE_DIRTY) !== 0);
+    sched.touch(pageObject(pfn));
+    return pfn;
+  }
+
+  /** Whether the PTE at vpn now allows the access (the retry's walk would succeed), TLB aside. */
+  private pteAllows(vpn: number, write: boolean): boolean {
+    const k = this.k;
+    const table = k.pt.lookupTable(this.mm.root, vpn);
+    if (table < 0) return false;
+    k.sched.touch(pteTableObject(table));
+    const pte = k.pt.entries[PageTables.slot(table, vpn)]!;
+    const need = write ? PRESENT_OK_WRITE : 1;
+    return (pte & need) === need && !pteProtNone(pte) && !(write && pteSpecial(pte));
   }
 
   /**
    * One CPU access to the page at vpn: returns its pfn once the PTE allows the access, faulting as the
    * arch handler does (mmap_lock for read, find_vma, access_error, handle_mm_fault, mm_fault_error,
    * retry), or a negative number for the signal that ends it: -1 SIGSEGV, -2 SIGBUS, -3 SIGKILL (the
-   * OOM killer chose this process; it has exited).
+   * OOM killer chose this process; it has exited). `missed` says the caller's own translate of vpn has
+   * just failed in the same step, so the first walk is skipped.
    */
-  *accessPage(vpn: number, write: boolean): Kfn<number> {
+  *accessPage(vpn: number, write: boolean, missed = false): Kfn<number> {
     const k = this.k;
     const mm = this.mm;
+    const tlb = tlbObject(mm.id);
+    let spinning = false;
     for (let attempt = 0; attempt < ACCESS_RETRIES_MAX; attempt++) {
+      // The access itself (the TLB lookup, and the walk on a miss) is one step, after which the bytes
+      // move; a retry after a fault that left the page absent (it waited for a migration, or lost a
+      // race) spins until another thread progresses.
+      if (k.sched.contended) {
+        if (spinning) yield k.sched.atRetry(LABEL_RETRY, tlb);
+        else yield k.sched.at(write ? LABEL_STORE : LABEL_LOAD, tlb);
+      }
       // A process the OOM killer chose in another thread dies at its next return to user space.
       if (this.isDying) return ACCESS_KILLED;
-      const present = this.translate(vpn, write);
-      if (present >= 0) return present;
+      // `missed`: the caller's own translate has just failed in this same step, so the walk is not
+      // repeated (nothing can have changed without a scheduling point in between).
+      if (attempt > 0 || !missed) {
+        const present = this.translate(vpn, write);
+        if (present >= 0) return present;
+      }
       // mmap_read_trylock first, as do_user_addr_fault does; uncontended it needs no scheduling point.
-      if (k.sched.contended || !mm.mmapLock.tryDownRead()) yield* mm.mmapLock.downRead();
+      if (k.sched.contended || !mm.mmapLock.tryDownRead()) yield* mm.mmapLock.downRead(LABEL_MMAP_LOCK);
       if (this.isDying) {
         // Killed while it waited for mmap_lock (lock_mm_and_find_vma is killable).
         mm.mmapLock.upRead();
@@ -305,6 +372,7 @@ export class Process {
       }
       if ((ret & VM_FAULT_SIGSEGV) !== 0) return ACCESS_SEGV;
       if ((ret & VM_FAULT_SIGBUS) !== 0) return ACCESS_BUS;
+      spinning = k.sched.contended && !this.pteAllows(vpn, write);
     }
     throw new LivelockError(
       `access to vpn ${vpn} retried ${ACCESS_RETRIES_MAX} times without progress: the kernel would retry for ever`,
@@ -360,9 +428,10 @@ export class Process {
       const vpn = Math.floor(at / PAGE_SIZE);
       const inPage = at % PAGE_SIZE;
       const chunk = Math.min(PAGE_SIZE - inPage, length - done);
-      // The MMU's walk first; only a page it cannot use goes through the fault path.
-      let pfn = this.translate(vpn, write);
-      if (pfn < 0) pfn = yield* this.accessPage(vpn, write);
+      // The MMU's walk first; only a page it cannot use goes through the fault path. With other
+      // threads alive the lookup is a scheduling point, which accessPage offers.
+      let pfn = this.k.sched.contended ? -1 : this.translate(vpn, write);
+      if (pfn < 0) pfn = yield* this.accessPage(vpn, write, !this.k.sched.contended);
       if (pfn < 0) throw new SignalError(accessSignal(pfn), at, what);
       visit(pfn, inPage, done, chunk);
       done += chunk;
@@ -525,9 +594,9 @@ export class Process {
     visit: (pfn: number, index: number) => void,
   ): Kfn<void> {
     for (let i = 0; i < count; i++) {
-      // The MMU's walk first; only a page it cannot use goes through the fault path.
-      let pfn = this.translate(first + i, write);
-      if (pfn < 0) pfn = yield* this.accessPage(first + i, write);
+      // The MMU's walk first; only a page it cannot use goes through the fault path (see pagesOf).
+      let pfn = this.k.sched.contended ? -1 : this.translate(first + i, write);
+      if (pfn < 0) pfn = yield* this.accessPage(first + i, write, !this.k.sched.contended);
       if (pfn < 0) throw new SignalError(accessSignal(pfn), (first + i) * PAGE_SIZE, what);
       visit(pfn, i);
     }

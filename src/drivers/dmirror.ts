@@ -63,6 +63,7 @@ import {
   mmuIntervalReadBegin,
   mmuIntervalReadRetry,
   mmuIntervalSetSeq,
+  notifierObject,
 } from "../mm/mmu_notifier.js";
 import { ZERO_PFN } from "../mm/page_alloc.js";
 import { Lock } from "../sched/locks.js";
@@ -254,11 +255,21 @@ export class Dmirror {
       yield* this.mm.mmapLock.downRead();
       const ret = yield* hmmRangeFault(this.ctx, this.mm, range);
       this.mm.mmapLock.upRead();
-      if (ret === -EBUSY) continue;
+      if (ret === -EBUSY) {
+        // An invalidation ran since read_begin: spin until it ends (the next read_begin sleeps on it).
+        if (k.sched.contended)
+          yield k.sched.atRetry("dmirror_range_fault: -EBUSY, again", notifierObject(k, this.mm));
+        continue;
+      }
       if (ret !== 0) return ret;
       yield* this.mutex.lock();
       if (mmuIntervalReadRetry(this.notifier, range.notifierSeq)) {
         this.mutex.unlock();
+        if (k.sched.contended)
+          yield k.sched.atRetry(
+            "dmirror_range_fault: mmu_interval_read_retry, again",
+            notifierObject(k, this.mm),
+          );
         continue;
       }
       const result = this.doFault(range);
@@ -796,12 +807,21 @@ export class Dmirror {
         yield* this.mm.mmapLock.downRead();
         ret = yield* hmmRangeFault(this.ctx, this.mm, range);
         this.mm.mmapLock.upRead();
-        if (ret === -EBUSY) continue;
+        if (ret === -EBUSY) {
+          if (k.sched.contended)
+            yield k.sched.atRetry("dmirror_range_snapshot: -EBUSY, again", notifierObject(k, this.mm));
+          continue;
+        }
         if (ret !== 0) break;
         yield* this.mutex.lock();
         if (mmuIntervalReadRetry(sub, range.notifierSeq)) ret = -EBUSY;
         else for (let v = addr; v < next; v++) codes[v - vpn] = this.mkEntry(pfns[v - addr]!);
         this.mutex.unlock();
+        if (ret === -EBUSY && k.sched.contended)
+          yield k.sched.atRetry(
+            "dmirror_range_snapshot: mmu_interval_read_retry, again",
+            notifierObject(k, this.mm),
+          );
       }
       yield* mmuIntervalNotifierRemove(k, sub);
       if (ret !== 0) return ret;

@@ -14,6 +14,7 @@ import {
   isMigrationEntry,
   isReadableMigrationEntry,
   isWritableDevicePrivateEntry,
+  pteDirty,
   pteFrame,
   ptePresent,
   pteProtNone,
@@ -220,6 +221,7 @@ export function checkInvariants(system: System): string[] {
 
   checkMirrorInvariants(system, report);
   checkLifetimes(system, quiescent, report);
+  if (quiescent) checkTlbs(system, report);
 
   // 6. What the kernel itself would have reported.
   for (const bad of pages.badPages) report(`bad page: ${bad.reason}`);
@@ -264,5 +266,34 @@ function checkLifetimes(system: System, quiescent: boolean, report: (line: strin
       report(
         `mm ${mm.id}: ${mm.deferredNotifiers.length} notifier(s) on the deferred list with no thread running`,
       );
+  }
+}
+
+/**
+ * At quiescence every CPU's TLB agrees with the page tables: each entry belongs to a live mm and
+ * translates a present, accessible PTE of the same pfn, is writable only where the PTE is, and dirty
+ * only where the PTE is (a dirty entry writes without setting the PTE's bit again). The kernel flushes
+ * wherever it narrows a translation; an entry left behind is a write or read that reaches a page the
+ * page table no longer gives (S12). An entry that is narrower than its PTE (read-only, clean) is fine:
+ * the next write walks.
+ */
+function checkTlbs(system: System, report: (line: string) => void): void {
+  const k = system.kernel;
+  if (k.tlb.size === 0) return;
+  for (const entry of k.tlb.entries()) {
+    const where = `stale TLB entry: cpu ${entry.cpu} caches mm ${entry.mmId} vpn 0x${entry.vpn.toString(16)} -> pfn ${entry.pfn}${entry.writable ? " writable" : ""}${entry.dirty ? " dirty" : ""}`;
+    const mm = k.mms.get(entry.mmId);
+    if (mm === undefined || mm.exited) {
+      report(`${where}, but the mm is gone`);
+      continue;
+    }
+    const pte = k.pt.read(mm.root, entry.vpn);
+    if (!ptePresent(pte) || pteProtNone(pte)) {
+      report(`${where}, but the PTE is ${describePte(pte)}`);
+      continue;
+    }
+    if (pteFrame(pte) !== entry.pfn) report(`${where}, but the PTE names pfn ${pteFrame(pte)}`);
+    else if (entry.writable && !pteWrite(pte)) report(`${where}, but the PTE is read-only`);
+    else if (entry.dirty && !pteDirty(pte)) report(`${where}, but the PTE is clean`);
   }
 }

@@ -63,6 +63,10 @@ export function* dupMm(k: Kernel, parent: MmStruct): Kfn<MmStruct | number> {
     }
     return child;
   } finally {
+    // dup_mmap's flush_tlb_mm(oldmm): the parent's CPUs drop the writable entries of the pages COW now
+    // shares, before mmap_lock goes (until here a parent thread could still write to a shared page,
+    // as in the kernel: the fork has not returned).
+    k.tlb.flushMm(parent.id);
     parent.mmapLock.upWrite();
   }
 }
@@ -82,6 +86,8 @@ export function* exitMmap(k: Kernel, mm: MmStruct): Kfn<void> {
       mm.removeVma(vma);
       unlinkAnonVmas(vma);
     }
+    // tlb_finish_mmu of exit_mmap: the zaps flushed what they cleared; nothing of the mm is left cached.
+    k.tlb.flushMm(mm.id);
     k.pt.freeRoot(mm.root);
     mm.exited = true;
     k.mms.delete(mm.id);

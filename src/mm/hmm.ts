@@ -8,6 +8,7 @@
  */
 import { assert } from "../base/assert.js";
 import { EBUSY, EFAULT, EPERM } from "../base/errno.js";
+import { pteTableObject } from "../sched/objects.js";
 import type { Kfn } from "../sched/thread.js";
 import {
   FAULT_FLAG_REMOTE,
@@ -18,7 +19,7 @@ import {
   VM_FAULT_ERROR,
 } from "./memory.js";
 import { type MmStruct, VM_IO, VM_PFNMAP, VM_READ, VM_WRITE, type Vma } from "./mm_types.js";
-import { type MmuIntervalNotifier, mmuIntervalReadRetry } from "./mmu_notifier.js";
+import { type MmuIntervalNotifier, mmuIntervalReadRetry, notifierObject } from "./mmu_notifier.js";
 import { ZERO_PFN } from "./page_alloc.js";
 import { walkPageRange } from "./pagewalk.js";
 import {
@@ -92,6 +93,10 @@ export function* hmmRangeFault(ctx: FaultContext, mm: MmStruct, range: HmmRange)
   const walk = { last: range.start };
   // Each pass either completes, fails, or made progress by faulting: bounded by pages times retries.
   for (let pass = 0; pass < 64 * (range.end - range.start) + 64; pass++) {
+    // mmu_interval_check_retry reads the subscription's sequence without a lock: an invalidation on
+    // another CPU may move it just before or just after.
+    if (k.sched.contended)
+      yield k.sched.at("hmm_range_fault: mmu_interval_check_retry", notifierObject(k, mm));
     if (mmuIntervalReadRetry(range.notifier, range.notifierSeq)) return -EBUSY;
     const ret = yield* walkPageRange(k, mm, walk.last, range.end, hmmWalkOps(ctx, range, walk));
     if (ret !== -EBUSY) return ret;
@@ -139,6 +144,9 @@ function hmmWalkOps(ctx: FaultContext, range: HmmRange, walk: { last: number }) 
       }
       for (let vpn = start; vpn < end; vpn++) {
         const index = vpn - range.start;
+        // hmm_vma_handle_pte reads each PTE with ptep_get and no PTE lock (the notifier sequence makes
+        // the result safe to use): a fault or an unmap on another CPU may come between two reads.
+        if (k.sched.contended) yield k.sched.at("hmm_vma_walk_pmd: ptep_get", pteTableObject(table));
         const pte = k.pt.entries[PageTables.slot(table, vpn)]!;
         if (pte === 0) {
           const need = needFault(range, index, 0);

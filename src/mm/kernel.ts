@@ -14,6 +14,7 @@ import { PageAllocator } from "./page_alloc.js";
 import { createPageStore, type PageStore, type StoreKind } from "./page_store.js";
 import { PageTables } from "./pgtable.js";
 import { LruState, lruDel } from "./swap.js";
+import { Tlbs } from "./tlb.js";
 
 /** Which migrate_vma protocol the kernel runs (see mm/migrate_vma.ts). */
 export type ProtocolVersion = "seed" | "4.14" | "modern";
@@ -41,6 +42,8 @@ export class Kernel implements PageFreer {
   readonly store: PageStore;
   readonly ram: PageAllocator;
   readonly pt = new PageTables();
+  /** Every CPU's TLB (tlb.ts): user accesses translate through it. */
+  readonly tlb: Tlbs;
   /** Split page-table locks, keyed by PTE table index. */
   readonly ptl: LockTable;
   /** Sleepers on page locks, keyed by pfn (folio_waitqueue). */
@@ -90,6 +93,7 @@ export class Kernel implements PageFreer {
     this.ram = new PageAllocator(this.pages, options.ramPages);
     this.ptl = new LockTable(this.sched, "page-table lock of PTE table", OBJ_PTE_TABLE);
     this.lru = new LruState(this.sched.cpus);
+    this.tlb = new Tlbs(this.sched, this.sched.cpus);
     this.protocol = options.protocol;
     this.fastPaths = options.fastPaths ?? true;
     this.nextDevicePfn = Math.ceil(options.ramPages / 512) * 512;

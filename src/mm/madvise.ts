@@ -214,11 +214,13 @@ function* madviseFreeSingleVma(k: Kernel, vma: Vma, from: number, to: number): K
   if (range !== null) yield* mmuNotifierInvalidateRangeStart(k, range);
   const lazyfree: number[] = [];
   let vpn = from;
+  let cleaned = false;
   while (vpn < to) {
     const tableEnd = Math.min(to, (Math.floor(vpn / 512) + 1) * 512);
     const table = k.pt.lookupTable(mm.root, vpn);
     if (table >= 0) {
-      if (k.sched.contended || !k.ptl.tryLock(table)) yield* k.ptl.lock(table);
+      if (k.sched.contended || !k.ptl.tryLock(table))
+        yield* k.ptl.lock(table, "madvise_free_pte_range: pte_offset_map_lock");
       for (let v = vpn; v < tableEnd; v++) {
         const slot = PageTables.slot(table, v);
         const pte = k.pt.entries[slot]!;
@@ -238,9 +240,15 @@ function* madviseFreeSingleVma(k: Kernel, vma: Vma, from: number, to: number): K
           unlockPage(k, pfn);
         }
         k.pt.entries[slot] = pteWithBits(pte, 0, _PAGE_ACCESSED | _PAGE_DIRTY);
+        cleaned = true;
         // folio_mark_lazyfree: only an anonymous, swap-backed page on an LRU list.
         if (pages.isAnon(pfn) && pages.has(pfn, PG_swapbacked) && pages.has(pfn, PG_lru)) lazyfree.push(pfn);
       }
+      // tlb_remove_tlb_entry of each cleaned PTE, flushed before the lock goes: a CPU whose TLB still
+      // held a dirty entry would write without setting the PTE's dirty bit again, and reclaim would
+      // drop the page as clean.
+      if (cleaned) k.tlb.flushRange(mm.id, vpn, tableEnd);
+      cleaned = false;
       k.ptl.unlock(table);
     }
     vpn = tableEnd;

@@ -9,6 +9,7 @@
  */
 import { assert, assertAbout } from "../base/assert.js";
 import { PAGE_SIZE } from "../base/units.js";
+import { pageObject, pteTableObject } from "../sched/objects.js";
 import type { Kfn } from "../sched/thread.js";
 import { filemapGetPage, trylockPage, unlockPage, waitOnPageLocked } from "./filemap.js";
 import type { Kernel } from "./kernel.js";
@@ -92,9 +93,12 @@ export interface FaultContext {
   readonly switches: FaultPathSwitches;
 }
 
-/** Takes the PTE table lock, offering a scheduling point only when another thread could run. */
-export function* ptlLock(k: Kernel, table: number): Kfn<void> {
-  if (k.sched.contended || !k.ptl.tryLock(table)) yield* k.ptl.lock(table);
+/**
+ * pte_offset_map_lock's spin_lock: takes the PTE table lock, offering a scheduling point (labelled
+ * `site`: the kernel function and what it locks) only when another thread could run.
+ */
+export function* ptlLock(k: Kernel, table: number, site: string): Kfn<void> {
+  if (k.sched.contended || !k.ptl.tryLock(table)) yield* k.ptl.lock(table, site);
 }
 
 function describeVma(vma: Vma): string {
@@ -109,6 +113,9 @@ export function* handleMmFault(ctx: FaultContext, vma: Vma, vpn: number, flags: 
   k.stats.faults++;
   const table = k.pt.ensureTable(vma.mm.root, vpn);
   const slot = PageTables.slot(table, vpn);
+  // handle_pte_fault reads vmf->orig_pte without the PTE lock; every path below rechecks it under the
+  // lock (pte_same), so another CPU may change the entry between this read and that recheck.
+  if (k.sched.contended) yield k.sched.at("handle_pte_fault: ptep_get_lockless", pteTableObject(table));
   const pte = k.pt.entries[slot]!;
   if (pte === 0) {
     if (!vma.isAnonymous) return yield* doFault(ctx, vma, vpn, flags, table);
@@ -116,7 +123,8 @@ export function* handleMmFault(ctx: FaultContext, vma: Vma, vpn: number, flags: 
     // fault creates no generator of its own.
     const pfn = doAnonymousPagePrepare(ctx, vma, flags);
     if (pfn < 0) return VM_FAULT_OOM;
-    if (k.sched.contended || !k.ptl.tryLock(table)) yield* k.ptl.lock(table);
+    if (k.sched.contended || !k.ptl.tryLock(table))
+      yield* k.ptl.lock(table, "do_anonymous_page: pte_offset_map_lock, pte_none recheck");
     const used = doAnonymousPageInstall(ctx, vma, vpn, slot, pfn);
     k.ptl.unlock(table);
     if (!used) k.pages.put(pfn);
@@ -127,7 +135,7 @@ export function* handleMmFault(ctx: FaultContext, vma: Vma, vpn: number, flags: 
   const unshare = (flags & FAULT_FLAG_UNSHARE) !== 0;
   if ((write || unshare) && !pteWrite(pte)) return yield* doWpPage(ctx, vma, vpn, table, pte, unshare);
   // handle_pte_fault: the entry is fine; mark it young (and dirty on write) under the lock.
-  yield* ptlLock(k, table);
+  yield* ptlLock(k, table, "handle_pte_fault: pte_offset_map_lock, pte_same recheck");
   if (k.pt.entries[slot] === pte)
     k.pt.entries[slot] = pteWithBits(pte, _PAGE_ACCESSED | (write ? _PAGE_DIRTY : 0), 0);
   k.ptl.unlock(table);
@@ -215,7 +223,7 @@ function* doFault(ctx: FaultContext, vma: Vma, vpn: number, flags: number, table
     }
     k.store.copy(copy, page);
     k.pages.put(page);
-    yield* ptlLock(k, table);
+    yield* ptlLock(k, table, "do_cow_fault: finish_fault pte_offset_map_lock");
     if (k.pt.entries[slot] !== 0) {
       k.ptl.unlock(table);
       k.pages.put(copy);
@@ -226,7 +234,7 @@ function* doFault(ctx: FaultContext, vma: Vma, vpn: number, flags: number, table
     k.stats.cowFaults++;
     return 0;
   }
-  yield* ptlLock(k, table);
+  yield* ptlLock(k, table, "do_read_fault: finish_fault pte_offset_map_lock");
   if (k.pt.entries[slot] !== 0) {
     k.ptl.unlock(table);
     k.pages.put(page);
@@ -260,7 +268,7 @@ function* doWpPage(
   if (unshare && (special || !k.pages.isAnon(pfn))) return 0;
   if (!special && (vma.flags & VM_SHARED) !== 0) {
     // wp_page_shared: the page cache page itself becomes writable and dirty.
-    yield* ptlLock(k, table);
+    yield* ptlLock(k, table, "wp_page_shared: pte_offset_map_lock, pte_same recheck");
     if (k.pt.entries[slot] === pte) {
       k.pages.set(pfn, PG_dirty);
       k.pt.entries[slot] = pteWithBits(pte, _PAGE_RW | _PAGE_DIRTY | _PAGE_ACCESSED, 0);
@@ -270,7 +278,7 @@ function* doWpPage(
   }
   if (!special && k.pages.isAnon(pfn) && canReuseAnonPage(ctx, pfn)) {
     // wp_page_reuse: this process is the only user; write in place (unsharing only marks it exclusive).
-    yield* ptlLock(k, table);
+    yield* ptlLock(k, table, "do_wp_page: pte_offset_map_lock, pte_same recheck");
     if (k.pt.entries[slot] === pte) {
       k.pages.set(pfn, PG_anon_exclusive);
       if (!unshare) k.pt.entries[slot] = pteWithBits(pte, _PAGE_RW | _PAGE_DIRTY | _PAGE_ACCESSED, 0);
@@ -290,6 +298,8 @@ function canReuseAnonPage(ctx: FaultContext, pfn: number): boolean {
   const k = ctx.k;
   if (k.pages.has(pfn, PG_anon_exclusive)) return true;
   if (!k.pages.has(pfn, PG_lru)) lruAddDrain(k, k.sched.current().cpu);
+  // folio_ref_count without a lock: another CPU's get or put is seen or not.
+  k.sched.touch(pageObject(pfn));
   if (k.pages.refcount[pfn]! > 1) return false;
   if (!trylockPage(k, pfn)) return false;
   const reuse = k.pages.refcount[pfn] === 1;
@@ -320,7 +330,7 @@ function* wpPageCopy(
     ? notifierRange(mm, vma, vpn, vpn + 1, MMU_NOTIFY_CLEAR)
     : null;
   if (range !== null) yield* mmuNotifierInvalidateRangeStart(k, range);
-  yield* ptlLock(k, table);
+  yield* ptlLock(k, table, "wp_page_copy: pte_offset_map_lock, pte_same recheck");
   if (k.pt.entries[slot] !== pte) {
     k.ptl.unlock(table);
     if (range !== null) mmuNotifierInvalidateRangeEnd(k, range);
@@ -332,6 +342,8 @@ function* wpPageCopy(
     k.pages.putStructural(old);
   }
   mapNewAnonPage(ctx, vma, vpn, slot, copy, unshare);
+  // ptep_clear_flush: no CPU may keep reaching the old page (or the zero page) once the copy is mapped.
+  k.tlb.flushPage(mm.id, vpn);
   k.ptl.unlock(table);
   if (range !== null) mmuNotifierInvalidateRangeEnd(k, range);
   k.stats.cowFaults++;
@@ -366,7 +378,7 @@ function* doSwapPage(
       // Before 6.1: the driver is called with neither a reference nor the page lock (CVE-2022-3523).
       return yield* pgmap.ops.migrateToRam({ vma, vpn, flags, page: pfn, origPte: pte });
     }
-    yield* ptlLock(k, table);
+    yield* ptlLock(k, table, "do_swap_page: pte_offset_map_lock, pte_same recheck");
     if (k.pt.entries[slot] !== pte) {
       k.ptl.unlock(table);
       return 0;
@@ -397,13 +409,14 @@ export function* migrationEntryWait(ctx: FaultContext, table: number, vpn: numbe
   const k = ctx.k;
   const slot = PageTables.slot(table, vpn);
   const pfn = pteFrame(pte);
-  yield* ptlLock(k, table);
+  yield* ptlLock(k, table, "migration_entry_wait: pte_offset_map_lock, pte_same recheck");
   if (k.pt.entries[slot] !== pte) {
     k.ptl.unlock(table);
     return;
   }
   if (ctx.switches.migrationWaitTakesRef) {
     // 4.14: get_page_unless_zero, then wait_on_page_locked, then put_page.
+    k.sched.touch(pageObject(pfn));
     if (k.pages.refcount[pfn] === 0) {
       k.ptl.unlock(table);
       return;
@@ -444,28 +457,41 @@ export function* zapPageRange(
     const tableEnd = Math.min(end, (Math.floor(vpn / 512) + 1) * 512);
     const table = k.pt.lookupTable(mm.root, vpn);
     if (table >= 0) {
-      yield* ptlLock(k, table);
-      for (let v = vpn; v < tableEnd; v++) zapPte(k, vma, PageTables.slot(table, v));
+      yield* ptlLock(k, table, "zap_pte_range: pte_offset_map_lock");
+      // The mmu_gather's range: only present entries extend it (tlb_remove_tlb_entry); a migration or
+      // device-private entry is cleared without a flush, since no TLB can hold it (S12 relies on this).
+      let flushStart = tableEnd;
+      let flushEnd = vpn;
+      for (let v = vpn; v < tableEnd; v++) {
+        if (!zapPte(k, vma, PageTables.slot(table, v))) continue;
+        if (v < flushStart) flushStart = v;
+        flushEnd = v + 1;
+      }
       k.ptl.unlock(table);
+      // tlb_flush_mmu before the gathered pages are freed. hmmsim frees them under the lock, so the flush
+      // comes in the same step: no CPU can reach a freed page through the TLB in between.
+      if (flushEnd > flushStart) k.tlb.flushRange(mm.id, flushStart, flushEnd);
     }
     vpn = tableEnd;
   }
   if (range !== null) mmuNotifierInvalidateRangeEnd(k, range);
 }
 
-function zapPte(k: Kernel, vma: Vma, slot: number): void {
+/** zap_pte_range for one entry: true when it was a present PTE (one a TLB may cache). */
+function zapPte(k: Kernel, vma: Vma, slot: number): boolean {
   const pte = k.pt.entries[slot]!;
-  if (pte === 0) return;
+  if (pte === 0) return false;
   k.pt.entries[slot] = 0;
   const pfn = pteFrame(pte);
   if (ptePresent(pte)) {
-    if (pteSpecial(pte)) return;
+    if (pteSpecial(pte)) return true;
     if (pteDirty(pte)) k.pages.set(pfn, PG_dirty);
   } else if (!isDevicePrivateEntry(pte)) {
-    return; // a migration entry: no reference, no rmap
+    return false; // a migration entry: no reference, no rmap
   }
   pageRemoveRmap(k, pfn, vma);
   k.pages.putStructural(pfn);
+  return ptePresent(pte);
 }
 
 /** is_cow_mapping: private and may be written. */
@@ -490,8 +516,8 @@ export function* copyPageRange(k: Kernel, dst: Vma, src: Vma): Kfn<number> {
     const srcTable = k.pt.lookupTable(src.mm.root, vpn);
     if (srcTable >= 0) {
       const dstTable = k.pt.ensureTable(dst.mm.root, vpn);
-      yield* ptlLock(k, dstTable);
-      yield* ptlLock(k, srcTable);
+      yield* ptlLock(k, dstTable, "copy_pte_range: pte_alloc_map_lock of the child");
+      yield* ptlLock(k, srcTable, "copy_pte_range: pte_offset_map_lock of the parent");
       let failed = false;
       for (let v = vpn; v < tableEnd && !failed; v++) {
         failed = !copyOnePte(k, dst, v, PageTables.slot(dstTable, v), PageTables.slot(srcTable, v), cow);

@@ -8,12 +8,15 @@
  * page has refcount 0), so 4.14's "+ is_device_private_page" in migrate_page_move_mapping's expected
  * count, which compensated the old base reference, is dropped (4.14's pin check never counted device
  * pages' references; the seed keeps its "+ is_zone_device_page", unreachable since the seed never
- * collects device pages); no THP, so no splitting; the TLB is not modelled, so flush placement (S12's
- * first half) has no effect here.
+ * collects device pages); no THP, so no splitting. Collect's TLB flush follows 4.14 (after the PTE lock
+ * is dropped) or 6.0 (before), by collectFlushUnderPtl, for every entry: the 5.19 kernels that flushed an
+ * exclusive anonymous page's PTE on the spot (ptep_clear_flush) and the rest after unlocking are not
+ * told apart.
  */
 import { assert } from "../base/assert.js";
 import { EINVAL } from "../base/errno.js";
 import { PAGE_SIZE } from "../base/units.js";
+import { pageObject, tlbObject } from "../sched/objects.js";
 import type { Kfn } from "../sched/thread.js";
 import { lockPage, trylockPage, unlockPage } from "./filemap.js";
 import type { Kernel } from "./kernel.js";
@@ -273,13 +276,25 @@ function* collectPmd(
   vma: Vma,
 ): Kfn<number> {
   const k = ctx.k;
-  yield* ptlLock(k, table);
-  collectPmdLocked(ctx, m, table, start, end, vma);
+  yield* ptlLock(k, table, "migrate_vma_collect_pmd: pte_offset_map_lock");
+  const unmapped = collectPmdLocked(ctx, m, table, start, end, vma);
+  // "Only flush the TLB if we actually modified any entries": since 60bae7370896 (6.0) before the PTE
+  // lock goes; 4.14 to 5.19 after pte_unmap_unlock, so a zap that takes the lock in between finds the
+  // migration entries, flushes nothing, and returns while CPUs still reach the pages (S12).
+  if (unmapped > 0 && ctx.migrate.collectFlushUnderPtl) k.tlb.flushRange(vma.mm.id, start, end);
   k.ptl.unlock(table);
+  if (unmapped > 0 && !ctx.migrate.collectFlushUnderPtl) {
+    if (k.sched.contended) yield k.sched.at("migrate_vma_collect_pmd: flush_tlb_range", tlbObject(vma.mm.id));
+    k.tlb.flushRange(vma.mm.id, start, end);
+  }
   return 0;
 }
 
-/** collectPmd's loop over the table's entries, with its lock held. */
+/**
+ * collectPmd's loop over the table's entries, with its lock held. Returns how many present PTEs it
+ * unmapped (the kernel's `unmapped`, which decides the TLB flush).
+ */
+
 function collectPmdLocked(
   ctx: MigrateContext,
   m: MigrateVma,
@@ -287,7 +302,7 @@ function collectPmdLocked(
   start: number,
   end: number,
   vma: Vma,
-): void {
+): number {
   const k = ctx.k;
   const L = ctx.layout;
   const pages = k.pages;
@@ -305,6 +320,7 @@ function collectPmdLocked(
   const { flags, mapcount, heldRefs, lockHolder, mapping } = pages;
   const me = k.sched.current().id;
   let n = m.npages;
+  let unmapped = 0;
   assert(n + (end - start) <= src.length, "collect overran src", () => `${n} + ${end - start}`);
   for (let vpn = start; vpn < end; vpn++, n++) {
     const slot = PageTables.slot(table, vpn);
@@ -340,13 +356,16 @@ function collectPmdLocked(
         mapcount[pfn]!--;
         vma.mm.rssAnon--;
         m.cpages++;
+        unmapped++;
         src[n] = migratePfn(L, pfn) + L.MIGRATE + (write ? L.WRITE : 0);
         continue;
       }
     }
     src[n] = collectEntry(ctx, m, slot, vma);
+    if (ptePresent(pte) && !ptePresent(entries[slot]!)) unmapped++;
   }
   m.npages = n;
+  return unmapped;
 }
 
 /** migrate_vma_collect: the walk, bracketed by the version's invalidation. */
@@ -611,7 +630,7 @@ function* insertPage(ctx: MigrateContext, vma: Vma, vpn: number, newPfn: number)
   if (!vma.isAnonymous) return false;
   const table = k.pt.ensureTable(vma.mm.root, vpn);
   anonVmaPrepare(k, vma);
-  yield* ptlLock(k, table);
+  yield* ptlLock(k, table, "migrate_vma_insert_page: pte_offset_map_lock");
   const slot = PageTables.slot(table, vpn);
   const pte = k.pt.entries[slot]!;
   const zero = ptePresent(pte) && pteSpecial(pte) && pteFrame(pte) === ZERO_PFN;
@@ -627,6 +646,8 @@ function* insertPage(ctx: MigrateContext, vma: Vma, vpn: number, newPfn: number)
   k.pt.entries[slot] = device
     ? makeDevicePrivateEntry(newPfn, writable)
     : mkPte(newPfn, writable ? _PAGE_RW | _PAGE_DIRTY | _PAGE_ACCESSED : _PAGE_ACCESSED);
+  // ptep_clear_flush_notify of the zero page's PTE: a CPU must not keep reading zeros from it.
+  if (zero) k.tlb.flushPage(vma.mm.id, vpn);
   k.ptl.unlock(table);
   return true;
 }
@@ -986,6 +1007,9 @@ export function* migrateDeviceRange(
   for (let i = 0; i < npages; i++) {
     const pfn = startPfn + i;
     src[i] = 0;
+    // get_page_unless_zero with no lock held: a racing final put decides whether the page is taken.
+    if (k.sched.contended) yield k.sched.at("migrate_device_range: get_page_unless_zero", pageObject(pfn));
+    k.sched.touch(pageObject(pfn));
     if (k.pages.refcount[pfn] === 0) continue;
     k.pages.get(pfn);
     if (!trylockPage(k, pfn)) {

@@ -116,6 +116,13 @@ export interface MigrateSwitches {
   readonly collectNotifier: "none" | "clear" | "migrate";
   /** fd35ca3d12cc (6.0): the PTE's dirty bit moves to the page when collect clears it (S12). */
   readonly collectCopiesDirty: boolean;
+  /**
+   * 60bae7370896 (6.0, "mm/migrate_device.c: flush TLB while holding PTL"): collect flushes the TLB for
+   * the PTEs it unmapped before dropping the PTE lock. Before it (4.14 to 5.19) the flush came after
+   * pte_unmap_unlock, and a MADV_DONTNEED or munmap in between could return while another CPU still
+   * wrote to the page through its TLB (S12).
+   */
+  readonly collectFlushUnderPtl: boolean;
   /** 2018 "properly preserve write attribute": the entry's write bit comes from the mpfn, not pte_write of a swap PTE. */
   readonly writeFromMpfn: boolean;
   /** ab09243aa95a (5.16): only pages collect could lock are collected, prepare and unmap are one step. */
@@ -145,6 +152,7 @@ export function switchesFor(protocol: ProtocolVersion): MigrateSwitches {
     prepareTrylock: !seed,
     collectNotifier: seed ? "none" : modern ? "migrate" : "clear",
     collectCopiesDirty: modern,
+    collectFlushUnderPtl: modern,
     writeFromMpfn: modern,
     collectOnlyLocked: modern,
     finalizeLruOnlyDst: modern,

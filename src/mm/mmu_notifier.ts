@@ -7,7 +7,8 @@
  */
 import { assert } from "../base/assert.js";
 import type { Vpn } from "../base/units.js";
-import { BLOCKED, type Kfn, PREEMPT } from "../sched/thread.js";
+import { OBJ_NAMED } from "../sched/objects.js";
+import { BLOCKED, type Kfn } from "../sched/thread.js";
 import type { Kernel } from "./kernel.js";
 import type { MmStruct, Vma } from "./mm_types.js";
 
@@ -99,7 +100,8 @@ export function mmuIntervalNotifierInsert(
 export function* mmuIntervalNotifierRemove(k: Kernel, sub: MmuIntervalNotifier): Kfn<void> {
   assert(!sub.removed && !sub.removing, "removing a notifier twice");
   const mm = sub.mm;
-  if (k.sched.contended) yield PREEMPT;
+  if (k.sched.contended)
+    yield k.sched.at("mmu_interval_notifier_remove: subscriptions lock", notifierObject(k, mm));
   const deferred = mm.deferredNotifiers.indexOf(sub);
   if (mm.activeInvalidations === 0 || deferred >= 0) {
     const list = deferred >= 0 ? mm.deferredNotifiers : mm.notifiers;
@@ -136,7 +138,7 @@ export function mmuIntervalSetSeq(sub: MmuIntervalNotifier, curSeq: number): voi
  */
 export function* mmuIntervalReadBegin(k: Kernel, sub: MmuIntervalNotifier): Kfn<number> {
   const mm = sub.mm;
-  if (k.sched.contended) yield PREEMPT;
+  if (k.sched.contended) yield k.sched.at("mmu_interval_read_begin: invalidate_seq", notifierObject(k, mm));
   // Bounded: each pass waits for one invalidation to end.
   while (mm.activeInvalidations > 0 && sub.invalidateSeq === mm.notifierSeq) {
     mm.notifierWaiters.add(k.sched.current());
@@ -146,14 +148,30 @@ export function* mmuIntervalReadBegin(k: Kernel, sub: MmuIntervalNotifier): Kfn<
   return sub.invalidateSeq;
 }
 
+const notifierObjects = new WeakMap<MmStruct, number>();
+
+/**
+ * The shared object (sched/objects.ts) of an mm's notifier subscriptions: their sequence numbers and the
+ * active invalidations, which read_begin and read_retry read and invalidate_range_start/end change.
+ */
+export function notifierObject(k: Kernel, mm: MmStruct): number {
+  let object = notifierObjects.get(mm);
+  if (object === undefined) {
+    object = k.sched.nameObject(OBJ_NAMED, `mmu notifier subscriptions of mm ${mm.id}`);
+    notifierObjects.set(mm, object);
+  }
+  return object;
+}
+
 /** mmu_interval_read_retry: true when the range was invalidated since read_begin returned seq. */
 export function mmuIntervalReadRetry(sub: MmuIntervalNotifier, seq: number): boolean {
   return sub.invalidateSeq !== seq;
 }
 
 /** mmu_notifier_invalidate_range_start: tells every overlapping subscription, which may sleep. */
-export function* mmuNotifierInvalidateRangeStart(_k: Kernel, range: MmuNotifierRange): Kfn<void> {
+export function* mmuNotifierInvalidateRangeStart(k: Kernel, range: MmuNotifierRange): Kfn<void> {
   const mm = range.mm;
+  if (k.sched.footprint !== null) k.sched.touch(notifierObject(k, mm));
   assert(range.end > range.start, "invalidating an empty range", () => `${range.start}..${range.end}`);
   if (mm.activeInvalidations++ === 0) mm.notifierSeq++;
   assert(mm.notifierSeq % 2 === 1, "notifier sequence must be odd during an invalidation");
@@ -168,6 +186,7 @@ export function* mmuNotifierInvalidateRangeStart(_k: Kernel, range: MmuNotifierR
 /** mmu_notifier_invalidate_range_end: ends the invalidation and wakes read_begin sleepers. */
 export function mmuNotifierInvalidateRangeEnd(k: Kernel, range: MmuNotifierRange): void {
   const mm = range.mm;
+  if (k.sched.footprint !== null) k.sched.touch(notifierObject(k, mm));
   assert(mm.activeInvalidations > 0, "range_end without range_start");
   if (--mm.activeInvalidations === 0) {
     mm.notifierSeq++;

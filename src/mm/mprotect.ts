@@ -135,22 +135,22 @@ function* changeProtection(k: Kernel, vma: Vma, noAccess: boolean): Kfn<void> {
     : null;
   if (range !== null) yield* mmuNotifierInvalidateRangeStart(k, range);
   let vpn = vma.start as number;
+  let changedPresent = false;
   while (vpn < vma.end) {
     const tableEnd = Math.min(vma.end, (Math.floor(vpn / 512) + 1) * 512);
     const table = k.pt.lookupTable(mm.root, vpn);
     if (table >= 0) {
-      if (k.sched.contended || !k.ptl.tryLock(table)) yield* k.ptl.lock(table);
+      if (k.sched.contended || !k.ptl.tryLock(table))
+        yield* k.ptl.lock(table, "change_pte_range: pte_offset_map_lock");
       for (let v = vpn; v < tableEnd; v++) {
         const slot = PageTables.slot(table, v);
         const pte = k.pt.entries[slot]!;
         if (pte === 0) continue;
         if (ptePresent(pte)) {
           const clear = (writable ? 0 : _PAGE_RW) | (noAccess ? 0 : _PAGE_PROTNONE);
-          k.pt.entries[slot] = pteWithBits(
-            pte,
-            noAccess ? _PAGE_PROTNONE : 0,
-            clear | (noAccess ? _PAGE_RW : 0),
-          );
+          const changed = pteWithBits(pte, noAccess ? _PAGE_PROTNONE : 0, clear | (noAccess ? _PAGE_RW : 0));
+          if (changed !== pte) changedPresent = true;
+          k.pt.entries[slot] = changed;
         } else if (isWritableDevicePrivateEntry(pte)) {
           // change_pte_range downgrades writable swap-type entries whatever the new protection: a
           // protection check is hard there, so it stays safe and lets the next write fault decide.
@@ -164,5 +164,8 @@ function* changeProtection(k: Kernel, vma: Vma, noAccess: boolean): Kfn<void> {
     }
     vpn = tableEnd;
   }
+  // change_protection, then flush_tlb_range when pages changed (tlb_finish_mmu today): until then a CPU
+  // may still write through an entry made before mprotect, which has not returned yet.
+  if (changedPresent) k.tlb.flushRange(mm.id, vma.start, vma.end);
   if (range !== null) mmuNotifierInvalidateRangeEnd(k, range);
 }

@@ -53,7 +53,7 @@ import {
   mmuNotifierInvalidateRangeStart,
   notifierRange,
 } from "./mmu_notifier.js";
-import { PageTables } from "./pgtable.js";
+import { PageTables, ptePresent } from "./pgtable.js";
 import { anonVmaClone, unlinkAnonVmas } from "./rmap.js";
 
 const U64_LIMIT = 1n << 64n;
@@ -341,10 +341,15 @@ function* movePageTables(k: Kernel, vma: Vma, oldStart: number, newStart: number
     const pte = k.pt.entries[fromSlot]!;
     if (pte === 0) continue;
     const to = k.pt.ensureTable(mm.root, newStart + i);
-    if (k.sched.contended || !k.ptl.tryLock(from)) yield* k.ptl.lock(from);
-    if (to !== from && (k.sched.contended || !k.ptl.tryLock(to))) yield* k.ptl.lock(to);
+    if (k.sched.contended || !k.ptl.tryLock(from))
+      yield* k.ptl.lock(from, "move_ptes: pte_offset_map_lock (old)");
+    if (to !== from && (k.sched.contended || !k.ptl.tryLock(to)))
+      yield* k.ptl.lock(to, "move_ptes: pte_offset_map_lock (new)");
     k.pt.entries[PageTables.slot(to, newStart + i)] = k.pt.entries[fromSlot]!;
     k.pt.entries[fromSlot] = 0;
+    // move_ptes flushes the old range before dropping the locks (eb66ae030829, 4.19): no CPU may write
+    // through the old address once the page is reachable at the new one.
+    if (ptePresent(pte)) k.tlb.flushPage(mm.id, oldStart + i);
     if (to !== from) k.ptl.unlock(to);
     k.ptl.unlock(from);
   }

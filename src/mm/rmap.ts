@@ -201,9 +201,10 @@ function* tryToMigrateOne(k: Kernel, pfn: number, vma: Vma, vpn: number): Kfn<bo
   // Page tables go only when their mm exits, which stillMapped rules out after every yield.
   const table = stillMapped(k, pfn, vma) ? k.pt.lookupTable(mm.root, vpn) : -1;
   if (table >= 0) {
-    if (k.sched.contended || !k.ptl.tryLock(table)) yield* k.ptl.lock(table);
+    if (k.sched.contended || !k.ptl.tryLock(table))
+      yield* k.ptl.lock(table, "try_to_migrate_one: page_vma_mapped_walk pte lock");
     if (stillMapped(k, pfn, vma))
-      unmapped = unmapForMigrationLocked(k, pfn, vma, PageTables.slot(table, vpn));
+      unmapped = unmapForMigrationLocked(k, pfn, vma, vpn, PageTables.slot(table, vpn));
     k.ptl.unlock(table);
   }
   if (range !== null) mmuNotifierInvalidateRangeEnd(k, range);
@@ -218,7 +219,7 @@ function* tryToMigrateOne(k: Kernel, pfn: number, vma: Vma, vpn: number): Kfn<bo
  * PG_anon_exclusive in every era as its rule for reusing a page on a write fault, so every era moves
  * it into the entry.
  */
-function unmapForMigrationLocked(k: Kernel, pfn: number, vma: Vma, slot: number): boolean {
+function unmapForMigrationLocked(k: Kernel, pfn: number, vma: Vma, vpn: number, slot: number): boolean {
   const pages = k.pages;
   const pte = k.pt.entries[slot]!;
   if (!pteMapsPfn(pte, pfn)) return true;
@@ -230,6 +231,8 @@ function unmapForMigrationLocked(k: Kernel, pfn: number, vma: Vma, slot: number)
   }
   let entry: number;
   if (ptePresent(pte)) {
+    // ptep_clear_flush: the PTE goes and every CPU's TLB entry with it, under the PTE lock.
+    k.tlb.flushPage(vma.mm.id, vpn);
     if (pteDirty(pte)) pages.set(pfn, PG_dirty);
     entry = makeUnmapMigrationEntry(pfn, pteWrite(pte), exclusive, pteYoung(pte), pteDirty(pte));
   } else {
@@ -255,7 +258,8 @@ export function* removeMigrationPtes(k: Kernel, src: number, dst: number): Kfn<v
   yield* rmapWalk(k, dst, function* (vma, vpn) {
     const table = k.pt.lookupTable(vma.mm.root, vpn);
     if (table < 0) return true;
-    if (k.sched.contended || !k.ptl.tryLock(table)) yield* k.ptl.lock(table);
+    if (k.sched.contended || !k.ptl.tryLock(table))
+      yield* k.ptl.lock(table, "remove_migration_pte: page_vma_mapped_walk pte lock");
     if (stillMapped(k, dst, vma)) remapMigrationEntry(k, src, dst, vma, PageTables.slot(table, vpn));
     k.ptl.unlock(table);
     return true;

@@ -107,6 +107,8 @@ describe("memunmap_pages", () => {
     const slot = PageTables.slot(table, addr / PAGE_SIZE);
     const ram = k.pt.entries[slot]!;
     k.pt.entries[slot] = makeDevicePrivateEntry(pfn, true);
+    // The touch left the page in this CPU's TLB; the driver's PTE write flushes it, as the kernel would.
+    k.tlb.flushPage(proc.mm.id, addr / PAGE_SIZE);
     expect(system.checkInvariants().some((line) => line.startsWith(`pfn ${pfn}: free but mapped`))).toBe(
       true,
     );
