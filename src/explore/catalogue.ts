@@ -4,8 +4,9 @@
  */
 import type { Scenario } from "./scenario.js";
 import { migrateVsCpuScenario } from "./scenarios/migrate-vs-cpu.js";
+import { s12Scenario } from "./scenarios/s12.js";
 
-export const SCENARIOS: readonly Scenario[] = [migrateVsCpuScenario];
+export const SCENARIOS: readonly Scenario[] = [s12Scenario, migrateVsCpuScenario];
 
 export function scenarioNamed(name: string): Scenario | null {
   return SCENARIOS.find((scenario) => scenario.name === name) ?? null;

@@ -189,7 +189,11 @@ export function execute(
   let abandoned = false;
   let steps = 0;
   let sinceProgress = 0;
-  const watchedBefore = { state: options.trace === true ? watchedState(setup) : "" };
+  const threadOfId = (id: number): string => {
+    const index = indexById.get(id);
+    return index === undefined ? `thread ${id}` : `T${index}`;
+  };
+  const watchedBefore = { state: options.trace === true ? watchedState(setup, threadOfId) : "" };
   const labels = new Map<Thread, [string, number]>();
   for (;;) {
     if (options.trace === true) {
@@ -252,7 +256,7 @@ export function execute(
 
   function recordStep(ran: Thread): void {
     const [label, object] = labels.get(ran) ?? [ran.label, ran.object];
-    const state = watchedState(setup);
+    const state = watchedState(setup, threadOfId);
     trace.push({
       thread: indexOf(ran),
       label,
@@ -315,12 +319,6 @@ function judge(
         outcome: "",
       };
   }
-  const checked = setup.check?.() ?? [];
-  if (checked.length > 0)
-    return {
-      violation: { kind: "invariant", message: `check failed: ${checked.join("\n  ")}` },
-      outcome: "",
-    };
   const outcome = outcomeOf(setup, threads, observers);
   if (serial !== null && !serial.has(outcome)) {
     const some = [...serial].slice(0, 3);
@@ -328,6 +326,9 @@ function judge(
     const message = `data: what the threads saw matches no serial order of the operations\n  seen:   ${outcome}\n  serial: ${some.join("\n          ")}${more}`;
     return { violation: { kind: "data", message }, outcome };
   }
+  const checked = setup.check?.() ?? [];
+  if (checked.length > 0)
+    return { violation: { kind: "invariant", message: `check failed: ${checked.join("\n  ")}` }, outcome };
   return { violation: null, outcome };
 }
 
@@ -351,7 +352,7 @@ export function outcomeOf(
 }
 
 /** The watched addresses' PTEs and the pages they name, for the report's state column. */
-function watchedState(setup: ScenarioSetup): string {
+function watchedState(setup: ScenarioSetup, threadOfId: (id: number) => string): string {
   const watch = setup.watch;
   if (watch === undefined || watch.length === 0) return "";
   const k = setup.system.kernel;
@@ -360,11 +361,11 @@ function watchedState(setup: ScenarioSetup): string {
     const proc = setup.system.liveProcesses().find((candidate) => candidate.pid === process);
     if (proc === undefined) continue;
     const pte = k.pt.read(proc.mm.root, vpn);
-    let text = `vpn ${vpn}: ${describePte(pte)}`;
+    let text = `vpn 0x${vpn.toString(16)}: ${describePte(pte)}`;
     const pfn = pte === 0 ? -1 : pteFrame(pte);
     if (pfn >= 0 && pfn < k.pages.capacity) {
       const holder = k.pages.lockHolder[pfn]!;
-      const locked = holder === 0 ? "" : ` locked by thread ${holder}`;
+      const locked = holder === 0 ? "" : ` by ${threadOfId(holder)}`;
       text += ` (ref ${k.pages.refcount[pfn]} map ${k.pages.mapcount[pfn]} ${describeFlags(k.pages.flags[pfn]!)}${locked})`;
     }
     parts.push(text);

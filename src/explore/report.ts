@@ -8,7 +8,9 @@ import type { TraceStep } from "./execution.js";
 import type { ExploreResult, Finding } from "./explore.js";
 
 /** Widest a table cell gets before it is cut with an ellipsis. */
-const CELL_WIDTH_MAX = 44;
+const CELL_WIDTH_MAX = 60;
+/** The label of a thread's first step, which says nothing worth a row of its own. */
+const THREAD_STARTS = "(thread starts)";
 
 /** The --json document of `hmmsim explore`. */
 export interface ExploreJson {
@@ -109,18 +111,21 @@ export function formatTable(finding: Finding): string {
   const states: string[] = [];
   let previous: TraceStep | null = null;
   for (const step of finding.trace) {
-    const text = step.object === "nothing shared" ? step.label : `${step.label} [${step.object}]`;
+    const text =
+      step.object === "nothing shared" || step.label.includes(step.object)
+        ? step.label
+        : `${step.label} [${step.object}]`;
     const last = rows[rows.length - 1];
-    // Consecutive steps of one thread that changed nothing watched share a row.
+    // A thread's first step says nothing worth a row: it joins the thread's next one.
     if (
       last !== undefined &&
       previous !== null &&
       previous.thread === step.thread &&
-      states[states.length - 1] === ""
+      previous.label === THREAD_STARTS
     ) {
       const cell = column.get(step.thread)!;
-      last[cell] = `${last[cell]}; ${text}`;
-      states[states.length - 1] = step.state;
+      last[cell] = text;
+      if (step.state !== "") states[states.length - 1] = step.state;
     } else {
       const row = used.map(() => "");
       row[column.get(step.thread)!] = text;
