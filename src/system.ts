@@ -69,6 +69,7 @@ export function faultSwitchesFor(protocol: ProtocolVersion): FaultPathSwitches {
   return {
     migrationWaitTakesRef: protocol !== "modern",
     deviceFaultHoldsPage: protocol === "modern",
+    deviceFaultTrylock: protocol === "modern",
   };
 }
 

@@ -3,10 +3,40 @@
  * the switch that brings it back) and scenarios of the fixed kernel.
  */
 import type { Scenario } from "./scenario.js";
+import { deviceFaultTrylockScenario } from "./scenarios/1afaeb8293c9.js";
+import { KERNEL_SCENARIOS } from "./scenarios/kernel.js";
 import { migrateVsCpuScenario } from "./scenarios/migrate-vs-cpu.js";
+import { s2Scenario } from "./scenarios/s2.js";
+import { s3Scenario } from "./scenarios/s3.js";
+import { s4Scenario } from "./scenarios/s4.js";
+import { s10Scenario } from "./scenarios/s10.js";
+import { s11Scenario } from "./scenarios/s11.js";
 import { s12Scenario } from "./scenarios/s12.js";
+import { seedLeakScenario } from "./scenarios/seed-leak.js";
+import { testHmmOwnWriteScenario } from "./scenarios/test-hmm-own-write.js";
+import { testHmmReadRaceScenario } from "./scenarios/test-hmm-read-race.js";
+import { testHmmSecondOpenScenario } from "./scenarios/test-hmm-second-open.js";
 
-export const SCENARIOS: readonly Scenario[] = [s12Scenario, migrateVsCpuScenario];
+/** The defect catalogue, in KERNEL-NOTES order. */
+export const DEFECT_SCENARIOS: readonly Scenario[] = [
+  seedLeakScenario,
+  s2Scenario,
+  s3Scenario,
+  s4Scenario,
+  s10Scenario,
+  s11Scenario,
+  s12Scenario,
+  deviceFaultTrylockScenario,
+  testHmmOwnWriteScenario,
+  testHmmSecondOpenScenario,
+  testHmmReadRaceScenario,
+];
+
+export const SCENARIOS: readonly Scenario[] = [
+  ...DEFECT_SCENARIOS,
+  migrateVsCpuScenario,
+  ...KERNEL_SCENARIOS,
+];
 
 export function scenarioNamed(name: string): Scenario | null {
   return SCENARIOS.find((scenario) => scenario.name === name) ?? null;

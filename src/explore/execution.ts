@@ -10,6 +10,7 @@ import { describePte, pteFrame } from "../mm/pgtable.js";
 import { DeadlockError, LivelockError, ThreadFailure } from "../sched/scheduler.js";
 import type { Thread } from "../sched/thread.js";
 import type { ExploreConfig, Scenario, ScenarioSetup, ViolationKind } from "./scenario.js";
+import { stateFingerprint } from "./state_hash.js";
 
 /** What the explorer found wrong with one execution. */
 export interface Violation {
@@ -48,7 +49,7 @@ export interface Decider {
 }
 
 /** The thread a non-preemptive scheduler runs next: the current one, unless it waits in a retry loop. */
-export function defaultChoice(point: ChoicePoint): number {
+export function defaultChoice(point: Pick<ChoicePoint, "runnable" | "current" | "retrying">): number {
   const { runnable, current } = point;
   if (current >= 0 && !point.retrying) return current;
   if (current >= 0) {
@@ -60,9 +61,17 @@ export function defaultChoice(point: ChoicePoint): number {
   return runnable[0]!;
 }
 
-/** Whether running `chosen` at `point` preempts the current thread. */
-export function isPreemption(point: ChoicePoint, chosen: number): boolean {
-  return point.current >= 0 && !point.retrying && chosen !== point.current;
+/**
+ * Whether running `chosen` at `point` counts as a preemption: switching away from a thread that could
+ * go on, or, where it spins in a retry loop, running any thread but the one a fair scheduler runs next
+ * (so that a bounded search cannot starve a thread for free).
+ */
+export function isPreemption(
+  point: Pick<ChoicePoint, "runnable" | "current" | "retrying">,
+  chosen: number,
+): boolean {
+  if (point.current < 0) return false;
+  return point.retrying ? chosen !== defaultChoice(point) : chosen !== point.current;
 }
 
 /** One row of a traced execution: a step of one thread. */
@@ -195,6 +204,36 @@ export function execute(
   };
   const watchedBefore = { state: options.trace === true ? watchedState(setup, threadOfId) : "" };
   const labels = new Map<Thread, [string, number]>();
+  /** Fingerprints of the states seen at retry points since an operation last completed, by step. */
+  const seenStates = new Map<string, number>();
+  /**
+   * The lasso: the state after this step was seen before (once some thread has gone round a retry
+   * loop), with no operation completed since and
+   * every thread that could run having run (so a fair scheduler can repeat the same steps for ever).
+   */
+  let retriedSinceProgress = false;
+  const lasso = (): Violation | null => {
+    const key = stateFingerprint(k);
+    const before = seenStates.get(key);
+    if (before === undefined) {
+      seenStates.set(key, steps);
+      return null;
+    }
+    const cycle = steps - before;
+    if (cycle > CYCLE_WINDOW) return null;
+    const ranInCycle = new Set<number>();
+    for (let i = before + 1; i <= steps; i++) ranInCycle.add(recentThreads[i % CYCLE_WINDOW]!);
+    for (const thread of sched.liveThreads()) {
+      if (thread.state === "runnable" && !ranInCycle.has(indexOf(thread))) return null;
+    }
+    const lines = recent().slice(-cycle);
+    return {
+      kind: "livelock",
+      message:
+        `livelock: the state after step ${before} came back after step ${steps} with no operation completed, ` +
+        `every runnable thread having run: a fair scheduler can repeat these ${cycle} steps for ever\n  ${lines.join("\n  ")}`,
+    };
+  };
   for (;;) {
     if (options.trace === true) {
       labels.clear();
@@ -235,8 +274,16 @@ export function execute(
       abandoned = true;
       break;
     }
-    if (!ran.live) sinceProgress = 0;
-    else if (++sinceProgress > livelockSteps) {
+    if (ran.retrying) retriedSinceProgress = true;
+    if (!ran.live) {
+      sinceProgress = 0;
+      seenStates.clear();
+      retriedSinceProgress = false;
+      continue;
+    }
+    violation = retriedSinceProgress ? lasso() : null;
+    if (violation !== null) break;
+    if (++sinceProgress > livelockSteps) {
       violation = {
         kind: "livelock",
         message: `livelock: no operation completed in ${livelockSteps} steps under a fair scheduler\n${describeCycle(recent())}`,

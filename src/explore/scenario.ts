@@ -77,6 +77,8 @@ export interface Scenario {
    */
   readonly defect?: {
     readonly id: string;
+    /** The protocol the defect lived in, when not the fixed kernel's (the seed's leak, fixed in 4.14). */
+    readonly protocol?: ProtocolVersion;
     readonly switches: Readonly<Record<string, SwitchValue>>;
     readonly kind: ViolationKind;
   };
@@ -131,6 +133,8 @@ export function systemOptionsFor(config: ExploreConfig, base: SystemOptions): Sy
 /** The configuration that brings a scenario's defect back (or the fixed kernel when it has none). */
 export function defectConfig(scenario: Scenario): ExploreConfig {
   if (scenario.defect === undefined) return scenario.config;
+  if (scenario.defect.protocol !== undefined && scenario.defect.protocol !== scenario.config.protocol)
+    return { protocol: scenario.defect.protocol, switches: { ...scenario.defect.switches } };
   return {
     protocol: scenario.config.protocol,
     switches: { ...scenario.config.switches, ...scenario.defect.switches },

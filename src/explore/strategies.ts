@@ -122,8 +122,6 @@ export class DfsStrategy implements Strategy {
     const candidates = node.runnable.filter(
       (thread) =>
         !node.explored.includes(thread) &&
-        // A fair scheduler does not run a spinning thread again while another can run.
-        !(node.retrying && thread === node.current && node.runnable.length > 1) &&
         !node.sleep.has(thread) &&
         node.preemptionsBefore + (this.preempts(node, thread) ? 1 : 0) <= this.bound,
     );
@@ -132,7 +130,7 @@ export class DfsStrategy implements Strategy {
   }
 
   private preempts(node: DfsNode, thread: number): boolean {
-    return node.current >= 0 && !node.retrying && thread !== node.current;
+    return isPreemption(node, thread);
   }
 
   private decider(): Decider {

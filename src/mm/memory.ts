@@ -80,10 +80,23 @@ export interface FaultPathSwitches {
   migrationWaitTakesRef: boolean;
   /**
    * do_swap_page holds the device page around migrate_to_ram: a reference since 16ce101db85d (6.1, the
-   * fix for CVE-2022-3523), the page lock (trylock) since 1afaeb8293c9 (2025), and a sleep on the page
-   * lock instead of a refault when the trylock fails in the newest linux-mm. hmmsim models the newest.
+   * fix for CVE-2022-3523); false is the fault path before it, which calls the driver with neither a
+   * reference nor the page lock.
    */
   deviceFaultHoldsPage: boolean;
+  /**
+   * With deviceFaultHoldsPage: do_swap_page trylocks the device page before it takes the reference
+   * ("mm/migrate: Trylock device page in do_swap_page", 1afaeb8293c9, 6.15), and when the trylock
+   * fails sleeps until the page is unlocked, without a reference, and refaults (the newest linux-mm's
+   * softleaf_entry_wait_on_locked). false is 6.1 to 6.14: the reference comes first and the page lock
+   * only with migrate_vma_setup's collect, whose trylock of the fault page fails while another CPU
+   * migrates it, so the driver collects nothing and the fault returns to be retried; meanwhile the
+   * reference it held makes the other CPU's folio_migrate_mapping fail. Several CPUs faulting one
+   * device page keep each other's migrations failing: a livelock. hmmsim takes the trylock in
+   * do_swap_page after the reference (the driver's setup up to collect is a scheduling point), since
+   * its migrate_vma_setup wants the fault page locked by the caller, as the kernel's does since then.
+   */
+  deviceFaultTrylock: boolean;
 }
 
 /** Everything a fault needs beyond the kernel: the pagemaps and the version switches. */
@@ -383,15 +396,30 @@ function* doSwapPage(
       k.ptl.unlock(table);
       return 0;
     }
-    if (!trylockPage(k, pfn)) {
+    if (!ctx.switches.deviceFaultTrylock) {
+      // 6.1 to 6.14: get_page under the PTL, then migrate_to_ram, whose collect trylocks the page.
+      k.pages.get(pfn);
+      k.ptl.unlock(table);
+      if (k.sched.contended)
+        yield k.sched.at(
+          "migrate_to_ram: migrate_vma_setup, collect's trylock of the fault page",
+          pageObject(pfn),
+        );
+      if (!trylockPage(k, pfn)) {
+        // Another CPU migrates the page: nothing collected, the driver returns 0 and the access retries.
+        k.pages.put(pfn);
+        return 0;
+      }
+    } else if (!trylockPage(k, pfn)) {
       // Someone else (a migration) holds the page: sleep until it lets go, without a reference
       // (softleaf_entry_wait_on_locked in the newest kernels), then retry the access.
       k.ptl.unlock(table);
       yield* waitOnPageLocked(k, pfn);
       return 0;
+    } else {
+      k.pages.get(pfn);
+      k.ptl.unlock(table);
     }
-    k.pages.get(pfn);
-    k.ptl.unlock(table);
     const ret = yield* pgmap.ops.migrateToRam({ vma, vpn, flags, page: pfn, origPte: pte });
     unlockPage(k, pfn);
     k.pages.put(pfn);

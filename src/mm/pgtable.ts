@@ -245,6 +245,11 @@ export class PageTables {
     this.entries = new Float64Array(PTRS_PER_TABLE * 64);
   }
 
+  /** PTE tables ever allocated (free ones included): entries beyond them are all zero. */
+  get tablesAllocated(): number {
+    return this.tableCount;
+  }
+
   get tablesInUse(): number {
     return this.tableCount - this.tableFree.length;
   }
