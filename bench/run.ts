@@ -5,6 +5,7 @@
  */
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
+import { benchExplore } from "./explore.js";
 import { benchPopulate } from "./populate.js";
 import type { BenchResult } from "./result.js";
 import type { SectionOutput } from "./section.js";
@@ -28,4 +29,5 @@ results.push(...memcpy.results);
 results.push(...runSection("faults", baseline).results);
 results.push(...runSection("migrate", baseline).results);
 results.push(...benchPopulate());
+results.push(...benchExplore());
 process.stdout.write(`${JSON.stringify({ results }, null, 2)}\n`);

@@ -127,6 +127,8 @@ export class System {
       cpus: options.cpus ?? 2,
       scheduler: options.chooser === undefined ? {} : { chooser: options.chooser },
       fastPaths: options.fastPaths ?? true,
+      // Each device's first chunk (2 MiB, or all its memory when less) lies above RAM, aligned to 2 MiB.
+      pfnCapacityHint: Math.ceil(ramPages / 512) * 512 + (options.devices?.length ?? 2) * 512,
     });
     this.pagemaps = new Pagemaps(this.kernel);
     this.faultContext = {

@@ -112,6 +112,8 @@ export interface ExecutionResult {
 }
 
 const DEFAULT_LIVELOCK_STEPS = 2000;
+/** Steps without progress before the lasso starts fingerprinting states. */
+const LASSO_AFTER_STEPS = 6;
 /** Steps of the trace kept to show a livelock's cycle. */
 const CYCLE_WINDOW = 240;
 
@@ -281,7 +283,9 @@ export function execute(
       retriedSinceProgress = false;
       continue;
     }
-    violation = retriedSinceProgress ? lasso() : null;
+    // The lasso's fingerprint costs a pass over the system: taken only once a thread has retried and
+    // a few steps have gone by without progress (no cycle is shorter than what it repeats).
+    violation = retriedSinceProgress && sinceProgress >= LASSO_AFTER_STEPS ? lasso() : null;
     if (violation !== null) break;
     if (++sinceProgress > livelockSteps) {
       violation = {

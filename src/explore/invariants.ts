@@ -60,7 +60,8 @@ export function checkInvariants(system: System): string[] {
   }
 
   // 1. Page tables: count mappings per page; every entry lies in a VMA that allows it.
-  const mapped = new Map<number, number>();
+  // Mappings per pfn, as a typed array: the per-pfn pass below reads it for every frame.
+  const mapped = new Int32Array(pages.capacity);
   // Migration entries that carry a page's exclusivity (writable or readable-exclusive), per page.
   const exclusiveEntries = new Map<number, number>();
   for (const mm of k.mms.values()) {
@@ -93,12 +94,12 @@ export function checkInvariants(system: System): string[] {
             continue;
           }
           if (pteWrite(pte) && pfn === ZERO_PFN) report(`mm ${mm.id}: zero page mapped writable`);
-          mapped.set(pfn, (mapped.get(pfn) ?? 0) + 1);
+          mapped[pfn]!++;
           countRss(pfn);
           if (pteWrite(pte)) checkWritableAnon(mm.id, vpn, pfn);
         } else if (isDevicePrivateEntry(pte)) {
           if (!pages.isZoneDevice(pfn)) report(`mm ${mm.id}: device-private entry to RAM pfn ${pfn}`);
-          mapped.set(pfn, (mapped.get(pfn) ?? 0) + 1);
+          mapped[pfn]!++;
           countRss(pfn);
           if (isWritableDevicePrivateEntry(pte)) checkWritableAnon(mm.id, vpn, pfn);
         } else if (isMigrationEntry(pte)) {
@@ -139,13 +140,13 @@ export function checkInvariants(system: System): string[] {
     const refcount = pages.refcount[pfn]!;
     const flags = pages.flags[pfn]!;
     const mapcount = pages.mapcount[pfn]!;
-    const mappings = mapped.get(pfn) ?? 0;
+    const mappings = mapped[pfn]!;
     if (refcount === 0) {
       if (mapcount !== 0 || mappings !== 0)
         report(`pfn ${pfn}: free but mapped (mapcount ${mapcount}, ${mappings} PTEs)`);
       if ((flags & PG_locked) !== 0) report(`pfn ${pfn}: free but locked`);
       if ((flags & PG_lru) !== 0 || pages.lruList[pfn] !== -1) report(`pfn ${pfn}: free but on an LRU list`);
-      if (batched.has(pfn)) report(`pfn ${pfn}: free but in an LRU add batch`);
+      if (batched.size > 0 && batched.has(pfn)) report(`pfn ${pfn}: free but in an LRU add batch`);
       if (k.ram.isRam(pfn) && !k.ram.isFree(pfn)) report(`pfn ${pfn}: no references but not free`);
       continue;
     }

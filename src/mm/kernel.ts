@@ -29,6 +29,11 @@ export interface KernelOptions {
   scheduler?: SchedulerOptions;
   /** See Kernel.fastPaths (default true). */
   fastPaths?: boolean;
+  /**
+   * Frames to size the struct-page arrays and the page store for up front (RAM plus the device memory
+   * the system will register first), so that a small system is built without growing them.
+   */
+  pfnCapacityHint?: number;
 }
 
 /** Something that takes back a free ZONE_DEVICE page (memremap.ts registers the pagemaps). */
@@ -87,7 +92,7 @@ export class Kernel implements PageFreer {
       () => String(options.ramPages),
     );
     this.sched = new Scheduler({ cpus: options.cpus ?? 2, ...options.scheduler });
-    const capacity = options.ramPages;
+    const capacity = Math.max(options.ramPages, options.pfnCapacityHint ?? 0);
     this.pages = new PageArrays(capacity);
     this.store = createPageStore(options.store, capacity);
     this.ram = new PageAllocator(this.pages, options.ramPages);

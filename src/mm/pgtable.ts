@@ -227,6 +227,9 @@ const LEVEL_SPAN_PMD = PTRS_PER_TABLE; // pages under one PMD entry
 const LEVEL_SPAN_PUD = PTRS_PER_TABLE * PTRS_PER_TABLE;
 const LEVEL_SPAN_PGD = PTRS_PER_TABLE * PTRS_PER_TABLE * PTRS_PER_TABLE;
 
+/** Directory nodes and PTE tables the pools start with. */
+const INITIAL_TABLES = 4;
+
 /**
  * The page-table pools. Directory nodes (PGD, PUD, PMD) hold child indices + 1 (0 = none); PTE tables
  * hold PTE words. A PTE table's index is also its split page-table lock's key.
@@ -241,8 +244,10 @@ export class PageTables {
   private readonly tableFree: number[] = [];
 
   constructor() {
-    this.dirs = new Int32Array(PTRS_PER_TABLE * 64);
-    this.entries = new Float64Array(PTRS_PER_TABLE * 64);
+    // Room for a few tables; the pools double as address spaces grow. A small system (the explorer
+    // builds thousands a second) never pays for more than it maps.
+    this.dirs = new Int32Array(PTRS_PER_TABLE * INITIAL_TABLES);
+    this.entries = new Float64Array(PTRS_PER_TABLE * INITIAL_TABLES);
   }
 
   /** PTE tables ever allocated (free ones included): entries beyond them are all zero. */
