@@ -27,6 +27,8 @@ export interface ExploreJob {
   seed: number;
   replay: string | null;
   workers: number;
+  /** Run the invariant checker after every step as well as at the end. */
+  checkEachStep: boolean;
   json: boolean;
   /** How often to report progress, in milliseconds (0: never). */
   progressMs: number;
@@ -126,6 +128,7 @@ export async function runExploreJob(
     executions: job.executions ?? undefined,
     seconds: job.seconds,
     seed: job.seed,
+    checkEachStep: job.checkEachStep,
     config: withDefect ? defectConfig(scenario) : scenario.config,
   };
   const onProgress =
@@ -177,7 +180,14 @@ function replay(job: ExploreJob, scenarios: readonly Scenario[]): ExploreOutcome
     throw error;
   }
   const scenario = scenarios.find((candidate) => candidate.name === schedule.scenario)!;
-  const finding = replayFinding(scenario, schedule.config, schedule.keep, schedule.deviations);
+  const finding = replayFinding(
+    scenario,
+    schedule.config,
+    schedule.keep,
+    schedule.deviations,
+    undefined,
+    job.checkEachStep,
+  );
   const result: ExploreResult = {
     scenario: scenario.name,
     protocol: schedule.config.protocol,

@@ -183,6 +183,7 @@ export function buildProgram(finish: (status: ExitStatus) => void): Command {
         .default(1),
     )
     .option("--replay <schedule>", "replay a schedule string exactly and print its report")
+    .option("--check-each-step", "run the invariant checker after every step, not only at the end")
     .addOption(
       new Option("--workers <n>", "split the search over n worker threads")
         .argParser(integerArgument(1, 64))
@@ -207,6 +208,7 @@ export function buildProgram(finish: (status: ExitStatus) => void): Command {
         seed: number;
         replay?: string;
         workers: number;
+        checkEachStep?: boolean;
         json?: boolean;
       }) => {
         if (options.fixed === true && options.defect === undefined)
@@ -226,6 +228,7 @@ export function buildProgram(finish: (status: ExitStatus) => void): Command {
             seed: options.seed,
             replay: options.replay ?? null,
             workers: options.workers,
+            checkEachStep: options.checkEachStep === true,
             json: options.json === true,
             progressMs: EXPLORE_PROGRESS_MS,
           }),

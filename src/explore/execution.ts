@@ -90,6 +90,11 @@ export interface ExecutionOptions {
   readonly livelockSteps?: number;
   /** Record every step for the report. */
   readonly trace?: boolean;
+  /**
+   * Run the invariant checker after every step too, not only at the end (the checks that hold only at
+   * quiescence, such as leaked references and stale TLB entries, wait for the end).
+   */
+  readonly checkEachStep?: boolean;
   /** The serial outcomes of the data oracle (computed once per scenario and operation set). */
   readonly serialOutcomes?: ReadonlySet<string> | null;
 }
@@ -275,6 +280,16 @@ export function execute(
     if (decider.afterStep !== undefined && !decider.afterStep(ranIndex, sched.footprint, choseThisStep)) {
       abandoned = true;
       break;
+    }
+    if (options.checkEachStep === true && scenario.invariants !== false) {
+      const lines = setup.system.checkInvariants();
+      if (lines.length > 0) {
+        violation = {
+          kind: "invariant",
+          message: `invariant violated after step ${steps}: ${lines.join("\n  ")}`,
+        };
+        break;
+      }
     }
     if (ran.retrying) retriedSinceProgress = true;
     if (!ran.live) {

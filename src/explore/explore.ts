@@ -38,6 +38,8 @@ export interface ExploreOptions {
   readonly shrink?: boolean;
   /** Steps without an operation completing that count as a livelock. */
   readonly livelockSteps?: number;
+  /** Run the invariant checker after every step as well as at the end. */
+  readonly checkEachStep?: boolean;
   /** Only schedules starting with these choices (a worker's share of a depth-first search). */
   readonly prefix?: readonly number[];
   /** Milliseconds since some origin; the explorer's budget only (the model never reads a clock). */
@@ -143,6 +145,7 @@ export function explore(scenario: Scenario, options: ExploreOptions = {}): Explo
       const result = execute(scenario, config, keep, decider, {
         footprints: strategy.footprints,
         livelockSteps: options.livelockSteps,
+        checkEachStep: options.checkEachStep,
         serialOutcomes: serial,
       });
       strategy.done(result);
@@ -166,8 +169,15 @@ export function explore(scenario: Scenario, options: ExploreOptions = {}): Explo
     const shrunk =
       options.shrink === false
         ? { keep, deviations: failure.deviations }
-        : shrink(scenario, config, keep, failure, options.livelockSteps);
-    finding = replayFinding(scenario, config, shrunk.keep, shrunk.deviations, options.livelockSteps);
+        : shrink(scenario, config, keep, failure, options.livelockSteps, options.checkEachStep);
+    finding = replayFinding(
+      scenario,
+      config,
+      shrunk.keep,
+      shrunk.deviations,
+      options.livelockSteps,
+      options.checkEachStep,
+    );
   }
   return {
     scenario: scenario.name,
@@ -219,10 +229,12 @@ export function replayFinding(
   keep: readonly boolean[],
   deviations: readonly (readonly [number, number])[],
   livelockSteps?: number,
+  checkEachStep?: boolean,
 ): Finding | null {
   const result = execute(scenario, config, keep, replayDecider(deviations), {
     trace: true,
     livelockSteps,
+    checkEachStep,
     serialOutcomes: serialOutcomes(scenario, config, keep),
   });
   if (result.violation === null) return null;
@@ -262,6 +274,7 @@ export function shrink(
   keep: readonly boolean[],
   failure: ExecutionResult,
   livelockSteps?: number,
+  checkEachStep?: boolean,
 ): { keep: readonly boolean[]; deviations: readonly (readonly [number, number])[] } {
   const kind = failure.violation!.kind;
   const serialCache = new Map<string, Set<string> | null>();
@@ -279,6 +292,7 @@ export function shrink(
     attempts++;
     const result = execute(scenario, config, mask, replayDecider(deviations), {
       livelockSteps,
+      checkEachStep,
       serialOutcomes: serialFor(mask),
     });
     if (result.violation?.kind !== kind) return null;
@@ -378,6 +392,7 @@ function searchSmall(
   bound: number,
   serial: Set<string> | null,
   livelockSteps?: number,
+  checkEachStep?: boolean,
 ): Candidate | null {
   for (let preemptions = 0; preemptions <= bound; preemptions++) {
     const strategy = new DfsStrategy({ preemptions });
@@ -387,6 +402,7 @@ function searchSmall(
       const result = execute(scenario, config, keep, decider, {
         footprints: true,
         livelockSteps,
+        checkEachStep,
         serialOutcomes: serial,
       });
       if (result.violation?.kind === kind) return candidateOf(keep, result);

@@ -49,6 +49,15 @@ describe("the defect catalogue", () => {
     });
   }
 
+  it("keeps the fixed kernels clean with the invariant checker after every step", () => {
+    for (const id of ["S3", "S12", "test_hmm-read-race", "1afaeb8293c9"]) {
+      const scenario = scenarioOfDefect(id)!;
+      const fixed = explore(scenario, { checkEachStep: true, seconds: 30 });
+      expect(fixed.finding?.violation.message ?? null, id).toBeNull();
+      expect(fixed.complete, id).toBe(true);
+    }
+  });
+
   it("finds them whatever the order alternatives are tried in (another seed)", () => {
     for (const id of ["S3", "S12", "test_hmm-own-write"]) {
       const scenario = scenarioOfDefect(id)!;
