@@ -3,7 +3,7 @@
  * version); it spawns processes and creates tmpfs files.
  */
 import { loffArg } from "./base/abi.js";
-import { checkReturn, EFAULT, EFBIG, EINVAL, KernelError } from "./base/errno.js";
+import { checkReturn, EEXIST, EFAULT, EFBIG, EINVAL, KernelError } from "./base/errno.js";
 import { PAGE_SIZE, parsePages } from "./base/units.js";
 import { Device } from "./device.js";
 import { MemcpyEngine } from "./drivers/copy_engine.js";
@@ -61,6 +61,13 @@ export interface SystemOptions {
   fastPaths?: boolean;
 }
 
+/**
+ * A driver's own invariant checker (System.registerInvariantChecker): every violated invariant of the
+ * driver's state against the model's, one line each; empty when consistent. It must not change
+ * anything: the explorer runs it at the end of every execution, and the tests at quiescence.
+ */
+export type InvariantChecker = (system: System) => string[];
+
 /** A device's memory limit when SystemOptions.devices does not say. */
 const DEFAULT_DEVICE_MEMORY = "1GiB";
 
@@ -116,6 +123,7 @@ export class System {
   readonly devices: Device[] = [];
   private readonly processes = new Map<number, Process>();
   private nextPid = 1;
+  private readonly driverCheckers = new Map<string, InvariantChecker>();
 
   constructor(options: SystemOptions = {}) {
     const ramPages = parsePages(options.ram ?? "256MiB", "ram");
@@ -196,6 +204,46 @@ export class System {
   /** Every violated invariant, one line each; empty when the whole state is consistent. */
   checkInvariants(): string[] {
     return checkInvariants(this);
+  }
+
+  /**
+   * Adds a driver's own invariant checker, which checkInvariants (and so the explorer, at the end of
+   * each execution) runs after the model's, each line prefixed with `name`: a user-written driver
+   * compares its device page table with the CPU's, say. EINVAL for a name that is not a non-empty
+   * string or a checker that is not a function; EEXIST for a name already registered.
+   */
+  registerInvariantChecker(name: string, check: InvariantChecker): void {
+    if (typeof name !== "string" || name.length === 0)
+      throw new KernelError(EINVAL, "registerInvariantChecker: the name must be a non-empty string");
+    if (typeof check !== "function")
+      throw new KernelError(EINVAL, `registerInvariantChecker ${name}: the checker must be a function`);
+    if (this.driverCheckers.has(name))
+      throw new KernelError(EEXIST, `registerInvariantChecker: ${name} is already registered`);
+    this.driverCheckers.set(name, check);
+  }
+
+  /** Removes a checker registered under `name` (a driver that unloads); false when there was none. */
+  unregisterInvariantChecker(name: string): boolean {
+    return this.driverCheckers.delete(name);
+  }
+
+  /**
+   * Runs every registered driver checker, reporting each line as `name: line` (checkInvariants calls
+   * it last). A checker that throws is reported as a violation of its own rather than ending the check.
+   */
+  runInvariantCheckers(report: (line: string) => void): void {
+    for (const [name, check] of this.driverCheckers) {
+      let lines: string[];
+      try {
+        lines = check(this);
+      } catch (error) {
+        report(
+          `${name}: the checker threw ${error instanceof Error ? `${error.name}: ${error.message}` : String(error)}`,
+        );
+        continue;
+      }
+      for (const line of lines) report(`${name}: ${line}`);
+    }
   }
 
   /** RAM in use, in pages. */

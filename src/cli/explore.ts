@@ -91,9 +91,17 @@ function checkScenario(candidate: unknown, where: string): Scenario {
 /** The scenarios the job can name: a file's, or the catalogue. */
 export async function scenariosOf(job: ExploreJob): Promise<readonly Scenario[]> {
   if (job.scenario === null) return SCENARIOS;
-  if (!existsSync(job.scenario) && scenarioNamed(job.scenario) !== null)
-    return [scenarioNamed(job.scenario)!];
-  return loadScenarioFile(job.scenario);
+  const { file } = splitScenarioArgument(job.scenario);
+  if (!existsSync(file) && scenarioNamed(file) !== null) return [scenarioNamed(file)!];
+  return loadScenarioFile(file);
+}
+
+/** `--scenario FILE#NAME` picks one scenario of a file that exports several (the first by default). */
+function splitScenarioArgument(argument: string): { file: string; name: string | null } {
+  const hash = argument.lastIndexOf("#");
+  return hash < 0
+    ? { file: argument, name: null }
+    : { file: argument.slice(0, hash), name: argument.slice(hash + 1) };
 }
 
 export async function runExploreJob(
@@ -114,7 +122,13 @@ export async function runExploreJob(
         `--defect ${job.defect}: no such defect (hmmsim explore --list shows the catalogue)`,
       );
   } else if (job.scenario !== null) {
-    scenario = scenarios[0]!;
+    const { file, name } = splitScenarioArgument(job.scenario);
+    scenario =
+      name === null ? scenarios[0]! : (scenarios.find((candidate) => candidate.name === name) ?? null);
+    if (scenario === null)
+      throw new ExploreUsageError(
+        `--scenario ${job.scenario}: ${file} has no scenario named "${name}" (it has ${scenarios.map((s) => s.name).join(", ")})`,
+      );
   } else {
     throw new ExploreUsageError(
       "explore: say what to explore: --defect ID, --scenario FILE, --replay STRING or --list",
@@ -143,11 +157,19 @@ export async function runExploreJob(
     job.workers > 1
       ? await runPool(job, scenario, options)
       : explore(scenario, { ...options, onProgress, progressMs: job.progressMs });
-  return outcomeOf(result, job.json);
+  return outcomeOf(result, job);
 }
 
-function outcomeOf(result: ExploreResult, json: boolean): ExploreOutcome {
-  const text = json ? JSON.stringify(exploreJson(result), null, 2) : formatExplore(result);
+function outcomeOf(result: ExploreResult, job: ExploreJob): ExploreOutcome {
+  let text = job.json ? JSON.stringify(exploreJson(result), null, 2) : formatExplore(result);
+  // A scenario from a file replays only with the file: say so in the replay line.
+  if (!job.json && job.scenario !== null && scenarioNamed(job.scenario) === null) {
+    const { file } = splitScenarioArgument(job.scenario);
+    text = text.replace(
+      "replay: hmmsim explore --replay",
+      `replay: hmmsim explore --scenario ${file} --replay`,
+    );
+  }
   return { text: `${text}\n`, checksHeld: result.finding === null };
 }
 
@@ -200,5 +222,5 @@ function replay(job: ExploreJob, scenarios: readonly Scenario[]): ExploreOutcome
     seconds: 0,
     bound: finding?.preemptions ?? 0,
   };
-  return outcomeOf({ ...result, strategy: "replay" }, job.json);
+  return outcomeOf({ ...result, strategy: "replay" }, job);
 }

@@ -164,7 +164,7 @@ export function buildProgram(finish: (status: ExitStatus) => void): Command {
     .option("--fixed", "with --defect: the same scenario on the fixed kernel")
     .option(
       "--scenario <file>",
-      "a scenario of your own: a module exporting it (see the README), or a built-in name",
+      "a scenario of your own: a module exporting it (FILE#NAME picks one of several; see the README), or a built-in name",
     )
     .addOption(
       new Option("--strategy <name>", "search strategy").choices(["dfs", "pct", "random"]).default("dfs"),

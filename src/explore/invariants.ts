@@ -226,6 +226,8 @@ export function checkInvariants(system: System): string[] {
 
   // 6. What the kernel itself would have reported.
   for (const bad of pages.badPages) report(`bad page: ${bad.reason}`);
+  // 7. The checkers drivers registered (System.registerInvariantChecker): their state against ours.
+  system.runInvariantCheckers(report);
   if (unlisted > 0) out.push(`... and ${unlisted} more violations not listed`);
   return out;
 }
