@@ -20,6 +20,7 @@
  *   answer to an unknown command);
  * - no THP, no device-coherent memory, no EXCLUSIVE commands yet.
  */
+
 import { assert } from "../base/assert.js";
 import { EBUSY, EFAULT, EINVAL, ENOENT, ENOMEM } from "../base/errno.js";
 import { asVpn, PAGE_SIZE, TASK_SIZE } from "../base/units.js";

@@ -21,10 +21,12 @@
  * - a pfn range given back by HMM_DMIRROR_RELEASE is never handed out again (request_free_mem_region
  *   may reuse it); new chunks get new pfns.
  */
+
 import { assert } from "../base/assert.js";
 import { ENOMEM } from "../base/errno.js";
 import { FreeFrames } from "../base/free_frames.js";
 import { trylockPage } from "../mm/filemap.js";
+import { kasanCheckPage } from "../mm/kasan.js";
 import {
   type DevPagemap,
   MEMORY_DEVICE_PRIVATE,
@@ -214,6 +216,9 @@ export class DmirrorDevice {
 
   /** dmirror_devmem_fault (dev_pagemap_ops.migrate_to_ram): the open that migrated the page moves it. */
   private *devmemFault(vmf: VmFault): Kfn<number> {
+    // The dmirror is found through the fault page (page->zone_device_data), which only the fault
+    // path's reference keeps alive (16ce101db85d): without it the page may be free by now.
+    kasanCheckPage(this.ctx.k, vmf.page, "dmirror_devmem_fault: reads page->zone_device_data");
     const owner = this.mirrors.get(this.ctx.k.pages.zoneDeviceData[vmf.page]!);
     assert(owner !== undefined, "device page with no dmirror", () => this.ctx.k.pages.describe(vmf.page));
     return yield* owner.migrateToRam(vmf);

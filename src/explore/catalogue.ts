@@ -4,6 +4,7 @@
  */
 import type { Scenario } from "./scenario.js";
 import { deviceFaultTrylockScenario } from "./scenarios/1afaeb8293c9.js";
+import { cve20223523Scenario } from "./scenarios/cve-2022-3523.js";
 import { KERNEL_SCENARIOS } from "./scenarios/kernel.js";
 import { migrateVsCpuScenario } from "./scenarios/migrate-vs-cpu.js";
 import { s2Scenario } from "./scenarios/s2.js";
@@ -26,6 +27,7 @@ export const DEFECT_SCENARIOS: readonly Scenario[] = [
   s10Scenario,
   s11Scenario,
   s12Scenario,
+  cve20223523Scenario,
   deviceFaultTrylockScenario,
   testHmmOwnWriteScenario,
   testHmmSecondOpenScenario,

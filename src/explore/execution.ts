@@ -5,6 +5,7 @@
  */
 import { AssertionError } from "../base/assert.js";
 import { KernelError } from "../base/errno.js";
+import { UseAfterFreeError } from "../mm/kasan.js";
 import { describeFlags } from "../mm/page.js";
 import { describePte, pteFrame } from "../mm/pgtable.js";
 import { DeadlockError, LivelockError, ThreadFailure } from "../sched/scheduler.js";
@@ -346,8 +347,7 @@ function classify(error: unknown, recent: readonly string[]): Violation {
   const text = cause instanceof Error ? cause.message : String(cause);
   if (cause instanceof LivelockError)
     return { kind: "livelock", message: `${who}${text}\n${describeCycle(recent)}` };
-  if (cause instanceof Error && cause.name === "UseAfterFreeError")
-    return { kind: "use-after-free", message: `${who}${text}` };
+  if (cause instanceof UseAfterFreeError) return { kind: "use-after-free", message: `${who}${text}` };
   if (cause instanceof AssertionError)
     return { kind: "assertion", message: `${who}kernel assertion: ${text}` };
   return {

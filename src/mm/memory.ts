@@ -388,7 +388,13 @@ function* doSwapPage(
     const pgmap = ctx.pagemaps.of(pfn);
     const slot = PageTables.slot(table, vpn);
     if (!ctx.switches.deviceFaultHoldsPage) {
-      // Before 6.1: the driver is called with neither a reference nor the page lock (CVE-2022-3523).
+      // Before 6.1: the driver is called with neither a reference nor the page lock (CVE-2022-3523),
+      // on the page the lockless PTE read named; another CPU may migrate and free it meanwhile.
+      if (k.sched.contended)
+        yield k.sched.at(
+          "do_swap_page: vmf->page->pgmap->ops->migrate_to_ram, no reference held",
+          pageObject(pfn),
+        );
       return yield* pgmap.ops.migrateToRam({ vma, vpn, flags, page: pfn, origPte: pte });
     }
     yield* ptlLock(k, table, "do_swap_page: pte_offset_map_lock, pte_same recheck");

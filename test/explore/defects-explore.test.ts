@@ -18,6 +18,7 @@ const EXPECTED_IDS = [
   "S10",
   "S11",
   "S12",
+  "CVE-2022-3523",
   "1afaeb8293c9",
   "test_hmm-own-write",
   "test_hmm-second-open",
