@@ -170,7 +170,7 @@ export function buildProgram(finish: (status: ExitStatus) => void): Command {
       new Option("--strategy <name>", "search strategy").choices(["dfs", "pct", "random"]).default("dfs"),
     )
     .addOption(
-      new Option("--preemptions <k>", "dfs: most preemptions per schedule (default 2)").argParser(
+      new Option("--preemptions <k>", "dfs: most preemptions per schedule (default: the scenario's, 2 for most)").argParser(
         integerArgument(0, 64),
       ),
     )

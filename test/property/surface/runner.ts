@@ -13,9 +13,12 @@
  * not the process's, shows up as a difference), and then everything is torn down (pins released,
  * files closed, processes exited) and no page may be left behind.
  */
+
+import fc from "fast-check";
 import { KernelError } from "../../../src/base/errno.js";
 import { Rng } from "../../../src/base/rng.js";
 import { DmirrorLivelockError, type DmirrorSwitches } from "../../../src/drivers/dmirror.js";
+import { UseAfterFreeError } from "../../../src/mm/kasan.js";
 import type { ProtocolVersion } from "../../../src/mm/kernel.js";
 import type { MmStruct } from "../../../src/mm/mm_types.js";
 import type { StoreKind } from "../../../src/mm/page_store.js";
@@ -292,6 +295,16 @@ export class SurfaceRun {
     try {
       sched.runAll();
     } catch (error) {
+      // 4.14's do_swap_page calls migrate_to_ram without a page reference (CVE-2022-3523, fixed in 6.1
+      // by 16ce101db85d): two CPUs faulting one device page can have one free it under the other. The
+      // model is faithful there, the explorer's catalogue shows it, and this property does not judge it.
+      fc.pre(
+        !(
+          this.ctx.protocol === "4.14" &&
+          error instanceof ThreadFailure &&
+          error.cause instanceof UseAfterFreeError
+        ),
+      );
       throw this.failure(where(), `${foreign(error) ?? errorName(error)}`);
     } finally {
       sched.setChooser(firstRunnable);
