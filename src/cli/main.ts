@@ -170,9 +170,10 @@ export function buildProgram(finish: (status: ExitStatus) => void): Command {
       new Option("--strategy <name>", "search strategy").choices(["dfs", "pct", "random"]).default("dfs"),
     )
     .addOption(
-      new Option("--preemptions <k>", "dfs: most preemptions per schedule (default: the scenario's, 2 for most)").argParser(
-        integerArgument(0, 64),
-      ),
+      new Option(
+        "--preemptions <k>",
+        "dfs: most preemptions per schedule (default: the scenario's, 2 for most)",
+      ).argParser(integerArgument(0, 64)),
     )
     .addOption(new Option("--depth <d>", "pct: bug depth (default 3)").argParser(integerArgument(1, 64)))
     .addOption(new Option("--executions <n>", "most executions").argParser(integerArgument(1, 1e12)))
