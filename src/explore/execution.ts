@@ -212,12 +212,12 @@ export function execute(
   };
   const watchedBefore = { state: options.trace === true ? watchedState(setup, threadOfId) : "" };
   const labels = new Map<Thread, [string, number]>();
-  /** Fingerprints of the states seen at retry points since an operation last completed, by step. */
+  /** Fingerprints of the states seen since an operation last completed, with the step of each. */
   const seenStates = new Map<string, number>();
   /**
    * The lasso: the state after this step was seen before (once some thread has gone round a retry
-   * loop), with no operation completed since and
-   * every thread that could run having run (so a fair scheduler can repeat the same steps for ever).
+   * loop), with no operation completed since and every thread that could run having run in between,
+   * so a fair scheduler can repeat the same steps for ever.
    */
   let retriedSinceProgress = false;
   const lasso = (): Violation | null => {
