@@ -66,6 +66,11 @@ export class Device {
     return this.driver.minor;
   }
 
+  /** The device's memory: "private" (MEMORY_DEVICE_PRIVATE) or "coherent" (MEMORY_DEVICE_COHERENT). */
+  get type(): "private" | "coherent" {
+    return this.driver.isPrivate ? "private" : "coherent";
+  }
+
   /** Device pages in use. */
   get usedPages(): number {
     return this.driver.usedPages;

@@ -13,7 +13,7 @@ import { sysPread64, sysPwrite64, TMPFS_MAX_BYTES } from "./mm/filemap.js";
 import { GupLedger } from "./mm/gup.js";
 import { Kernel, type ProtocolVersion } from "./mm/kernel.js";
 import type { FaultContext, FaultPathSwitches } from "./mm/memory.js";
-import { Pagemaps } from "./mm/memremap.js";
+import { MEMORY_DEVICE_COHERENT, MEMORY_DEVICE_PRIVATE, type MemoryType, Pagemaps } from "./mm/memremap.js";
 import type { MigrateContext } from "./mm/migrate_device.js";
 import { layoutFor, type MigrateSwitches, switchesFor } from "./mm/migrate_pfn.js";
 import type { AddressSpace, MmStruct } from "./mm/mm_types.js";
@@ -36,7 +36,7 @@ export interface SystemOptions {
    * and stays where it is. Memory never used costs nothing. Default: two devices of up to 1 GiB, as
    * test_hmm.c always creates two private devices, and hmm-tests migrates up to 256 MiB to one.
    */
-  devices?: { memory: string | number }[];
+  devices?: DeviceSpec[];
   /**
    * Switches for the dmirror driver where lib/test_hmm.c has a defect (drivers/dmirror_devmem.ts,
    * DmirrorSwitches); all false by default, which is test_hmm.c. `invalidateOnOwnMigration: true` gives
@@ -62,6 +62,31 @@ export interface SystemOptions {
 }
 
 /**
+ * One dmirror device: the most memory it may hold, and its kind. `type: "private"` (the default) is
+ * MEMORY_DEVICE_PRIVATE, as test_hmm.c's devices 0 and 1; `"coherent"` is MEMORY_DEVICE_COHERENT, as its
+ * devices 2 and 3 (created when test_hmm.c is loaded with spm_addr_dev0 and spm_addr_dev1): memory the
+ * CPU maps and reads directly, without a fault. Device-coherent memory came with Linux 6.0, so only the
+ * "modern" protocol has it (EINVAL otherwise).
+ */
+export interface DeviceSpec {
+  memory: string | number;
+  type?: "private" | "coherent";
+}
+
+/**
+ * The four devices test_hmm.c creates with spm_addr_dev0/1 set, each allowed `memory`: 0 and 1
+ * device-private, 2 and 3 device-coherent. hmm-tests' coherent variant opens 2 and 3.
+ */
+export function testHmmDevices(memory: string | number = DEFAULT_DEVICE_MEMORY): DeviceSpec[] {
+  return [
+    { memory, type: "private" },
+    { memory, type: "private" },
+    { memory, type: "coherent" },
+    { memory, type: "coherent" },
+  ];
+}
+
+/**
  * A driver's own invariant checker (System.registerInvariantChecker): every violated invariant of the
  * driver's state against the model's, one line each; empty when consistent. It must not change
  * anything: the explorer runs it at the end of every execution, and the tests at quiescence.
@@ -70,6 +95,19 @@ export type InvariantChecker = (system: System) => string[];
 
 /** A device's memory limit when SystemOptions.devices does not say. */
 const DEFAULT_DEVICE_MEMORY = "1GiB";
+
+/** The pagemap type of a DeviceSpec, checked: EINVAL for an unknown kind or one the protocol lacks. */
+function deviceMemoryType(type: unknown, minor: number, protocol: ProtocolVersion): MemoryType {
+  if (type === undefined || type === "private") return MEMORY_DEVICE_PRIVATE;
+  if (type !== "coherent")
+    throw new KernelError(EINVAL, `device ${minor}: type ${String(type)} is not "private" or "coherent"`);
+  if (protocol !== "modern")
+    throw new KernelError(
+      EINVAL,
+      `device ${minor}: device-coherent memory (MEMORY_DEVICE_COHERENT, Linux 6.0) needs the modern protocol`,
+    );
+  return MEMORY_DEVICE_COHERENT;
+}
 
 /** Fault-path behaviour of each protocol version (see mm/memory.ts FaultPathSwitches). */
 export function faultSwitchesFor(protocol: ProtocolVersion): FaultPathSwitches {
@@ -154,7 +192,8 @@ export class System {
     const specs = options.devices ?? [{ memory: DEFAULT_DEVICE_MEMORY }, { memory: DEFAULT_DEVICE_MEMORY }];
     specs.forEach((spec, minor) => {
       const pages = parsePages(spec.memory, `device ${minor} memory`);
-      const driver = new DmirrorDevice(this.migrateContext, minor, pages, copier, dmirrorSwitches);
+      const type = deviceMemoryType(spec.type, minor, this.protocol);
+      const driver = new DmirrorDevice(this.migrateContext, minor, pages, copier, dmirrorSwitches, type);
       this.devices.push(new Device(this, driver));
     });
   }

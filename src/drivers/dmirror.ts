@@ -18,7 +18,7 @@
  *   Eviction needs migrate_device_range (6.1), with which test_hmm.c gained it, so under the older
  *   versions release does not evict and HMM_DMIRROR_RELEASE does not exist (-EINVAL, the ioctl's
  *   answer to an unknown command);
- * - no THP, no device-coherent memory, no EXCLUSIVE commands yet.
+ * - no THP and no EXCLUSIVE commands yet.
  */
 
 import { assert } from "../base/assert.js";
@@ -46,13 +46,7 @@ import {
   migrateVmaPages,
   migrateVmaSetup,
 } from "../mm/migrate_device.js";
-import {
-  hasFlag,
-  MIGRATE_VMA_SELECT_DEVICE_PRIVATE,
-  MIGRATE_VMA_SELECT_SYSTEM,
-  migratePfn,
-  migratePfnToPfn,
-} from "../mm/migrate_pfn.js";
+import { hasFlag, MIGRATE_VMA_SELECT_SYSTEM, migratePfn, migratePfnToPfn } from "../mm/migrate_pfn.js";
 import { type MigrateVmaOps, migrateVma } from "../mm/migrate_vma.js";
 import { type MmStruct, VM_READ, type Vma } from "../mm/mm_types.js";
 import {
@@ -75,6 +69,8 @@ import { DeviceTable } from "./device_table.js";
 import type { DmirrorDevice } from "./dmirror_devmem.js";
 import {
   HMM_DMIRROR_FLAG_FAIL_ALLOC,
+  HMM_DMIRROR_PROT_DEV_COHERENT_LOCAL,
+  HMM_DMIRROR_PROT_DEV_COHERENT_REMOTE,
   HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL,
   HMM_DMIRROR_PROT_DEV_PRIVATE_REMOTE,
   HMM_DMIRROR_PROT_ERROR,
@@ -94,6 +90,8 @@ export {
   type CommandRange,
   commandRange,
   HMM_DMIRROR_FLAG_FAIL_ALLOC,
+  HMM_DMIRROR_PROT_DEV_COHERENT_LOCAL,
+  HMM_DMIRROR_PROT_DEV_COHERENT_REMOTE,
   HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL,
   HMM_DMIRROR_PROT_DEV_PRIVATE_REMOTE,
   HMM_DMIRROR_PROT_ERROR,
@@ -558,7 +556,7 @@ export class Dmirror {
       src,
       dst,
       pgmapOwner: this.device,
-      flags: toDevice ? MIGRATE_VMA_SELECT_SYSTEM : MIGRATE_VMA_SELECT_DEVICE_PRIVATE,
+      flags: toDevice ? MIGRATE_VMA_SELECT_SYSTEM : this.device.selectOwnPages,
     };
     const ret = yield* migrateVmaSetup(ctx, args);
     if (ret !== 0) return ret;
@@ -730,7 +728,7 @@ export class Dmirror {
       src,
       dst,
       pgmapOwner: this.device,
-      flags: MIGRATE_VMA_SELECT_DEVICE_PRIVATE,
+      flags: this.device.selectOwnPages,
       faultPage: vmf.page,
     };
     if ((yield* migrateVmaSetup(ctx, args)) !== 0) return VM_FAULT_SIGBUS;
@@ -758,12 +756,10 @@ export class Dmirror {
     let code = HMM_DMIRROR_PROT_NONE;
     if (k.pages.isZoneDevice(pfn)) {
       const pgmap = this.ctx.pagemaps.of(pfn);
-      if (pgmap.type === MEMORY_DEVICE_PRIVATE) {
-        code =
-          pgmap.owner === this.device
-            ? HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL
-            : HMM_DMIRROR_PROT_DEV_PRIVATE_REMOTE;
-      }
+      const local = pgmap.owner === this.device;
+      if (pgmap.type === MEMORY_DEVICE_PRIVATE)
+        code = local ? HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL : HMM_DMIRROR_PROT_DEV_PRIVATE_REMOTE;
+      else code = local ? HMM_DMIRROR_PROT_DEV_COHERENT_LOCAL : HMM_DMIRROR_PROT_DEV_COHERENT_REMOTE;
     } else if (pfn === ZERO_PFN) {
       code = HMM_DMIRROR_PROT_ZERO;
     }

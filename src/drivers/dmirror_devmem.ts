@@ -19,7 +19,12 @@
  * - `freed` (cfree) counts every page freed, also those of a chunk being removed, which test_hmm.c does
  *   not count, so that usedPages stays the number of pages in use;
  * - a pfn range given back by HMM_DMIRROR_RELEASE is never handed out again (request_free_mem_region
- *   may reuse it); new chunks get new pfns.
+ *   may reuse it); new chunks get new pfns;
+ * - a device-coherent device (memoryType MEMORY_DEVICE_COHERENT) adds 2 MiB chunks up to its limit as a
+ *   private one does, where test_hmm.c maps the one DEVMEM_CHUNK_SIZE range that spm_addr_devN names
+ *   (its second dmirror_allocate_chunk would memremap the same range again and fail). Its pages hold
+ *   their data themselves, as test_hmm.c's do (BACKING_PAGE is the page), so the difference is again
+ *   only where chunks begin.
  */
 
 import { assert } from "../base/assert.js";
@@ -30,6 +35,7 @@ import { kasanCheckPage } from "../mm/kasan.js";
 import {
   type DevPagemap,
   MEMORY_DEVICE_PRIVATE,
+  type MemoryType,
   memremapPages,
   memunmapPages,
   PAGEMAPS_MAX,
@@ -42,7 +48,13 @@ import {
   migrateDevicePages,
   migrateDeviceRange,
 } from "../mm/migrate_device.js";
-import { hasFlag, migratePfn, migratePfnToPfn } from "../mm/migrate_pfn.js";
+import {
+  hasFlag,
+  MIGRATE_VMA_SELECT_DEVICE_COHERENT,
+  MIGRATE_VMA_SELECT_DEVICE_PRIVATE,
+  migratePfn,
+  migratePfnToPfn,
+} from "../mm/migrate_pfn.js";
 import { Lock } from "../sched/locks.js";
 import type { Kfn } from "../sched/thread.js";
 import type { CopyEngine } from "./copy_engine.js";
@@ -119,6 +131,12 @@ export class DmirrorDevice {
     readonly limitPages: number,
     readonly copier: CopyEngine,
     readonly switches: DmirrorSwitches = TEST_HMM_SWITCHES,
+    /**
+     * mdevice->zone_device_type: MEMORY_DEVICE_PRIVATE (test_hmm.c's devices 0 and 1) or
+     * MEMORY_DEVICE_COHERENT (devices 2 and 3, which test_hmm.c creates when its spm_addr_dev0 and
+     * spm_addr_dev1 parameters name CPU-addressable memory for them).
+     */
+    readonly memoryType: MemoryType = MEMORY_DEVICE_PRIVATE,
   ) {
     assert(Number.isSafeInteger(limitPages) && limitPages > 0, "a device needs memory", () =>
       String(limitPages),
@@ -126,6 +144,16 @@ export class DmirrorDevice {
     this.devmemLock = new Lock(ctx.k.sched, `dmirror ${minor} devmem_lock`);
     // dmirror_device_init: "Build a list of free ZONE_DEVICE struct pages", one chunk before first use.
     assert(this.addChunk(), "the first chunk fits in any limit");
+  }
+
+  /** dmirror_is_private_zone. */
+  get isPrivate(): boolean {
+    return this.memoryType === MEMORY_DEVICE_PRIVATE;
+  }
+
+  /** dmirror_select_device: the MIGRATE_VMA_SELECT_* flag that collects this device's own pages. */
+  get selectOwnPages(): number {
+    return this.isPrivate ? MIGRATE_VMA_SELECT_DEVICE_PRIVATE : MIGRATE_VMA_SELECT_DEVICE_COHERENT;
   }
 
   get usedPages(): number {
@@ -171,7 +199,7 @@ export class DmirrorDevice {
   private addChunk(): boolean {
     const pages = Math.min(DEVMEM_CHUNK_PAGES, this.limitPages - this.mappedPages);
     if (pages <= 0 || this.ctx.pagemaps.list.length >= PAGEMAPS_MAX) return false;
-    const pgmap = memremapPages(this.ctx.k, this.ctx.pagemaps, MEMORY_DEVICE_PRIVATE, pages, this, {
+    const pgmap = memremapPages(this.ctx.k, this.ctx.pagemaps, this.memoryType, pages, this, {
       pageFree: (pfn) => this.devmemFree(pfn),
       migrateToRam: (vmf) => this.devmemFault(vmf),
     });
@@ -214,8 +242,14 @@ export class DmirrorDevice {
     this.freePages.add(pfn);
   }
 
-  /** dmirror_devmem_fault (dev_pagemap_ops.migrate_to_ram): the open that migrated the page moves it. */
+  /**
+   * dmirror_devmem_fault (dev_pagemap_ops.migrate_to_ram): the open that migrated the page moves it. Only
+   * device-private pages fault: the CPU maps device-coherent pages directly.
+   */
   private *devmemFault(vmf: VmFault): Kfn<number> {
+    assert(this.isPrivate, "migrate_to_ram on device-coherent memory", () =>
+      this.ctx.k.pages.describe(vmf.page),
+    );
     // The dmirror is found through the fault page (page->zone_device_data), which only the fault
     // path's reference keeps alive (16ce101db85d): without it the page may be free by now.
     kasanCheckPage(this.ctx.k, vmf.page, "dmirror_devmem_fault: reads page->zone_device_data");

@@ -94,11 +94,14 @@ export function checkInvariants(system: System): string[] {
             continue;
           }
           if (pteWrite(pte) && pfn === ZERO_PFN) report(`mm ${mm.id}: zero page mapped writable`);
+          if (pages.isDevicePrivate(pfn))
+            report(`mm ${mm.id}: vpn 0x${vpn.toString(16)} present PTE to device-private pfn ${pfn}`);
           mapped[pfn]!++;
           countRss(pfn);
           if (pteWrite(pte)) checkWritableAnon(mm.id, vpn, pfn);
         } else if (isDevicePrivateEntry(pte)) {
-          if (!pages.isZoneDevice(pfn)) report(`mm ${mm.id}: device-private entry to RAM pfn ${pfn}`);
+          if (!pages.isDevicePrivate(pfn))
+            report(`mm ${mm.id}: device-private entry to pfn ${pfn}, which is not device-private memory`);
           mapped[pfn]!++;
           countRss(pfn);
           if (isWritableDevicePrivateEntry(pte)) checkWritableAnon(mm.id, vpn, pfn);

@@ -17,6 +17,7 @@ import {
   assertPage,
   PG_anon,
   PG_anon_exclusive,
+  PG_device_coherent,
   PG_dirty,
   PG_locked,
   PG_memcg_moved,
@@ -142,16 +143,22 @@ export function memremapPages(
   k.growPfnSpace(k.nextDevicePfn);
   const pgmap = new DevPagemap(maps.list.length, type, startPfn, pages, owner, ops);
   maps.list.push(pgmap);
+  const typeFlags = type === MEMORY_DEVICE_COHERENT ? PG_zone_device | PG_device_coherent : PG_zone_device;
   for (let pfn = startPfn; pfn < startPfn + pages; pfn++) {
-    k.pages.flags[pfn] = PG_zone_device;
+    k.pages.flags[pfn] = typeFlags;
     k.pages.pgmapId[pfn] = pgmap.id;
   }
   return pgmap;
 }
 
-/** is_device_private_page. */
+/** is_device_private_page (the pagemap must not have been removed: see Pagemaps.of). */
 export function isDevicePrivatePage(k: Kernel, maps: Pagemaps, pfn: number): boolean {
   return k.pages.isZoneDevice(pfn) && maps.of(pfn).type === MEMORY_DEVICE_PRIVATE;
+}
+
+/** is_device_coherent_page (the pagemap must not have been removed: see Pagemaps.of). */
+export function isDeviceCoherentPage(k: Kernel, maps: Pagemaps, pfn: number): boolean {
+  return k.pages.isZoneDevice(pfn) && maps.of(pfn).type === MEMORY_DEVICE_COHERENT;
 }
 
 /**
@@ -188,6 +195,6 @@ export function zoneDevicePageInit(k: Kernel, maps: Pagemaps, pfn: number): void
   assertPage(!pgmap.killed, "zone_device_page_init after memunmap_pages", pages, pfn);
   pgmap.pagesInUse++;
   pages.initAllocated(pfn);
-  pages.flags[pfn] = PG_zone_device | PG_locked;
+  pages.flags[pfn] = (pages.flags[pfn]! & PG_device_coherent) | PG_zone_device | PG_locked;
   pages.lockHolder[pfn] = k.sched.current().id;
 }

@@ -26,6 +26,7 @@ import { migratePageNoCopy } from "./migrate.js";
 import {
   clearFlag,
   hasFlag,
+  MIGRATE_VMA_SELECT_DEVICE_COHERENT,
   MIGRATE_VMA_SELECT_DEVICE_PRIVATE,
   MIGRATE_VMA_SELECT_SYSTEM,
   type MigratePfnLayout,
@@ -49,6 +50,7 @@ import {
   type PageArrays,
   PG_anon,
   PG_anon_exclusive,
+  PG_device_coherent,
   PG_dirty,
   PG_locked,
   PG_lru,
@@ -174,9 +176,23 @@ function collectEntry(ctx: MigrateContext, m: MigrateVma, slot: number, vma: Vma
     return 0;
   } else {
     const candidate = pteFrame(pte);
-    // hmmsim has no device-coherent memory, so a present page is always system memory.
-    assertPage(!pages.isZoneDevice(candidate), "a present PTE maps a ZONE_DEVICE page", pages, candidate);
-    if (selectSystem) {
+    if (pages.isZoneDevice(candidate)) {
+      // Of ZONE_DEVICE memory only device-coherent pages are mapped by present PTEs; they are selected
+      // by MIGRATE_VMA_SELECT_DEVICE_COHERENT and the owner, whatever SELECT_SYSTEM says.
+      assertPage(
+        pages.isDeviceCoherent(candidate),
+        "a present PTE maps a device-private page",
+        pages,
+        candidate,
+      );
+      if (
+        (m.flags & MIGRATE_VMA_SELECT_DEVICE_COHERENT) !== 0 &&
+        ctx.pagemaps.of(candidate).owner === m.pgmapOwner
+      ) {
+        pfn = candidate;
+        mpfn = migratePfn(L, pfn) + L.MIGRATE + (pteWrite(pte) ? L.WRITE : 0);
+      }
+    } else if (selectSystem) {
       pfn = candidate;
       mpfn = migratePfn(L, pfn) + L.MIGRATE + (pteWrite(pte) ? L.WRITE : 0);
     }
@@ -237,10 +253,11 @@ function unmapCollected(
 
 /**
  * An exclusive anonymous page whose references look like a GUP pin: folio_try_share_anon_rmap_pte fails
- * for it (folio_maybe_dma_pinned), except for device-private pages, which cannot be pinned.
+ * for it (folio_maybe_dma_pinned), except for device-private pages, which cannot be pinned (a
+ * device-coherent page can be, by a short-term pin).
  */
 function maybePinnedExclusive(pages: PageArrays, pfn: number): boolean {
-  return pages.has(pfn, PG_anon_exclusive) && !pages.isZoneDevice(pfn) && folioMaybeDmaPinned(pages, pfn);
+  return pages.has(pfn, PG_anon_exclusive) && !pages.isDevicePrivate(pfn) && folioMaybeDmaPinned(pages, pfn);
 }
 
 /**
@@ -639,11 +656,11 @@ function* insertPage(ctx: MigrateContext, vma: Vma, vpn: number, newPfn: number)
     return false;
   }
   const writable = (vma.flags & VM_WRITE) !== 0;
-  const device = pages.isZoneDevice(newPfn);
   pageAddNewAnonRmap(k, newPfn, vma, vpn);
-  if (!device) lruCacheAdd(k, newPfn, k.sched.current().cpu);
+  // ZONE_DEVICE pages are not on an LRU; a device-coherent page is mapped like RAM (mk_pte).
+  if (!pages.isZoneDevice(newPfn)) lruCacheAdd(k, newPfn, k.sched.current().cpu);
   pages.getStructural(newPfn);
-  k.pt.entries[slot] = device
+  k.pt.entries[slot] = pages.isDevicePrivate(newPfn)
     ? makeDevicePrivateEntry(newPfn, writable)
     : mkPte(newPfn, writable ? _PAGE_RW | _PAGE_DIRTY | _PAGE_ACCESSED : _PAGE_ACCESSED);
   // ptep_clear_flush_notify of the zero page's PTE: a CPU must not keep reading zeros from it.
@@ -812,8 +829,10 @@ function finalizeMovedRunNow(
     const pfn = migratePfnToPfn(L, srcEntry);
     const newPfn = migratePfnToPfn(L, dst[i]!);
     if (pfn < 0 || newPfn < 0 || pfn === faultPage) break;
-    // An anonymous device page: its rmap counts in MM_ANONPAGES.
-    if ((flags[newPfn]! & (PG_zone_device | PG_anon)) !== (PG_zone_device | PG_anon)) break;
+    // An anonymous device-private page: its rmap counts in MM_ANONPAGES. (A device-coherent page gets
+    // a present PTE, which remapMigrationEntry builds.)
+    if ((flags[newPfn]! & (PG_zone_device | PG_device_coherent | PG_anon)) !== (PG_zone_device | PG_anon))
+      break;
     if (mapping[newPfn] !== mappingId) break;
     const vpn = vma.vpnOfIndex(index[newPfn]!);
     if (vpn < 0 || pmdIndex !== Math.floor(vpn * (1 / 512))) break;

@@ -36,6 +36,13 @@ export const PG_anon_exclusive = 1 << 11;
  * symptom behind 41cddf83d8b0 (defect S11). Cleared when the page is freed.
  */
 export const PG_memcg_moved = 1 << 12;
+/**
+ * The page is ZONE_DEVICE memory of a MEMORY_DEVICE_COHERENT pagemap (is_device_coherent_page): memory
+ * the CPU maps with ordinary PTEs. The kernel reads page_pgmap(page)->type; hmmsim caches the type here,
+ * set by memremap_pages beside PG_zone_device and fixed for the life of the pagemap, so that the hot
+ * paths need not look the pagemap up. A ZONE_DEVICE page without it is device-private.
+ */
+export const PG_device_coherent = 1 << 13;
 
 const flagNames: readonly [number, string][] = [
   [PG_locked, "locked"],
@@ -51,6 +58,7 @@ const flagNames: readonly [number, string][] = [
   [PG_zone_device, "zone_device"],
   [PG_anon_exclusive, "anon_exclusive"],
   [PG_memcg_moved, "memcg_moved"],
+  [PG_device_coherent, "device_coherent"],
 ];
 
 export function describeFlags(flags: number): string {
@@ -225,6 +233,16 @@ export class PageArrays {
 
   isZoneDevice(pfn: number): boolean {
     return (this.flags[pfn]! & PG_zone_device) !== 0;
+  }
+
+  /** is_device_private_page: ZONE_DEVICE memory the CPU cannot map. */
+  isDevicePrivate(pfn: number): boolean {
+    return (this.flags[pfn]! & (PG_zone_device | PG_device_coherent)) === PG_zone_device;
+  }
+
+  /** is_device_coherent_page: ZONE_DEVICE memory the CPU maps and reads like RAM. */
+  isDeviceCoherent(pfn: number): boolean {
+    return (this.flags[pfn]! & PG_device_coherent) !== 0;
   }
 
   isAnon(pfn: number): boolean {

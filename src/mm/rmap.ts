@@ -226,7 +226,8 @@ function unmapForMigrationLocked(k: Kernel, pfn: number, vma: Vma, vpn: number, 
   const exclusive = pages.isAnon(pfn) && pages.has(pfn, PG_anon_exclusive);
   if (exclusive) {
     // Device-private pages cannot be pinned, so sharing them always succeeds.
-    if (k.protocol === "modern" && !pages.isZoneDevice(pfn) && folioMaybeDmaPinned(pages, pfn)) return false;
+    if (k.protocol === "modern" && !pages.isDevicePrivate(pfn) && folioMaybeDmaPinned(pages, pfn))
+      return false;
     pages.clear(pfn, PG_anon_exclusive);
   }
   let entry: number;
@@ -373,7 +374,7 @@ function remapMigrationEntry(k: Kernel, src: number, dst: number, vma: Vma, slot
   // folio_add_anon_rmap_pte with RMAP_EXCLUSIVE for every entry but a readable one: exclusivity comes
   // back from the entry, never from the old page (folio_migrate_flags does not carry it).
   if (pages.isAnon(dst) && !isReadableMigrationEntry(pte)) pages.set(dst, PG_anon_exclusive);
-  k.pt.entries[slot] = pages.isZoneDevice(dst)
+  k.pt.entries[slot] = pages.isDevicePrivate(dst)
     ? makeDevicePrivateEntry(dst, write)
     : presentPteFromMigration(k, pte, dst, vma, write);
 }
