@@ -149,7 +149,9 @@ export function buildProgram(finish: (status: ExitStatus) => void): Command {
 
   program
     .command("conformance")
-    .description("run the ports of the kernel's hmm-tests under 4.14 and modern as a self-check")
+    .description(
+      "run the ports of the kernel's hmm-tests under 4.14 and modern, in the device-private and device-coherent variants, as a self-check",
+    )
     .option("--json", "print one JSON document instead of the report")
     .action(async (options: { json?: boolean }) => {
       finish(await execute({ command: "conformance", json: options.json === true }));
