@@ -25,6 +25,16 @@ function readmeExample(): string {
   return readme.slice(start + 6, readme.indexOf("```", start + 6));
 }
 
+/** The README's page for the browser: the ```html block of its "In the browser" section. */
+function readmePage(): string {
+  const readme = readFileSync(join(repoRoot, "README.md"), "utf8");
+  const section = readme.indexOf("## In the browser\n");
+  expect(section).toBeGreaterThan(0);
+  const start = readme.indexOf("```html\n", section);
+  expect(start).toBeGreaterThan(section);
+  return readme.slice(start + 8, readme.indexOf("```", start + 8));
+}
+
 /**
  * Run after the example, in the example's scope. First what the example ended with: its invariant
  * report and the kernel's counters (`kernel.stats`), then the whole mapping read back through the CPU
@@ -174,6 +184,21 @@ describe("the browser bundle", () => {
     await Promise.all(servers.map((server) => new Promise((done) => server.close(done))));
   });
 
+  type Served = [string, { type: string; body: string | Uint8Array }];
+  /** Serves `files` and the bundle (built in memory, as build:browser builds it) on 127.0.0.1. */
+  async function serveWithBundle(files: Served[]): Promise<{ port: number; served: string[] }> {
+    const built = await buildBrowser({ write: false });
+    const all = new Map(files);
+    for (const file of built.outputFiles!) {
+      const type = file.path.endsWith(".map") ? "application/json" : "text/javascript";
+      all.set(`/${basename(file.path)}`, { type, body: file.contents });
+    }
+    const served: string[] = [];
+    const server = await serve(all, served);
+    servers.push(server);
+    return { port: (server.address() as AddressInfo).port, served };
+  }
+
   it("bundles only the core, with no require shim", async () => {
     const result = await buildBrowser({ write: false });
     expect(result.errors).toEqual([]);
@@ -221,26 +246,16 @@ describe("the browser bundle", () => {
       const example = readmeExample();
       const inNode = await runInNode(example);
 
-      const built = await buildBrowser({ write: false });
       const pageCode = await transform(rewriteImports(example, pageImport) + EPILOGUE, {
         loader: "ts",
         format: "esm",
         target: "es2022",
       });
-      const files = new Map<string, { type: string; body: string | Uint8Array }>([
+      const { port, served } = await serveWithBundle([
         ["/index.html", { type: "text/html; charset=utf-8", body: PAGE }],
         ["/example.js", { type: "text/javascript", body: pageCode.code }],
         ["/assert.js", { type: "text/javascript", body: ASSERT_SHIM }],
       ]);
-      for (const file of built.outputFiles!) {
-        const type = file.path.endsWith(".map") ? "application/json" : "text/javascript";
-        files.set(`/${basename(file.path)}`, { type, body: file.contents });
-      }
-      const served: string[] = [];
-      const server = await serve(files, served);
-      servers.push(server);
-      const { port } = server.address() as AddressInfo;
-
       const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true });
       const pageErrors: string[] = [];
       try {
@@ -282,6 +297,36 @@ describe("the browser bundle", () => {
         expect(inBrowser.roundTrip.cpuChecksum).toBe(inNode.roundTrip.cpuChecksum);
         expect(inBrowser.roundTrip.words).toEqual(inNode.roundTrip.words);
         expect(inBrowser).toEqual(inNode);
+      } finally {
+        await browser.close();
+      }
+    },
+  );
+
+  it.skipIf(!haveChromium && !browserRequired)(
+    `runs the README's "In the browser" page in headless Chromium and logs what its comments say${why}`,
+    async () => {
+      expect(existsSync(CHROMIUM), `${CHROMIUM} is missing and HMMSIM_REQUIRE_BROWSER=1`).toBe(true);
+      const html = `<!doctype html>\n<meta charset="utf-8">\n<link rel="icon" href="data:,">\n${readmePage()}`;
+      const { port, served } = await serveWithBundle([
+        ["/index.html", { type: "text/html; charset=utf-8", body: html }],
+      ]);
+      const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true });
+      try {
+        const page = await browser.newPage();
+        const logs: string[] = [];
+        const pageErrors: string[] = [];
+        page.on("pageerror", (error) => pageErrors.push(String(error)));
+        page.on("console", (message) => {
+          if (message.type() === "log") logs.push(message.text());
+          else pageErrors.push(message.text());
+        });
+        await page.goto(`http://127.0.0.1:${port}/`);
+        // The listener and the wait are registered in the same turn, so no message is missed.
+        while (logs.length < 4 && pageErrors.length === 0) await page.waitForEvent("console");
+        expect(pageErrors).toEqual([]);
+        expect(served).toEqual(expect.arrayContaining(["/", "/hmmsim.js"]));
+        expect(logs).toEqual(["16", "true", "hello, device", "[]"]);
       } finally {
         await browser.close();
       }
