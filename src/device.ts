@@ -282,6 +282,38 @@ export class DeviceFile {
   }
 
   /**
+   * HMM_DMIRROR_EXCLUSIVE (dmirror_exclusive): each page of the range faulted in writable and replaced
+   * in the CPU page table by a device-exclusive entry (make_device_exclusive), mapped by the device for
+   * atomic access; then read back through the mirror into `into` as READ does. The next CPU access to
+   * a page revokes it. EINVAL once the mm has gone, and under "seed" and "4.14" (no such command);
+   * EFAULT for an address the process cannot write; EOPNOTSUPP for a page that is not anonymous.
+   */
+  exclusive(addr: number, npages: number, into?: Uint8Array | null): MigrateResult {
+    const range = this.begin("HMM_DMIRROR_EXCLUSIVE", addr, npages);
+    if (into !== undefined) {
+      this.requireBytes("HMM_DMIRROR_EXCLUSIVE into a buffer");
+      if (this.mirror.mmAlive) checkBuffer(into, range.npages * PAGE_SIZE, "HMM_DMIRROR_EXCLUSIVE");
+    }
+    const buffer = this.mirror.mmAlive ? (into ?? null) : null;
+    const result = this.run(
+      "HMM_DMIRROR_EXCLUSIVE",
+      this.mirror.cmdExclusive(range.vpn, range.npages, buffer),
+    );
+    return { ...result, data: into ?? null };
+  }
+
+  /**
+   * HMM_DMIRROR_CHECK_EXCLUSIVE (dmirror_check_atomic): EPERM while the device still maps a page of the
+   * range for atomic access; returns once every such mapping has been revoked. EINVAL under "seed" and
+   * "4.14" (no such command).
+   */
+  checkExclusive(addr: number, npages: number): void {
+    const range = this.begin("HMM_DMIRROR_CHECK_EXCLUSIVE", addr, npages);
+    const ret = this.mirror.cmdCheckExclusive(range.vpn, range.npages);
+    if (typeof ret === "number") throw new KernelError(-ret, "HMM_DMIRROR_CHECK_EXCLUSIVE");
+  }
+
+  /**
    * HMM_DMIRROR_SNAPSHOT (dmirror_snapshot): one HMM_DMIRROR_PROT_* code per page, in `into` (cmd->ptr)
    * or in a buffer hmmsim provides. EINVAL once the mm has gone. SNAPSHOT has no bounce buffer: it
    * copies 32 codes at a time to the caller's buffer, so its only limit is that buffer, and a bad or

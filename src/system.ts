@@ -181,6 +181,7 @@ export class System {
       k: this.kernel,
       pagemaps: this.pagemaps,
       switches: { ...faultSwitchesFor(this.protocol), ...options.faultSwitches },
+      gup: this.gup,
     };
     this.migrateContext = {
       ...this.faultContext,

@@ -31,7 +31,17 @@ export interface TestContext {
 export interface HmmTest {
   /** The kernel test's name (TEST_F(hmm, name) or TEST_F(hmm2, name)). */
   readonly name: string;
+  /**
+   * The oldest protocol whose kernel has what the test exercises, and why; absent for a test that
+   * applies to "4.14" too. A test runs only under the protocols it applies to.
+   */
+  readonly minimum?: { readonly protocol: "modern"; readonly why: string };
   run(context: TestContext): void;
+}
+
+/** Whether `test` applies to a kernel of `protocol` (a feature it exercises exists there). */
+export function appliesTo(test: HmmTest, protocol: ProtocolVersion): boolean {
+  return test.minimum === undefined || protocol === "modern";
 }
 
 /** A failed ASSERT_* or EXPECT_*: the port stops there, as the C test does. */

@@ -5,6 +5,7 @@
  * asserting that the whole model state is consistent (System.checkInvariants() is empty).
  */
 import { anonTests } from "./anon.js";
+import { exclusiveTests } from "./exclusive.js";
 import type { HmmTest } from "./harness.js";
 import { migrateTests } from "./migrate.js";
 import { snapshotTests } from "./snapshot.js";
@@ -52,7 +53,7 @@ export const KERNEL_TEST_NAMES: readonly string[] = [
 ];
 
 const ported = new Map<string, HmmTest>(
-  [...anonTests, ...migrateTests, ...snapshotTests].map((test) => [test.name, test]),
+  [...anonTests, ...migrateTests, ...snapshotTests, ...exclusiveTests].map((test) => [test.name, test]),
 );
 
 /** The ports, in the kernel file's order. */

@@ -18,12 +18,13 @@
  *   Eviction needs migrate_device_range (6.1), with which test_hmm.c gained it, so under the older
  *   versions release does not evict and HMM_DMIRROR_RELEASE does not exist (-EINVAL, the ioctl's
  *   answer to an unknown command);
- * - no THP and no EXCLUSIVE commands yet.
+ * - no THP yet.
  */
 
 import { assert } from "../base/assert.js";
-import { EBUSY, EFAULT, EINVAL, ENOENT, ENOMEM } from "../base/errno.js";
+import { EBUSY, EFAULT, EINVAL, ENOENT, ENOMEM, EPERM } from "../base/errno.js";
 import { asVpn, PAGE_SIZE, TASK_SIZE } from "../base/units.js";
+import { makeDeviceExclusive } from "../mm/device_exclusive.js";
 import { trylockPage, unlockPage } from "../mm/filemap.js";
 import {
   HMM_PFN_ERROR,
@@ -108,7 +109,8 @@ export {
 const FAULT_CHUNK_PAGES = 32;
 /** Pages per migrate_vma call (PTRS_PER_PTE). */
 const MIGRATE_CHUNK_PAGES = 512;
-/** Device page-table tags. */
+/** Device page-table tags: DPT_XA_TAG_ATOMIC marks an entry dmirror_atomic_map stored. */
+const DPT_XA_TAG_ATOMIC = 1;
 const DPT_XA_TAG_WRITE = 3;
 /** What fault() returns, in test_hmm.c's mode, when the mirrored mm has gone: dmirror_fault's 0. */
 const FAULT_WITHOUT_MM = 1;
@@ -131,7 +133,12 @@ function chunkBuffers(npages: number): ChunkBuffers {
   return { src: new Float64Array(length), dst: new Float64Array(length), copies: new CopyBatch(length) };
 }
 
-/** A mirror entry: pfn * 4 + tag (0 read-only, 3 writable). */
+/** Whether a mirror entry is an atomic mapping of a device-exclusive page (HMM_DMIRROR_EXCLUSIVE). */
+export function entryAtomic(entry: number): boolean {
+  return entry % 4 === DPT_XA_TAG_ATOMIC;
+}
+
+/** A mirror entry: pfn * 4 + tag (0 read-only, 1 atomic, 3 writable). */
 export function entryPfn(entry: number): number {
   return Math.floor(entry / 4);
 }
@@ -741,6 +748,69 @@ export class Dmirror {
     yield* migrateVmaPages(ctx, args);
     yield* migrateVmaFinalize(ctx, args);
     return 0;
+  }
+
+  // -------------------------------------------------------------------------------------------------
+  // EXCLUSIVE and CHECK_EXCLUSIVE.
+
+  /**
+   * HMM_DMIRROR_EXCLUSIVE (dmirror_exclusive): -EINVAL once the mm has gone; under mmap_lock, for each
+   * page make_device_exclusive (owner NULL, as test_hmm.c passes it) and dmirror_atomic_map, which
+   * stores an atomic entry, before the page is unlocked and put; the first error stops the loop and is
+   * the command's. Then the range is read back through the mirror as READ's dmirror_do_read does
+   * (-ENOENT at the first page not mirrored) into `into` when every page was. Device-exclusive access
+   * came with 5.14: under "seed" and "4.14" the command does not exist (-EINVAL).
+   */
+  *cmdExclusive(vpn: number, npages: number, into: Uint8Array | null = null): Kfn<DmirrorResult | number> {
+    const k = this.ctx.k;
+    if (this.ctx.migrate.protocol !== "modern" || !this.mmAlive) return -EINVAL;
+    assert(
+      into === null || (k.store.kind === "bytes" && into.length >= npages * PAGE_SIZE),
+      "bad read-back buffer",
+    );
+    let ret = 0;
+    yield* this.mm.mmapLock.downRead();
+    try {
+      for (let v = vpn; ret === 0 && v < vpn + npages; v++) {
+        const pfn = yield* makeDeviceExclusive(this.ctx, this.mm, v, null);
+        if (pfn < 0) {
+          ret = pfn;
+          break;
+        }
+        // dmirror_atomic_map.
+        yield* this.mutex.lock();
+        this.pt.set(v, pfn * 4 + DPT_XA_TAG_ATOMIC);
+        this.mutex.unlock();
+        unlockPage(k, pfn);
+        k.pages.put(pfn);
+      }
+    } finally {
+      this.mm.mmapLock.upRead();
+    }
+    if (ret !== 0) return ret;
+    if (!bounceFits(k, npages)) return -ENOMEM;
+    yield* this.mutex.lock();
+    const cpages = this.pt.presentRun(vpn, npages);
+    if (cpages === npages && into !== null) {
+      for (let i = 0; i < npages; i++)
+        k.store.readBytes(entryPfn(this.pt.get(vpn + i)), 0, into, i * PAGE_SIZE, PAGE_SIZE);
+    }
+    this.mutex.unlock();
+    return cpages === npages ? { cpages, faults: 0 } : -ENOENT;
+  }
+
+  /**
+   * HMM_DMIRROR_CHECK_EXCLUSIVE (dmirror_check_atomic): -EPERM while any page of the range is still
+   * mapped for atomic access, 0 once every such mapping has been revoked. Like test_hmm.c it reads the
+   * xarray without the mirror's mutex. Under "seed" and "4.14" the command does not exist (-EINVAL).
+   */
+  cmdCheckExclusive(vpn: number, npages: number): DmirrorResult | number {
+    if (this.ctx.migrate.protocol !== "modern") return -EINVAL;
+    for (let v = vpn; v < vpn + npages; v++) {
+      const entry = this.pt.get(v);
+      if (entry >= 0 && entryAtomic(entry)) return -EPERM;
+    }
+    return { cpages: 0, faults: 0 };
   }
 
   // -------------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import { PG_anon, PG_anon_exclusive, PG_buddy, PG_locked, PG_lru } from "../mm/p
 import { ZERO_PFN } from "../mm/page_alloc.js";
 import {
   describePte,
+  isDeviceExclusiveEntry,
   isDevicePrivateEntry,
   isMigrationEntry,
   isReadableMigrationEntry,
@@ -105,6 +106,15 @@ export function checkInvariants(system: System): string[] {
           mapped[pfn]!++;
           countRss(pfn);
           if (isWritableDevicePrivateEntry(pte)) checkWritableAnon(mm.id, vpn, pfn);
+        } else if (isDeviceExclusiveEntry(pte)) {
+          // Since the 6.15 rework the entry is a mapping: it keeps the rmap, the mapcount and the
+          // reference of the PTE it replaced, which mapped an anonymous page of system memory.
+          if (pages.isZoneDevice(pfn) || !pages.isAnon(pfn))
+            report(
+              `mm ${mm.id}: vpn 0x${vpn.toString(16)} device-exclusive entry to pfn ${pfn}, not anonymous RAM`,
+            );
+          mapped[pfn]!++;
+          countRss(pfn);
         } else if (isMigrationEntry(pte)) {
           if (quiescent)
             report(

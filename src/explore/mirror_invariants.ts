@@ -10,9 +10,10 @@
  * already its destination), but not writable: a write there can be lost. At quiescence no migration
  * entry is left (the main checker reports one that is).
  */
-import { entryPfn, entryWritable } from "../drivers/dmirror.js";
+import { entryAtomic, entryPfn, entryWritable } from "../drivers/dmirror.js";
 import {
   describePte,
+  isDeviceExclusiveEntry,
   isDevicePrivateEntry,
   isMigrationEntry,
   isWritableDevicePrivateEntry,
@@ -47,6 +48,21 @@ export function checkMirrorInvariants(system: System, report: (line: string) => 
           // (test_hmm.c's window (a)).
           if (entryWritable(entry) && pteFrame(pte) === pfn)
             report(`${at} writable over a migration entry (a device write there can be lost)`);
+          return;
+        }
+        if (isDeviceExclusiveEntry(pte) !== entryAtomic(entry)) {
+          // make_device_exclusive's MMU_NOTIFY_EXCLUSIVE erases the mirror's entry before the atomic one
+          // is stored, and restoring the PTE erases that: the two come and go together.
+          report(
+            entryAtomic(entry)
+              ? `${at} for atomic access where the CPU has no device-exclusive entry (${describePte(pte)})`
+              : `${at} over a device-exclusive entry, which only an atomic mapping may be`,
+          );
+          return;
+        }
+        if (isDeviceExclusiveEntry(pte)) {
+          if (pteFrame(pte) !== pfn)
+            report(`${at} for atomic access where the CPU's entry names pfn ${pteFrame(pte)}`);
           return;
         }
         let cpuPfn = -1;

@@ -133,6 +133,15 @@ export function unpinUserPages(k: Kernel, ledger: GupLedger, pfns: readonly unkn
   return 0;
 }
 
+/**
+ * A FOLL_GET reference a kernel caller keeps for itself (make_device_exclusive's page): it leaves the
+ * ledger, which counts references user space holds through GUP, and becomes one the thread holds.
+ */
+export function gupToHeld(k: Kernel, ledger: GupLedger, pfn: number): void {
+  assert(dropFromLedger(ledger.gets, pfn), "a page GUP did not get", () => k.pages.describe(pfn));
+  k.pages.takeOver(pfn);
+}
+
 /** put_page for a reference taken with FOLL_GET. */
 export function putUserPage(k: Kernel, ledger: GupLedger, pfn: number): void {
   assert(dropFromLedger(ledger.gets, pfn), "put of a page GUP did not get", () => k.pages.describe(pfn));

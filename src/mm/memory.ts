@@ -11,7 +11,9 @@ import { assert, assertAbout } from "../base/assert.js";
 import { PAGE_SIZE } from "../base/units.js";
 import { pageObject, pteTableObject } from "../sched/objects.js";
 import type { Kfn } from "../sched/thread.js";
+import { removeDeviceExclusiveEntry, restoreExclusivePte } from "./device_exclusive.js";
 import { filemapGetPage, trylockPage, unlockPage, waitOnPageLocked } from "./filemap.js";
+import type { GupLedger } from "./gup.js";
 import type { Kernel } from "./kernel.js";
 import type { Pagemaps } from "./memremap.js";
 import type { Vma } from "./mm_types.js";
@@ -99,11 +101,15 @@ export interface FaultPathSwitches {
   deviceFaultTrylock: boolean;
 }
 
-/** Everything a fault needs beyond the kernel: the pagemaps and the version switches. */
+/**
+ * Everything a fault needs beyond the kernel: the pagemaps, the version switches, and the ledger of
+ * references taken through GUP (a kernel caller of GUP, such as make_device_exclusive, needs it).
+ */
 export interface FaultContext {
   readonly k: Kernel;
   readonly pagemaps: Pagemaps;
   readonly switches: FaultPathSwitches;
+  readonly gup: GupLedger;
 }
 
 /**
@@ -431,7 +437,10 @@ function* doSwapPage(
     k.pages.put(pfn);
     return ret;
   }
-  if (isDeviceExclusiveEntry(pte)) return VM_FAULT_SIGBUS;
+  if (isDeviceExclusiveEntry(pte)) {
+    k.stats.deviceFaults++;
+    return yield* removeDeviceExclusiveEntry(ctx, vma, vpn, table, pte);
+  }
   return VM_FAULT_SIGBUS;
 }
 
@@ -520,7 +529,7 @@ function zapPte(k: Kernel, vma: Vma, slot: number): boolean {
   if (ptePresent(pte)) {
     if (pteSpecial(pte)) return true;
     if (pteDirty(pte)) k.pages.set(pfn, PG_dirty);
-  } else if (!isDevicePrivateEntry(pte)) {
+  } else if (!isDevicePrivateEntry(pte) && !isDeviceExclusiveEntry(pte)) {
     return false; // a migration entry: no reference, no rmap
   }
   pageRemoveRmap(k, pfn, vma);
@@ -552,18 +561,30 @@ export function* copyPageRange(k: Kernel, dst: Vma, src: Vma): Kfn<number> {
       const dstTable = k.pt.ensureTable(dst.mm.root, vpn);
       yield* ptlLock(k, dstTable, "copy_pte_range: pte_alloc_map_lock of the child");
       yield* ptlLock(k, srcTable, "copy_pte_range: pte_offset_map_lock of the parent");
-      let failed = false;
-      for (let v = vpn; v < tableEnd && !failed; v++) {
-        failed = !copyOnePte(k, dst, v, PageTables.slot(dstTable, v), PageTables.slot(srcTable, v), cow);
+      let outcome = COPIED;
+      let v = vpn;
+      for (; v < tableEnd && outcome === COPIED; v++) {
+        outcome = copyOnePte(k, dst, src, v, PageTables.slot(dstTable, v), PageTables.slot(srcTable, v), cow);
       }
       k.ptl.unlock(srcTable);
       k.ptl.unlock(dstTable);
-      if (failed) return -12; // -ENOMEM
+      if (outcome === COPY_NOMEM) return -12; // -ENOMEM
+      if (outcome >= 0) {
+        // try_restore_exclusive_pte found the page locked (-EBUSY): copy_pte_range drops its locks and
+        // starts again at that entry once the lock holder lets go.
+        yield* waitOnPageLocked(k, outcome);
+        vpn = v - 1;
+        continue;
+      }
     }
     vpn = tableEnd;
   }
   return 0;
 }
+
+/** copyOnePte's outcomes besides the pfn of a locked page that must be waited for. */
+const COPIED = -1;
+const COPY_NOMEM = -2;
 
 export { GUP_PIN_COUNTING_BIAS } from "./page.js";
 
@@ -575,18 +596,31 @@ function vmPageProtBits(vma: Vma): number {
   return (vma.flags & VM_ACCESS_FLAGS) === 0 ? _PAGE_ACCESSED | _PAGE_PROTNONE : _PAGE_ACCESSED;
 }
 
+/**
+ * copy_one_pte: COPIED, COPY_NOMEM, or the pfn of a device-exclusive entry's page that is locked (the
+ * caller waits and copies the entry again).
+ */
 function copyOnePte(
   k: Kernel,
   dst: Vma,
+  src: Vma,
   vpn: number,
   dstSlot: number,
   srcSlot: number,
   cow: boolean,
-): boolean {
+): number {
   const pages = k.pages;
   let pte = k.pt.entries[srcSlot]!;
-  if (pte === 0) return true;
+  if (pte === 0) return COPIED;
   const pfn = pteFrame(pte);
+  if (isDeviceExclusiveEntry(pte)) {
+    // copy_nonpresent_pte: try_restore_exclusive_pte makes the parent's entry an ordinary PTE again
+    // (under the page lock, taken with a trylock), and the now present PTE is copied below.
+    if (!trylockPage(k, pfn)) return pfn;
+    restoreExclusivePte(k, src, pfn, srcSlot);
+    unlockPage(k, pfn);
+    pte = k.pt.entries[srcSlot]!;
+  }
   if (!ptePresent(pte)) {
     if (isMigrationEntry(pte)) {
       // A writable or readable-exclusive entry becomes readable in both: the page is shared now. The
@@ -596,7 +630,7 @@ function copyOnePte(
         k.pt.entries[srcSlot] = pte;
       }
       k.pt.entries[dstSlot] = pte;
-      return true;
+      return COPIED;
     }
     if (isDevicePrivateEntry(pte)) {
       pages.getStructural(pfn);
@@ -608,17 +642,17 @@ function copyOnePte(
       }
       k.pt.entries[dstSlot] = pte;
     }
-    return true;
+    return COPIED;
   }
   if (pteSpecial(pte)) {
     k.pt.entries[dstSlot] = pte;
-    return true;
+    return COPIED;
   }
   if (cow && pages.isAnon(pfn) && pages.has(pfn, PG_anon_exclusive) && folioMaybeDmaPinned(pages, pfn)) {
     // copy_present_page: the parent keeps the pinned page; the child gets its own copy now, mapped from
     // the child VMA's vm_page_prot (maybe_mkwrite(pte_mkdirty(...))): inaccessible in a PROT_NONE VMA.
     const copy = k.ram.allocPage();
-    if (copy < 0) return false;
+    if (copy < 0) return COPY_NOMEM;
     k.store.copy(copy, pfn);
     anonVmaPrepare(k, dst);
     pageAddNewAnonRmap(k, copy, dst, vpn);
@@ -626,7 +660,7 @@ function copyOnePte(
     const write = (dst.flags & VM_WRITE) !== 0 ? _PAGE_RW : 0;
     k.pt.entries[dstSlot] = mkPte(copy, vmPageProtBits(dst) | _PAGE_DIRTY | write);
     pages.handOver(copy);
-    return true;
+    return COPIED;
   }
   pages.getStructural(pfn);
   pageAddRmap(k, pfn, dst);
@@ -636,5 +670,5 @@ function copyOnePte(
     k.pt.entries[srcSlot] = pte;
   }
   k.pt.entries[dstSlot] = pteWithBits(pte, 0, _PAGE_ACCESSED);
-  return true;
+  return COPIED;
 }

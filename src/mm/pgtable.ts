@@ -197,6 +197,14 @@ export function makeDevicePrivateEntry(pfn: number, write: boolean): number {
   return swapEntry(write ? SWP_DEVICE_WRITE : SWP_DEVICE_READ, pfn, 0);
 }
 
+/**
+ * make_device_exclusive_entry: the page's pfn in a device-exclusive entry. Since the 6.15 rework it has
+ * no writable kind; restore_exclusive_pte derives write access from the VMA and the page.
+ */
+export function makeDeviceExclusiveEntry(pfn: number): number {
+  return swapEntry(SWP_DEVICE_EXCLUSIVE, pfn, 0);
+}
+
 /** Human-readable PTE, for traces and reports. */
 export function describePte(pte: number): string {
   if (pte === 0) return "none";

@@ -30,6 +30,7 @@ import {
   _PAGE_DIRTY,
   _PAGE_PROTNONE,
   _PAGE_RW,
+  isDeviceExclusiveEntry,
   isDevicePrivateEntry,
   isMigrationEntry,
   isReadableMigrationEntry,
@@ -171,10 +172,13 @@ function soleAnonVma(k: Kernel, pfn: number): Vma | null {
   return vma;
 }
 
-/** Does this PTE map pfn (a present PTE, or a device-private entry for it)? */
+/**
+ * Does this PTE map pfn: a present PTE, a device-private entry, or (since the 6.15 rework, which made
+ * it count in the mapcount) a device-exclusive entry for it?
+ */
 export function pteMapsPfn(pte: number, pfn: number): boolean {
   if (pte === 0 || pteFrame(pte) !== pfn) return false;
-  return (ptePresent(pte) && !pteSpecial(pte)) || isDevicePrivateEntry(pte);
+  return (ptePresent(pte) && !pteSpecial(pte)) || isDevicePrivateEntry(pte) || isDeviceExclusiveEntry(pte);
 }
 
 /**
