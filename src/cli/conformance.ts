@@ -13,7 +13,7 @@ export const CONFORMANCE_PROTOCOLS: readonly ProtocolVersion[] = ["4.14", "moder
 
 export async function runConformance(): Promise<ConformanceResult[]> {
   // Loaded on demand so that the demo does not pay for the test ports.
-  const { hmmTests } = await import("../../test/conformance/hmm-tests.js");
+  const { hmmTests } = await import("../conformance/hmm_tests.js");
   const results: ConformanceResult[] = [];
   for (const protocol of CONFORMANCE_PROTOCOLS) {
     for (const test of hmmTests) {

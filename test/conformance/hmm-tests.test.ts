@@ -1,7 +1,7 @@
-/** The ported hmm-tests (hmm-tests.ts), each under every protocol that should pass them. */
+/** The ported hmm-tests (src/conformance/hmm_tests.ts), each under every protocol that should pass them. */
 import { describe, it } from "vitest";
+import { hmmTests } from "../../src/conformance/hmm_tests.js";
 import type { ProtocolVersion } from "../../src/mm/kernel.js";
-import { hmmTests } from "./hmm-tests.js";
 
 const PROTOCOLS: readonly ProtocolVersion[] = ["4.14", "modern"];
 

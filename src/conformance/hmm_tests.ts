@@ -16,14 +16,14 @@
  * - This module is used by `hmmsim conformance` as well as by vitest, so it imports nothing from vitest.
  */
 import assert from "node:assert/strict";
-import { EFAULT, EINVAL, EPERM } from "../../src/base/errno.js";
-import { PAGE_SIZE } from "../../src/base/units.js";
-import type { DeviceFile } from "../../src/device.js";
-import type { ProtocolVersion } from "../../src/mm/kernel.js";
-import { MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE } from "../../src/mm/mmap.js";
-import type { Process } from "../../src/process.js";
-import { System } from "../../src/system.js";
-import { errnoOf } from "../support/errno-of.js";
+import { EFAULT, EINVAL, EPERM } from "../base/errno.js";
+import { PAGE_SIZE } from "../base/units.js";
+import type { DeviceFile } from "../device.js";
+import type { ProtocolVersion } from "../mm/kernel.js";
+import { MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE } from "../mm/mmap.js";
+import type { Process } from "../process.js";
+import { System } from "../system.js";
+import { errnoOf } from "./errno_of.js";
 
 export interface HmmTest {
   name: string;
