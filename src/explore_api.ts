@@ -4,7 +4,9 @@
  * systemOptionsFor, the observers, explore() and replayFinding(), the report formatters, and the
  * catalogue of built-in scenarios and defects.
  */
+
 export { DEFECT_SCENARIOS, SCENARIOS, scenarioNamed, scenarioOfDefect } from "./explore/catalogue.js";
+export type { TraceStep, Violation } from "./explore/execution.js";
 export * from "./explore/explore.js";
 export { peekWord, peekWords } from "./explore/observe.js";
 export * from "./explore/report.js";
