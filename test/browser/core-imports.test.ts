@@ -20,6 +20,9 @@ const CORE_ROOTS = [
   "src/system.ts",
   "src/process.ts",
   "src/device.ts",
+  "src/conformance",
+  "src/index.ts",
+  "src/explore_api.ts",
   "src/browser.ts",
 ];
 

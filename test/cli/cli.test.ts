@@ -272,7 +272,9 @@ describe("hmmsim", () => {
     expect(names.size + unported.length).toBe(38);
     // Every port runs in both variants under modern; under 4.14 only those whose features 4.14 had.
     for (const name of names) {
-      const runs = tests.filter((test) => test.name === name).map((test) => `${test.protocol}/${test.variant}`);
+      const runs = tests
+        .filter((test) => test.name === name)
+        .map((test) => `${test.protocol}/${test.variant}`);
       expect(runs).toEqual(expect.arrayContaining(["modern/private", "modern/coherent"]));
       expect([2, 4]).toContain(runs.length);
     }
