@@ -23,7 +23,7 @@ import { PAGE_SIZE, TASK_SIZE } from "./base/units.js";
 import { type DeviceFile, FileTable } from "./device.js";
 import { MAX_RW_COUNT } from "./mm/filemap.js";
 import { dupMm, exitMmap } from "./mm/fork.js";
-import { FOLL_PIN, FOLL_WRITE, getUserPages, unpinUserPages } from "./mm/gup.js";
+import { FOLL_LONGTERM, FOLL_PIN, FOLL_WRITE, getUserPages, unpinUserPages } from "./mm/gup.js";
 import { sysMadvise } from "./mm/madvise.js";
 import {
   FAULT_FLAG_WRITE,
@@ -607,29 +607,35 @@ export class Process {
    * pinned pfns. As the kernel's, it may pin fewer than asked: it stops at the first page it cannot
    * pin (outside a VMA, or without the access) and fails with that page's errno (EFAULT, ENOMEM) only
    * when it is the first. A count of 0 pins nothing. EINVAL for values no register holds and for a
-   * `write` that is not a boolean.
+   * `write` or `longterm` that is not a boolean. With `longterm` (FOLL_LONGTERM) a device-coherent page
+   * is first migrated to RAM (migrate_device_coherent_folio), and the pin is on the RAM page; EBUSY when
+   * such a page would not move.
    */
-  pinPages(addr: number, npages: number, write: boolean): number[] {
+  pinPages(addr: number, npages: number, write: boolean, longterm = false): number[] {
     this.checkAlive("pin_user_pages");
     const start = ulongArg(addr);
     const count = ulongArg(npages);
     if (start === null || count === null)
       throw new KernelError(EINVAL, "pin_user_pages: an address and a page count must be 64-bit integers");
     if (typeof write !== "boolean") throw new KernelError(EINVAL, "pin_user_pages: write must be a boolean");
+    if (typeof longterm !== "boolean")
+      throw new KernelError(EINVAL, "pin_user_pages: longterm must be a boolean");
     if (count === 0n) return [];
     // Past the end of user space no VMA exists: the walk stops there whatever the count.
     const vpn = start < TASK_BYTES ? Number(start / BigInt(PAGE_SIZE)) : TASK_VPNS;
     const pages = count <= BigInt(TASK_VPNS) ? Number(count) : TASK_VPNS + 1;
     const pfns: number[] = [];
     const mm = this.mm;
-    const ctx = this.system.faultContext;
+    // The migration context: a long-term pin may have to migrate a device-coherent page.
+    const ctx = this.system.migrateContext;
     const ledger = this.system.gup;
+    const flags = FOLL_PIN | (write ? FOLL_WRITE : 0) | (longterm ? FOLL_LONGTERM : 0);
     const ret = this.run(
       "pin_user_pages",
       (function* () {
         yield* mm.mmapLock.downRead();
         try {
-          return yield* getUserPages(ctx, ledger, mm, vpn, pages, FOLL_PIN | (write ? FOLL_WRITE : 0), pfns);
+          return yield* getUserPages(ctx, ledger, mm, vpn, pages, flags, pfns);
         } finally {
           mm.mmapLock.upRead();
         }

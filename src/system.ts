@@ -3,12 +3,13 @@
  * version); it spawns processes and creates tmpfs files.
  */
 import { loffArg } from "./base/abi.js";
-import { checkReturn, EEXIST, EFAULT, EFBIG, EINVAL, KernelError } from "./base/errno.js";
+import { checkReturn, EEXIST, EFAULT, EFBIG, EINVAL, ENOENT, ESRCH, KernelError } from "./base/errno.js";
 import { PAGE_SIZE, parsePages } from "./base/units.js";
 import { Device } from "./device.js";
 import { MemcpyEngine } from "./drivers/copy_engine.js";
 import { DmirrorDevice, type DmirrorSwitches, TEST_HMM_SWITCHES } from "./drivers/dmirror.js";
 import { checkInvariants } from "./explore/invariants.js";
+import { GupTestFile } from "./gup_test.js";
 import { sysPread64, sysPwrite64, TMPFS_MAX_BYTES } from "./mm/filemap.js";
 import { GupLedger } from "./mm/gup.js";
 import { Kernel, type ProtocolVersion } from "./mm/kernel.js";
@@ -205,6 +206,21 @@ export class System {
     if (device === undefined)
       throw new KernelError(19, `no device ${minor}: the system has ${this.devices.length}`);
     return device;
+  }
+
+  /**
+   * open("/sys/kernel/debug/gup_test") by `process`: the gup_test module's file (CONFIG_GUP_TEST), for
+   * taking and releasing GUP references and pins from user space. ESRCH for a process that has exited;
+   * EINVAL for anything that is not a process of this system; ENOENT under "seed" and "4.14", whose
+   * kernels had no gup_test.
+   */
+  openGupTest(process: Process): GupTestFile {
+    if (!(process instanceof Process) || process.system !== this)
+      throw new KernelError(EINVAL, "open gup_test: not a process of this system");
+    if (process.exited) throw new KernelError(ESRCH, `open gup_test: process ${process.pid} has exited`);
+    // mm/gup_test.c came with 5.11 (mm/gup_benchmark.c before it had no such file).
+    if (this.protocol !== "modern") throw new KernelError(ENOENT, "open gup_test: no such file before 5.11");
+    return new GupTestFile(this, process);
   }
 
   /** A new process with an empty address space. */

@@ -6,6 +6,7 @@
  */
 import { anonTests } from "./anon.js";
 import { exclusiveTests } from "./exclusive.js";
+import { gupTests } from "./gup.js";
 import type { HmmTest } from "./harness.js";
 import { migrateTests } from "./migrate.js";
 import { snapshotTests } from "./snapshot.js";
@@ -53,7 +54,10 @@ export const KERNEL_TEST_NAMES: readonly string[] = [
 ];
 
 const ported = new Map<string, HmmTest>(
-  [...anonTests, ...migrateTests, ...snapshotTests, ...exclusiveTests].map((test) => [test.name, test]),
+  [...anonTests, ...migrateTests, ...snapshotTests, ...exclusiveTests, ...gupTests].map((test) => [
+    test.name,
+    test,
+  ]),
 );
 
 /** The ports, in the kernel file's order. */

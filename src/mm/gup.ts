@@ -3,11 +3,15 @@
  * (FOLL_GET) or a pin (FOLL_PIN, GUP_PIN_COUNTING_BIAS references) on each page, which is how a driver
  * or a DMA user keeps pages in place. A pinned page fails migration's pin checks.
  *
- * Deliberate differences: no FOLL_LONGTERM migration out of movable zones, no huge pages. The caller
- * holds mmap_lock for read, as with get_user_pages_remote.
+ * FOLL_LONGTERM (check_and_migrate_movable_pages): a page that must not be pinned for long is migrated
+ * first and the pages are taken again. In hmmsim the only such pages are device-coherent ones
+ * (folio_is_longterm_pinnable is false for them), which migrate_device_coherent_folio moves to RAM.
+ *
+ * Deliberate differences: RAM has no ZONE_MOVABLE or CMA, so no RAM page is unpinnable; no huge pages.
+ * The caller holds mmap_lock for read, as with get_user_pages_remote.
  */
 import { assert } from "../base/assert.js";
-import { EFAULT, EINVAL, ENOMEM } from "../base/errno.js";
+import { EAGAIN, EBUSY, EFAULT, EINVAL, ENOMEM } from "../base/errno.js";
 import type { Kfn } from "../sched/thread.js";
 import type { Kernel } from "./kernel.js";
 import {
@@ -19,12 +23,15 @@ import {
   VM_FAULT_ERROR,
   VM_FAULT_OOM,
 } from "./memory.js";
+import { type MigrateContext, migrateDeviceCoherentFolio } from "./migrate_device.js";
 import { type MmStruct, VM_IO, VM_PFNMAP, VM_READ, VM_WRITE } from "./mm_types.js";
 import { PG_anon_exclusive } from "./page.js";
 import { pteFrame, ptePresent, pteProtNone, pteSpecial, pteWrite } from "./pgtable.js";
 
 export const FOLL_WRITE = 0x01;
 export const FOLL_GET = 0x04;
+/** The pin is long-term (RDMA, VFIO): migrate what may not stay pinned first. */
+export const FOLL_LONGTERM = 0x100;
 export const FOLL_PIN = 0x40000;
 
 /** Per-page references taken through GUP, so the invariant checker can account for them. */
@@ -38,6 +45,67 @@ export class GupLedger {
  * pin; fills `pfns`. Returns the number of pages done, or -errno if the first page failed.
  */
 export function* getUserPages(
+  ctx: FaultContext,
+  ledger: GupLedger,
+  mm: MmStruct,
+  vpn: number,
+  count: number,
+  gupFlags: number,
+  pfns: number[],
+): Kfn<number> {
+  if ((gupFlags & FOLL_LONGTERM) === 0)
+    return yield* getUserPagesLocked(ctx, ledger, mm, vpn, count, gupFlags, pfns);
+  // __gup_longterm_locked: take the pages, migrate the unpinnable ones, and again until none is left.
+  // Bounded: each -EAGAIN follows the migration of a device-coherent page to RAM, and RAM pages stay.
+  const first = pfns.length;
+  for (;;) {
+    const done = yield* getUserPagesLocked(ctx, ledger, mm, vpn, count, gupFlags, pfns);
+    if (done <= 0) return done;
+    const ret = yield* checkAndMigrateMovablePages(ctx, ledger, pfns, first, (gupFlags & FOLL_PIN) !== 0);
+    if (ret !== -EAGAIN) return ret < 0 ? ret : done;
+  }
+}
+
+/**
+ * check_and_migrate_movable_pages for the pages of one call (pfns from `first` on): 0 when each may be
+ * pinned for long. Otherwise every page is released, each device-coherent one after its pin became a
+ * plain reference for migrate_device_coherent_folio, and the result is -EAGAIN (take them again) or
+ * -EBUSY when a page would not move.
+ */
+function* checkAndMigrateMovablePages(
+  ctx: FaultContext,
+  ledger: GupLedger,
+  pfns: number[],
+  first: number,
+  pin: boolean,
+): Kfn<number> {
+  const k = ctx.k;
+  const taken = pfns.splice(first);
+  if (!taken.some((pfn) => k.pages.isDeviceCoherent(pfn))) {
+    pfns.push(...taken);
+    return 0;
+  }
+  assert("layout" in ctx, "FOLL_LONGTERM needs the migration context");
+  const release = (pfn: number) => (pin ? unpinUserPage(k, ledger, pfn) : putUserPage(k, ledger, pfn));
+  for (let i = 0; i < taken.length; i++) {
+    const pfn = taken[i]!;
+    if (!k.pages.isDeviceCoherent(pfn)) {
+      release(pfn);
+      continue;
+    }
+    // "Migration will fail if the folio is pinned, so convert the pin to a normal reference."
+    k.pages.get(pfn);
+    release(pfn);
+    if ((yield* migrateDeviceCoherentFolio(ctx as MigrateContext, pfn)) !== 0) {
+      for (const rest of taken.slice(i + 1)) release(rest);
+      return -EBUSY;
+    }
+  }
+  return -EAGAIN;
+}
+
+/** __get_user_pages: the pages of one call, as getUserPages describes. */
+function* getUserPagesLocked(
   ctx: FaultContext,
   ledger: GupLedger,
   mm: MmStruct,

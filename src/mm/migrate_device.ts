@@ -14,7 +14,7 @@
  * told apart.
  */
 import { assert } from "../base/assert.js";
-import { EINVAL } from "../base/errno.js";
+import { EBUSY, EINVAL } from "../base/errno.js";
 import { PAGE_SIZE } from "../base/units.js";
 import { pageObject, tlbObject } from "../sched/objects.js";
 import type { Kfn } from "../sched/thread.js";
@@ -1071,4 +1071,35 @@ export function* migrateDeviceFinalize(
   npages: number,
 ): Kfn<void> {
   yield* migrateVmaFinalizeCore(ctx, src, dst, npages, -1);
+}
+
+/**
+ * migrate_device_coherent_folio: moves one device-coherent page to RAM without a VMA (for a long-term
+ * pin, which such a page must not get). The caller holds a reference, which stands in for collect's.
+ * Returns 0 when the page moved, -EBUSY when it could not be unmapped or had no RAM page to go to.
+ */
+export function* migrateDeviceCoherentFolio(ctx: MigrateContext, pfn: number): Kfn<number> {
+  const k = ctx.k;
+  const L = ctx.layout;
+  assertPage(
+    k.pages.isDeviceCoherent(pfn),
+    "migrate_device_coherent_folio of a page that is not coherent",
+    k.pages,
+    pfn,
+  );
+  yield* lockPage(k, pfn);
+  const src = new Float64Array([migratePfn(L, pfn) + L.MIGRATE]);
+  const dst = new Float64Array(1);
+  // migrate_device_unmap, as migrate_vma_setup would; a page it cannot unmap is unlocked and put there.
+  if ((yield* migrateDeviceUnmap(ctx, src, 1, -1)) === 0) return -EBUSY;
+  const dpfn = k.ram.allocPage();
+  if (dpfn >= 0) {
+    assert(trylockPage(k, dpfn), "a fresh page is unlocked");
+    dst[0] = migratePfn(L, dpfn);
+  }
+  yield* migrateDevicePages(ctx, src, dst, 1);
+  const moved = hasFlag(src[0]!, L.MIGRATE);
+  if (moved) k.store.copy(dpfn, pfn);
+  yield* migrateDeviceFinalize(ctx, src, dst, 1);
+  return moved ? 0 : -EBUSY;
 }

@@ -101,6 +101,28 @@ describe("device-coherent memory", () => {
     expect(system.checkInvariants()).toEqual([]);
   });
 
+  it("moves to RAM for a long-term pin, and stays put (and unmigratable) under a short-term one", () => {
+    const { system, proc, fd, addr } = coherentSystem();
+    fd.migrateToDevice(addr, PAGES);
+    const coherentPfn = proc.pinPages(addr, 1, true)[0]!;
+    expect(system.kernel.pages.isDeviceCoherent(coherentPfn)).toBe(true);
+    // A pinned page fails migrate_vma's pin check: MIGRATE_TO_SYS leaves it on the device.
+    expect(fd.migrateToSystem(addr, 1).cpages).toBe(0);
+    proc.unpinPages([coherentPfn]);
+    const pinned = proc.pinPages(addr + PAGE_SIZE, 2, true, true);
+    for (const pfn of pinned) expect(system.kernel.pages.isZoneDevice(pfn)).toBe(false);
+    expect([...fd.snapshot(addr, 4)]).toEqual([
+      HMM_DMIRROR_PROT_DEV_COHERENT_LOCAL | HMM_DMIRROR_PROT_WRITE,
+      HMM_DMIRROR_PROT_WRITE,
+      HMM_DMIRROR_PROT_WRITE,
+      HMM_DMIRROR_PROT_DEV_COHERENT_LOCAL | HMM_DMIRROR_PROT_WRITE,
+    ]);
+    expect(system.checkInvariants()).toEqual([]);
+    proc.unpinPages(pinned);
+    expect(proc.checkPages(addr, PAGES, 11)).toEqual([]);
+    expect(system.checkInvariants()).toEqual([]);
+  });
+
   it("exists only under modern (MEMORY_DEVICE_COHERENT came with 6.0); other kinds are refused", () => {
     for (const protocol of ["seed", "4.14"] as const)
       expect(errnoOf(() => new System({ protocol, devices: testHmmDevices("4MiB") }))).toBe(EINVAL);

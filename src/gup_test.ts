@@ -1,0 +1,59 @@
+/**
+ * The gup_test file (/sys/kernel/debug/gup_test, mm/gup_test.c) for the friendly surface: open it for
+ * a process with System.openGupTest and issue its ioctls. The kernel side is drivers/gup_test.ts.
+ */
+import { EFAULT, EINVAL, ESRCH, KernelError } from "./base/errno.js";
+import { TASK_SIZE } from "./base/units.js";
+import { type GupTestArgs, gupTestIoctl } from "./drivers/gup_test.js";
+import type { Process } from "./process.js";
+import type { System } from "./system.js";
+
+export {
+  GUP_BASIC_TEST,
+  GUP_FAST_BENCHMARK,
+  type GupTestArgs,
+  PIN_BASIC_TEST,
+  PIN_FAST_BENCHMARK,
+  PIN_LONGTERM_BENCHMARK,
+} from "./drivers/gup_test.js";
+export { FOLL_LONGTERM, FOLL_WRITE } from "./mm/gup.js";
+
+/** A field of struct gup_test: a non-negative integer a u64 holds and a user address can reach. */
+function field(value: unknown, what: string): number {
+  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 0 || value > TASK_SIZE)
+    throw new KernelError(EINVAL, `gup_test: ${what} must be an integer from 0 to TASK_SIZE`);
+  return value;
+}
+
+export class GupTestFile {
+  constructor(
+    readonly system: System,
+    readonly process: Process,
+  ) {}
+
+  /**
+   * ioctl(fd, cmd, &gup): takes and releases references or pins on [addr, addr + size) of the process,
+   * nrPagesPerCall pages per call, and returns the bytes covered (gup.size on return). EINVAL for an
+   * unknown command or a field no struct gup_test holds; EFAULT when `args` is not an object
+   * (copy_from_user); ESRCH once the process has exited. A call that takes no page ends the loop
+   * early, as in the kernel, without failing the ioctl.
+   */
+  ioctl(cmd: number, args: GupTestArgs): { size: number } {
+    if (this.process.exited) throw new KernelError(ESRCH, "gup_test: the process has exited");
+    if (typeof args !== "object" || args === null) throw new KernelError(EFAULT, "gup_test: struct gup_test");
+    const checked: GupTestArgs = {
+      addr: field(args.addr, "addr"),
+      size: field(args.size, "size"),
+      nrPagesPerCall: field(args.nrPagesPerCall, "nr_pages_per_call"),
+      gupFlags: field(args.gupFlags, "gup_flags"),
+    };
+    const system = this.system;
+    const ret = system.kernel.sched.call(
+      `gup_test ioctl ${cmd} (pid ${this.process.pid})`,
+      gupTestIoctl(system.migrateContext, system.gup, this.process.mm, cmd, checked),
+      this.process.cpu,
+    );
+    if (ret < 0) throw new KernelError(-ret, `gup_test ioctl ${cmd}`);
+    return { size: ret };
+  }
+}
