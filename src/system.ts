@@ -45,7 +45,10 @@ export interface SystemOptions {
    * its own MMU_NOTIFY_MIGRATE in every open of the device, without moving the notifier sequence, so a
    * racing WRITE is lost, a second open mirrors a freed page, and a racing READ mirrors the page being
    * migrated away); `faultFailsWithoutMm: true` makes READ and WRITE on a file whose mm has exited fail
-   * with EINVAL, where test_hmm.c loops forever (hmmsim throws DmirrorLivelockError).
+   * with EINVAL, where test_hmm.c loops forever (hmmsim throws DmirrorLivelockError);
+   * `exclusiveRechecks: true` gives HMM_DMIRROR_EXCLUSIVE nouveau's mmu_interval_read_retry check, so an
+   * MADV_DONTNEED between make_device_exclusive and the mirror's store cannot leave an atomic entry of a
+   * freed page.
    */
   dmirror?: Partial<DmirrorSwitches>;
   /**

@@ -51,6 +51,7 @@ import { hasFlag, MIGRATE_VMA_SELECT_SYSTEM, migratePfn, migratePfnToPfn } from 
 import { type MigrateVmaOps, migrateVma } from "../mm/migrate_vma.js";
 import { type MmStruct, VM_READ, type Vma } from "../mm/mm_types.js";
 import {
+  MMU_NOTIFY_EXCLUSIVE,
   MMU_NOTIFY_MIGRATE,
   type MmuIntervalNotifier,
   type MmuNotifierRange,
@@ -173,6 +174,13 @@ export function bounceFits(k: Kernel, npages: number): boolean {
   return npages <= k.ram.ramPages;
 }
 
+/**
+ * The attempts that stand for HMM_RANGE_DEFAULT_TIMEOUT (one second), after which a retry loop of the
+ * mmu_interval_read_begin/read_retry kind gives up with -EBUSY: the model has no clock, and each
+ * attempt follows an invalidation.
+ */
+const RETRY_ATTEMPTS_MAX = 1000;
+
 /** One open of the device by a process (struct dmirror): its mirror page table and notifier. */
 export class Dmirror {
   readonly id: number;
@@ -221,6 +229,9 @@ export class Dmirror {
   private *invalidate(sub: MmuIntervalNotifier, range: MmuNotifierRange, curSeq: number): Kfn<boolean> {
     const ownMigration = range.event === MMU_NOTIFY_MIGRATE && range.owner === this.device;
     if (ownMigration && !this.device.switches.invalidateOnOwnMigration) return true;
+    // Only the corrected driver names itself (this open) as make_device_exclusive's owner
+    // (exclusiveRechecks): its own request needs no invalidation, and another open's still does.
+    if (range.event === MMU_NOTIFY_EXCLUSIVE && range.owner === this) return true;
     yield* this.mutex.lock();
     mmuIntervalSetSeq(sub, curSeq);
     this.doUpdate(range.start, range.end);
@@ -256,7 +267,7 @@ export class Dmirror {
   private *rangeFault(range: HmmRange): Kfn<number> {
     const k = this.ctx.k;
     // Bounded like test_hmm.c's one-second timeout: each retry follows an invalidation.
-    for (let attempt = 0; attempt < 1000; attempt++) {
+    for (let attempt = 0; attempt < RETRY_ATTEMPTS_MAX; attempt++) {
       range.notifierSeq = yield* mmuIntervalReadBegin(k, this.notifier);
       yield* this.mm.mmapLock.downRead();
       const ret = yield* hmmRangeFault(this.ctx, this.mm, range);
@@ -771,18 +782,38 @@ export class Dmirror {
     let ret = 0;
     yield* this.mm.mmapLock.downRead();
     try {
+      const rechecks = this.device.switches.exclusiveRechecks;
+      let staleAttempts = 0;
       for (let v = vpn; ret === 0 && v < vpn + npages; v++) {
-        const pfn = yield* makeDeviceExclusive(this.ctx, this.mm, v, null);
+        const seq = rechecks ? yield* mmuIntervalReadBegin(k, this.notifier) : 0;
+        const pfn = yield* makeDeviceExclusive(this.ctx, this.mm, v, rechecks ? this : null);
         if (pfn < 0) {
           ret = pfn;
           break;
         }
-        // dmirror_atomic_map.
+        // dmirror_atomic_map (the corrected driver stores only if nothing invalidated the page since).
         yield* this.mutex.lock();
-        this.pt.set(v, pfn * 4 + DPT_XA_TAG_ATOMIC);
+        const stale = rechecks && mmuIntervalReadRetry(this.notifier, seq);
+        if (!stale) this.pt.set(v, pfn * 4 + DPT_XA_TAG_ATOMIC);
         this.mutex.unlock();
         unlockPage(k, pfn);
         k.pages.put(pfn);
+        if (stale) {
+          // nouveau_atomic_range_fault gives up with -EBUSY after its one-second timeout. It needs one:
+          // a retry finds its own device-exclusive entry, GUP faults it back (MMU_NOTIFY_CLEAR, no
+          // owner, which the callback cannot tell from anyone else's), and that invalidation makes the
+          // retry stale too, until the CPU maps the page again.
+          if (++staleAttempts >= RETRY_ATTEMPTS_MAX) {
+            ret = -EBUSY;
+            break;
+          }
+          if (k.sched.contended)
+            yield k.sched.atRetry(
+              "dmirror_exclusive: mmu_interval_read_retry, again",
+              notifierObject(k, this.mm),
+            );
+          v--;
+        }
       }
     } finally {
       this.mm.mmapLock.upRead();

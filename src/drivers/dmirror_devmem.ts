@@ -100,12 +100,25 @@ export interface DmirrorSwitches {
    * other command does through its own mmget_not_zero.
    */
   readonly faultFailsWithoutMm: boolean;
+  /**
+   * false (test_hmm.c): dmirror_exclusive calls make_device_exclusive with no owner and then
+   * dmirror_atomic_map stores the atomic entry without asking whether an invalidation ran in between.
+   * MADV_DONTNEED takes mmap_lock for read, as dmirror_exclusive does, so it can zap the new
+   * device-exclusive entry first (zap takes no page lock); its invalidation finds no mirror entry to
+   * erase, the atomic entry is stored after it, and the mirror keeps a page the CPU no longer maps,
+   * which is freed once dmirror_exclusive puts it. true: the nouveau pattern (nouveau_atomic_range_fault)
+   * — mmu_interval_read_begin before make_device_exclusive, this device as its owner (whose own
+   * MMU_NOTIFY_EXCLUSIVE the invalidate callback skips without moving the sequence), and
+   * mmu_interval_read_retry under the mutex before the store, which starts the page again when it fails.
+   */
+  readonly exclusiveRechecks: boolean;
 }
 
 /** test_hmm.c's behaviour. */
 export const TEST_HMM_SWITCHES: DmirrorSwitches = {
   invalidateOnOwnMigration: false,
   faultFailsWithoutMm: false,
+  exclusiveRechecks: false,
 };
 
 /** struct dmirror_device: one device's private memory, its chunks and its free list. */

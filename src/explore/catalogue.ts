@@ -14,6 +14,7 @@ import { s10Scenario } from "./scenarios/s10.js";
 import { s11Scenario } from "./scenarios/s11.js";
 import { s12Scenario } from "./scenarios/s12.js";
 import { seedLeakScenario } from "./scenarios/seed-leak.js";
+import { testHmmExclusiveZapScenario } from "./scenarios/test-hmm-exclusive-zap.js";
 import { testHmmOwnWriteScenario } from "./scenarios/test-hmm-own-write.js";
 import { testHmmReadRaceScenario } from "./scenarios/test-hmm-read-race.js";
 import { testHmmSecondOpenScenario } from "./scenarios/test-hmm-second-open.js";
@@ -32,6 +33,7 @@ export const DEFECT_SCENARIOS: readonly Scenario[] = [
   testHmmOwnWriteScenario,
   testHmmSecondOpenScenario,
   testHmmReadRaceScenario,
+  testHmmExclusiveZapScenario,
 ];
 
 export const SCENARIOS: readonly Scenario[] = [

@@ -23,6 +23,7 @@ const EXPECTED_IDS = [
   "test_hmm-own-write",
   "test_hmm-second-open",
   "test_hmm-read-race",
+  "test_hmm-exclusive-zap",
 ];
 
 describe("the defect catalogue", () => {
