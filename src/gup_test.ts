@@ -25,6 +25,7 @@ function field(value: unknown, what: string): number {
   return value;
 }
 
+/** An open /sys/kernel/debug/gup_test for one process (System.openGupTest): its ioctls act on that process's memory. */
 export class GupTestFile {
   constructor(
     readonly system: System,

@@ -50,6 +50,17 @@ export {
   HMM_DMIRROR_PROT_WRITE,
   HMM_DMIRROR_PROT_ZERO,
 } from "./drivers/dmirror.js";
+export {
+  FOLL_LONGTERM,
+  FOLL_WRITE,
+  GUP_BASIC_TEST,
+  GUP_FAST_BENCHMARK,
+  type GupTestArgs,
+  GupTestFile,
+  PIN_BASIC_TEST,
+  PIN_FAST_BENCHMARK,
+  PIN_LONGTERM_BENCHMARK,
+} from "./gup_test.js";
 export { PROTOCOL_VERSIONS, type ProtocolVersion } from "./mm/kernel.js";
 export type { FaultPathSwitches } from "./mm/memory.js";
 export type { MigrateSwitches } from "./mm/migrate_pfn.js";

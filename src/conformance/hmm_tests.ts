@@ -10,6 +10,7 @@ import { gupTests } from "./gup.js";
 import type { HmmTest } from "./harness.js";
 import { migrateTests } from "./migrate.js";
 import { snapshotTests } from "./snapshot.js";
+import { thpTests } from "./thp.js";
 
 /** Every TEST_F of today's hmm-tests.c, in file order. */
 export const KERNEL_TEST_NAMES: readonly string[] = [
@@ -54,10 +55,9 @@ export const KERNEL_TEST_NAMES: readonly string[] = [
 ];
 
 const ported = new Map<string, HmmTest>(
-  [...anonTests, ...migrateTests, ...snapshotTests, ...exclusiveTests, ...gupTests].map((test) => [
-    test.name,
-    test,
-  ]),
+  [...anonTests, ...migrateTests, ...snapshotTests, ...exclusiveTests, ...gupTests, ...thpTests].map(
+    (test) => [test.name, test],
+  ),
 );
 
 /** The ports, in the kernel file's order. */
