@@ -20,7 +20,7 @@ import { isByteBuffer, isRegisterValue, storedInteger, ulongArg } from "./base/a
 import { assert } from "./base/assert.js";
 import { checkReturn, EFAULT, EINVAL, ENOMEM, ESRCH, KernelError } from "./base/errno.js";
 import { PAGE_SIZE, TASK_SIZE } from "./base/units.js";
-import { type DeviceFile, FileTable } from "./device.js";
+import { DeviceFile, FileTable } from "./device.js";
 import { MAX_RW_COUNT } from "./mm/filemap.js";
 import { dupMm, exitMmap } from "./mm/fork.js";
 import { FOLL_LONGTERM, FOLL_PIN, FOLL_WRITE, getUserPages, unpinUserPages } from "./mm/gup.js";
@@ -34,6 +34,7 @@ import {
 } from "./mm/memory.js";
 import { AddressSpace, type MmStruct, VM_EXEC, VM_READ, VM_WRITE } from "./mm/mm_types.js";
 import {
+  type DriverFile,
   MAP_ANONYMOUS,
   MAP_PRIVATE,
   MAP_SHARED,
@@ -106,8 +107,12 @@ export interface MmapOptions {
   addr?: number;
   prot?: number;
   flags?: number;
-  /** The file to map (its fd); absent or null for none. */
-  file?: TmpFile | null;
+  /**
+   * The file to map (its fd); absent or null for none. A DeviceFile of this process maps the device
+   * file itself (dmirror_fops_mmap: zeroed pages, modern only); one of another process, or closed, is
+   * a bad fd.
+   */
+  file?: TmpFile | DeviceFile | null;
   offset?: number;
 }
 
@@ -165,8 +170,13 @@ export class Process {
     return checkReturn(this.run("mmap", sysMmap(this.k, this.mm, req)), "mmap");
   }
 
-  /** The page cache behind a TmpFile of this system, or null for anything else (a bad fd). */
-  private fileOf(file: unknown): AddressSpace | null {
+  /**
+   * The page cache behind a TmpFile of this system, or the driver's file behind an open DeviceFile of
+   * this process; null for anything else (a bad fd).
+   */
+  private fileOf(file: unknown): AddressSpace | DriverFile | null {
+    if (file instanceof DeviceFile)
+      return file.process === this && !file.closed ? file.mirror.driverFile : null;
     if (typeof file !== "object" || file === null) return null;
     const { system, space } = file as Partial<TmpFile>;
     return system === this.system && space instanceof AddressSpace ? space : null;

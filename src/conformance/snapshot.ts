@@ -1,7 +1,7 @@
 /**
- * hmm-tests.c's snapshot, compound, double_map and hmm_cow_in_device: what hmm_range_fault reports of
- * the CPU page table without faulting (HMM_DMIRROR_SNAPSHOT), two devices reading one buffer, and
- * copy-on-write of pages that live in device memory.
+ * hmm-tests.c's mixedmap, snapshot, compound, double_map and hmm_cow_in_device: what hmm_range_fault
+ * reports of the CPU page table without faulting (HMM_DMIRROR_SNAPSHOT), of the device file's own
+ * mapping too, two devices reading one buffer, and copy-on-write of pages that live in device memory.
  */
 import { KernelError } from "../base/errno.js";
 import { PAGE_SIZE } from "../base/units.js";
@@ -31,6 +31,27 @@ import {
 } from "./harness.js";
 
 export const snapshotTests: HmmTest[] = [
+  {
+    // TEST_F(hmm, mixedmap): mmap of the device file itself, MAP_PRIVATE: dmirror_fops_mmap fills it
+    // with zeroed pages by vm_insert_page (a VM_MIXEDMAP VMA), which hmm_range_fault reports like any
+    // page, read-only in a private mapping.
+    name: "mixedmap",
+    minimum: {
+      protocol: "modern",
+      why: "dmirror_fops_mmap and hmm_range_fault on VM_MIXEDMAP came with the mixedmap test (2022)",
+    },
+    run(context) {
+      const f = setup(context);
+      const npages = 1;
+      const size = npages * PAGE_SIZE;
+      const ptr = f.proc.mmap(size, { prot: PROT_READ | PROT_WRITE, flags: MAP_PRIVATE, file: f.fd });
+      const m = f.fd.snapshot(ptr, npages);
+      expectEqual(m.length, npages, "cpages");
+      expectEqual(m[0], HMM_DMIRROR_PROT_READ, "m[0]");
+      f.proc.munmap(ptr, size);
+      teardown(f);
+    },
+  },
   {
     // TEST_F(hmm2, snapshot): one code per page of a range holding every kind of entry: a PROT_NONE
     // page and a hole (ERROR), a zero page, a read-only and a writable page, and pages on each device.

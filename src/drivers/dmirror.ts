@@ -50,6 +50,7 @@ import {
 import { hasFlag, MIGRATE_VMA_SELECT_SYSTEM, migratePfn, migratePfnToPfn } from "../mm/migrate_pfn.js";
 import { type MigrateVmaOps, migrateVma } from "../mm/migrate_vma.js";
 import { type MmStruct, VM_READ, type Vma } from "../mm/mm_types.js";
+import type { DriverFile } from "../mm/mmap.js";
 import {
   MMU_NOTIFY_EXCLUSIVE,
   MMU_NOTIFY_MIGRATE,
@@ -63,6 +64,7 @@ import {
   notifierObject,
 } from "../mm/mmu_notifier.js";
 import { ZERO_PFN } from "../mm/page_alloc.js";
+import { vmInsertPage } from "../mm/vm_insert.js";
 import { Lock } from "../sched/locks.js";
 import { LivelockError } from "../sched/scheduler.js";
 import type { Kfn, Thread } from "../sched/thread.js";
@@ -828,6 +830,34 @@ export class Dmirror {
     }
     this.mutex.unlock();
     return cpages === npages ? { cpages, faults: 0 } : -ENOENT;
+  }
+
+  /**
+   * The device file as mmap(2) sees it (struct file and its f_op->mmap). Under "seed" and "4.14" the
+   * driver has no ->mmap: dmirror_fops_mmap came with 6.0, with the mixedmap test, so mmap fails with
+   * ENODEV there.
+   */
+  get driverFile(): DriverFile {
+    const mmap =
+      this.ctx.migrate.protocol === "modern" ? (k: Kernel, vma: Vma) => this.fopsMmap(k, vma) : null;
+    return { name: `hmm_dmirror${this.device.minor}`, mmap };
+  }
+
+  /**
+   * dmirror_fops_mmap: fills the whole VMA with zeroed pages of system memory (alloc_page with
+   * __GFP_ZERO), one vm_insert_page each, the page's own reference put once it is mapped. -ENOMEM when
+   * RAM runs out, vm_insert_page's error otherwise; mmap then unmaps what was inserted.
+   */
+  private *fopsMmap(k: Kernel, vma: Vma): Kfn<number> {
+    for (let vpn = vma.start as number; vpn < vma.end; vpn++) {
+      const pfn = k.ram.allocPage();
+      if (pfn < 0) return -ENOMEM;
+      k.store.zero(pfn);
+      const ret = yield* vmInsertPage(k, vma, vpn, pfn);
+      k.pages.put(pfn);
+      if (ret < 0) return ret;
+    }
+    return 0;
   }
 
   /**

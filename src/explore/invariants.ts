@@ -5,7 +5,14 @@
 
 import type { OpenFile } from "../device.js";
 import { GUP_PIN_COUNTING_BIAS } from "../mm/memory.js";
-import { AddressSpace, VM_ACCESS_FLAGS, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_WRITE } from "../mm/mm_types.js";
+import {
+  AddressSpace,
+  VM_ACCESS_FLAGS,
+  VM_HUGEPAGE,
+  VM_MIXEDMAP,
+  VM_NOHUGEPAGE,
+  VM_WRITE,
+} from "../mm/mm_types.js";
 import { PG_anon, PG_anon_exclusive, PG_buddy, PG_locked, PG_lru } from "../mm/page.js";
 import { ZERO_PFN } from "../mm/page_alloc.js";
 import {
@@ -97,6 +104,17 @@ export function checkInvariants(system: System): string[] {
           if (pteWrite(pte) && pfn === ZERO_PFN) report(`mm ${mm.id}: zero page mapped writable`);
           if (pages.isDevicePrivate(pfn))
             report(`mm ${mm.id}: vpn 0x${vpn.toString(16)} present PTE to device-private pfn ${pfn}`);
+          // A page that is neither anonymous nor device memory nor in a page cache came from a driver
+          // (vm_insert_page): only a driver's VMA, marked VM_MIXEDMAP by the insertion, maps one.
+          if (
+            !pages.isAnon(pfn) &&
+            !pages.isZoneDevice(pfn) &&
+            !(k.mappingOf(pfn) instanceof AddressSpace) &&
+            (vma.driverFile === null || (vma.flags & VM_MIXEDMAP) === 0)
+          )
+            report(
+              `mm ${mm.id}: vpn 0x${vpn.toString(16)} maps pfn ${pfn}, in no page cache and not anonymous, outside a driver's VM_MIXEDMAP VMA`,
+            );
           mapped[pfn]!++;
           countRss(pfn);
           if (pteWrite(pte)) checkWritableAnon(mm.id, vpn, pfn);

@@ -33,7 +33,7 @@ export function* dupMm(k: Kernel, parent: MmStruct): Kfn<MmStruct | number> {
   try {
     for (const vma of parent.vmas) {
       if ((vma.flags & VM_DONTCOPY) !== 0) continue;
-      const copy = new Vma(child, vma.start, vma.end, vma.flags, vma.pgoff, vma.file, null);
+      const copy = new Vma(child, vma.start, vma.end, vma.flags, vma.pgoff, vma.file, null, vma.driverFile);
       if (vma.anonVma !== null) {
         // anon_vma_fork: the child joins the parent's anon_vmas and gets one of its own for new pages.
         anonVmaClone(copy, vma);

@@ -218,11 +218,21 @@ function mapNewAnonPage(
   k.pages.handOver(pfn);
 }
 
-/** do_fault: do_read_fault, do_cow_fault or do_shared_fault for a file or shmem VMA. */
+/**
+ * do_fault: do_read_fault, do_cow_fault or do_shared_fault for a file or shmem VMA. A driver's mapping
+ * (Vma.driverFile) has vma_init's dummy vm_ops, with no ->fault: SIGBUS where the entry is still none
+ * under the PTE lock, VM_FAULT_NOPAGE (retry the access) where another thread filled it.
+ */
 function* doFault(ctx: FaultContext, vma: Vma, vpn: number, flags: number, table: number): Kfn<number> {
   const k = ctx.k;
   const file = vma.file;
-  assert(file !== null, "do_fault in an anonymous VMA", () => vma.toString());
+  if (file === null) {
+    assert(vma.driverFile !== null, "do_fault in an anonymous VMA", () => vma.toString());
+    yield* ptlLock(k, table, "do_fault: pte_offset_map_lock (no ->fault)");
+    const none = k.pt.entries[PageTables.slot(table, vpn)] === 0;
+    k.ptl.unlock(table);
+    return none ? VM_FAULT_SIGBUS : VM_FAULT_NOPAGE;
+  }
   const write = (flags & FAULT_FLAG_WRITE) !== 0;
   const shared = (vma.flags & VM_SHARED) !== 0;
   const cpu = k.sched.current().cpu;

@@ -96,6 +96,13 @@ export class Vma {
     public pgoff: number,
     public file: AddressSpace | null,
     public anonVma: AnonVma | null,
+    /**
+     * The driver whose file this VMA maps (vm_file of a device file whose ->mmap filled the VMA, as
+     * lib/test_hmm.c's dmirror_fops_mmap does with vm_insert_page), or null. Such a VMA keeps
+     * vma_init's dummy vm_ops: it is not anonymous, and has no ->fault. Deliberate difference: the VMA
+     * holds no reference to the file (the kernel's get_file); nothing in it points back at the driver.
+     */
+    readonly driverFile: string | null = null,
   ) {
     assert(end > start, "a VMA covers at least one page", () => `${start}..${end}`);
   }
@@ -104,9 +111,9 @@ export class Vma {
     return this.end - this.start;
   }
 
-  /** vma_is_anonymous: no file behind it (private anonymous memory). */
+  /** vma_is_anonymous (!vma->vm_ops): no file behind it (private anonymous memory). */
   get isAnonymous(): boolean {
-    return this.file === null;
+    return this.file === null && this.driverFile === null;
   }
 
   contains(vpn: number): boolean {
@@ -125,7 +132,8 @@ export class Vma {
   }
 
   toString(): string {
-    return `vma ${this.start.toString(16)}000-${this.end.toString(16)}000 flags 0x${this.flags.toString(16)}`;
+    const file = this.driverFile === null ? "" : ` ${this.driverFile}`;
+    return `vma ${this.start.toString(16)}000-${this.end.toString(16)}000 flags 0x${this.flags.toString(16)}${file}`;
   }
 }
 

@@ -15,13 +15,14 @@
  */
 import { ulongArg } from "../base/abi.js";
 import { assert } from "../base/assert.js";
-import { EBADF, EEXIST, EINVAL, ENOMEM, EOPNOTSUPP, EOVERFLOW, EPERM } from "../base/errno.js";
+import { EBADF, EEXIST, EINVAL, ENODEV, ENOMEM, EOPNOTSUPP, EOVERFLOW, EPERM } from "../base/errno.js";
 import { PAGE_SIZE, TASK_SIZE, type Vpn } from "../base/units.js";
 import type { Kfn } from "../sched/thread.js";
 import type { Kernel } from "./kernel.js";
 import { zapPageRange } from "./memory.js";
-import type { AddressSpace, MmStruct } from "./mm_types.js";
 import {
+  AddressSpace,
+  type MmStruct,
   VM_EXEC,
   VM_GROWSDOWN,
   VM_MAYEXEC,
@@ -131,7 +132,16 @@ function getUnmappedArea32(mm: MmStruct, pages: number, hintVpn: number): number
 /** __split_vma: `vma` keeps [start, at); a new VMA takes [at, end) and is returned. */
 export function splitVma(vma: Vma, at: number): Vma {
   assert(at > vma.start && at < vma.end, "split point inside the VMA", () => `${at} in ${vma}`);
-  const tail = new Vma(vma.mm, at as Vpn, vma.end, vma.flags, vma.linearIndex(at), vma.file, null);
+  const tail = new Vma(
+    vma.mm,
+    at as Vpn,
+    vma.end,
+    vma.flags,
+    vma.linearIndex(at),
+    vma.file,
+    null,
+    vma.driverFile,
+  );
   anonVmaClone(tail, vma);
   if (vma.file !== null) vma.file.mmaps.add(tail);
   vma.end = at as Vpn;
@@ -167,13 +177,25 @@ export function* doMunmap(k: Kernel, mm: MmStruct, start: number, end: number): 
   }
 }
 
+/** A driver's file that mmap(2) may map: a struct file whose f_op has ->mmap (see Vma.driverFile). */
+export interface DriverFile {
+  /** The file's name in reports, and the VMA's driverFile. */
+  readonly name: string;
+  /**
+   * f_op->mmap, or null where the driver has none (mmap fails with ENODEV): called with mmap_lock
+   * held for write once the VMA is in place; returns 0 or -errno, after which the range is unmapped
+   * again, whatever the driver put in it.
+   */
+  readonly mmap: ((k: Kernel, vma: Vma) => Kfn<number>) | null;
+}
+
 export interface MmapRequest {
   addr: number;
   length: number;
   prot: number;
   flags: number;
-  /** The file for a file mapping (ignored with MAP_ANONYMOUS); null for none. */
-  file: AddressSpace | null;
+  /** The file for a file mapping (ignored with MAP_ANONYMOUS): tmpfs's page cache or a driver's file. */
+  file: AddressSpace | DriverFile | null;
   /** The byte offset in the file. */
   offset: number;
 }
@@ -314,7 +336,9 @@ export function* sysMmap(k: Kernel, mm: MmStruct, req: MmapRequest): Kfn<number>
     const mapping = mappingFlags(args, anonymous, vpn);
     if (typeof mapping === "number") return mapping;
     const { vmFlags } = mapping;
-    let file = anonymous ? null : req.file;
+    if (!anonymous && req.file !== null && !(req.file instanceof AddressSpace))
+      return yield* mmapDriverFile(k, mm, req.file, args, vpn, pages, vmFlags, mapping.pgoff);
+    let file = anonymous ? null : (req.file as AddressSpace | null);
     // mmap_region: a fixed mapping replaces what it overlaps.
     if (args.fixed && mm.vmasIn(vpn, vpn + pages).length > 0) yield* doMunmap(k, mm, vpn, vpn + pages);
     if (anonymous && (vmFlags & VM_SHARED) !== 0) {
@@ -328,6 +352,34 @@ export function* sysMmap(k: Kernel, mm: MmStruct, req: MmapRequest): Kfn<number>
   } finally {
     mm.mmapLock.upWrite();
   }
+}
+
+/**
+ * mmap_region for a driver's file (call_mmap): ENODEV where the driver has no ->mmap (do_mmap's
+ * check); otherwise a VMA with the driver's name and vma_init's dummy vm_ops, filled by ->mmap. When
+ * ->mmap fails, the range is unmapped again (unmap_region) and its error returned.
+ */
+function* mmapDriverFile(
+  k: Kernel,
+  mm: MmStruct,
+  file: DriverFile,
+  args: MmapArgs,
+  vpn: number,
+  pages: number,
+  vmFlags: number,
+  pgoff: number,
+): Kfn<number> {
+  if (file.mmap === null) return -ENODEV;
+  if (args.fixed && mm.vmasIn(vpn, vpn + pages).length > 0) yield* doMunmap(k, mm, vpn, vpn + pages);
+  const vma = new Vma(mm, vpn as Vpn, (vpn + pages) as Vpn, vmFlags, pgoff, null, null, file.name);
+  mm.insertVma(vma);
+  const ret = yield* file.mmap(k, vma);
+  assert(ret <= 0, "->mmap returns 0 or -errno", () => `${ret}`);
+  if (ret < 0) {
+    yield* doMunmap(k, mm, vpn, vpn + pages);
+    return ret;
+  }
+  return vpn * PAGE_SIZE;
 }
 
 /**

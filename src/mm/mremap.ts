@@ -253,6 +253,7 @@ function* moveVma(k: Kernel, mm: MmStruct, remap: Remap): Kfn<number> {
     vma.linearIndex(oldStart),
     vma.file,
     null,
+    vma.driverFile,
   );
   anonVmaClone(moved, vma);
   if (moved.file !== null) moved.file.mmaps.add(moved);
