@@ -102,6 +102,9 @@ const TASK_BYTES = BigInt(TASK_SIZE);
  */
 const READ_BYTES_MAX = MAX_RW_COUNT;
 
+/**
+ * The optional arguments of Process.mmap: address hint, prot, flags, the file to map and the offset in it.
+ */
 export interface MmapOptions {
   addr?: number;
   prot?: number;
@@ -111,6 +114,9 @@ export interface MmapOptions {
   offset?: number;
 }
 
+/**
+ * A user process of a System: its address space, its system calls, and CPU loads and stores to its memory.
+ */
 export class Process {
   /** Faults this process took (page faults that reached handle_mm_fault). */
   faults = 0;
@@ -172,10 +178,14 @@ export class Process {
     return system === this.system && space instanceof AddressSpace ? space : null;
   }
 
+  /** munmap(2): unmaps [addr, addr + length); throws KernelError on failure. */
   munmap(addr: number, length: number): void {
     checkReturn(this.run("munmap", sysMunmap(this.k, this.mm, addr, length)), "munmap");
   }
 
+  /**
+   * mprotect(2): changes the protection of [addr, addr + length) to `prot`; throws KernelError on failure.
+   */
   mprotect(addr: number, length: number, prot: number): void {
     checkReturn(this.run("mprotect", sysMprotect(this.k, this.mm, addr, length, prot)), "mprotect");
   }
@@ -260,6 +270,7 @@ export class Process {
     return this.fdTable.files;
   }
 
+  /** Whether the process has exited. */
   get exited(): boolean {
     return !this.alive;
   }
@@ -491,6 +502,7 @@ export class Process {
     );
   }
 
+  /** Loads a little-endian 32-bit unsigned word from `addr` as the CPU does (faulting as needed). */
   readU32(addr: number): number {
     return new DataView(this.read(addr, 4).buffer).getUint32(0, true);
   }
@@ -505,6 +517,7 @@ export class Process {
     this.write(addr, bytes);
   }
 
+  /** Loads a little-endian 64-bit unsigned word from `addr` as the CPU does (faulting as needed). */
   readU64(addr: number): bigint {
     return new DataView(this.read(addr, 8).buffer).getBigUint64(0, true);
   }
