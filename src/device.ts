@@ -56,12 +56,14 @@ export interface MigrateResult extends DmirrorResult {
 /** The first descriptor a device file gets: 0, 1 and 2 are a process's standard streams. */
 const FIRST_FD = 3;
 
+/** One dmirror device of a System and its memory; `open` gives a process a DeviceFile on it. */
 export class Device {
   constructor(
     readonly system: System,
     readonly driver: DmirrorDevice,
   ) {}
 
+  /** The device's minor number: N of /dev/hmm_dmirrorN. */
   get minor(): number {
     return this.driver.minor;
   }
@@ -159,6 +161,7 @@ export class FileTable {
   }
 }
 
+/** One file descriptor of one process on an open dmirror device; its methods are the dmirror ioctls. */
 export class DeviceFile {
   private isOpen = true;
 

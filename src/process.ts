@@ -103,6 +103,9 @@ const TASK_BYTES = BigInt(TASK_SIZE);
  */
 const READ_BYTES_MAX = MAX_RW_COUNT;
 
+/**
+ * The optional arguments of Process.mmap: address hint, prot, flags, the file to map and the offset in it.
+ */
 export interface MmapOptions {
   addr?: number;
   prot?: number;
@@ -116,6 +119,9 @@ export interface MmapOptions {
   offset?: number;
 }
 
+/**
+ * A user process of a System: its address space, its system calls, and CPU loads and stores to its memory.
+ */
 export class Process {
   /** Faults this process took (page faults that reached handle_mm_fault). */
   faults = 0;
@@ -182,10 +188,14 @@ export class Process {
     return system === this.system && space instanceof AddressSpace ? space : null;
   }
 
+  /** munmap(2): unmaps [addr, addr + length); throws KernelError on failure. */
   munmap(addr: number, length: number): void {
     checkReturn(this.run("munmap", sysMunmap(this.k, this.mm, addr, length)), "munmap");
   }
 
+  /**
+   * mprotect(2): changes the protection of [addr, addr + length) to `prot`; throws KernelError on failure.
+   */
   mprotect(addr: number, length: number, prot: number): void {
     checkReturn(this.run("mprotect", sysMprotect(this.k, this.mm, addr, length, prot)), "mprotect");
   }
@@ -270,6 +280,7 @@ export class Process {
     return this.fdTable.files;
   }
 
+  /** Whether the process has exited. */
   get exited(): boolean {
     return !this.alive;
   }
@@ -501,6 +512,7 @@ export class Process {
     );
   }
 
+  /** Loads a little-endian 32-bit unsigned word from `addr` as the CPU does (faulting as needed). */
   readU32(addr: number): number {
     return new DataView(this.read(addr, 4).buffer).getUint32(0, true);
   }
@@ -515,6 +527,7 @@ export class Process {
     this.write(addr, bytes);
   }
 
+  /** Loads a little-endian 64-bit unsigned word from `addr` as the CPU does (faulting as needed). */
   readU64(addr: number): bigint {
     return new DataView(this.read(addr, 8).buffer).getBigUint64(0, true);
   }

@@ -22,6 +22,10 @@ import type { StoreKind } from "./mm/page_store.js";
 import { Process } from "./process.js";
 import type { Chooser } from "./sched/scheduler.js";
 
+/**
+ * How a System is built: RAM, page store, protocol version, CPUs, chooser, devices, and the behaviour
+ * switches of the driver, migration and fault paths.
+ */
 export interface SystemOptions {
   /** System RAM, e.g. "256MiB" (default) or a byte count. */
   ram?: string | number;
@@ -133,10 +137,12 @@ export class TmpFile {
     readonly space: AddressSpace,
   ) {}
 
+  /** The file's name. */
   get name(): string {
     return this.space.name;
   }
 
+  /** The file's size in bytes. */
   get size(): number {
     return this.space.sizeBytes;
   }
@@ -155,6 +161,10 @@ export class TmpFile {
   }
 }
 
+/**
+ * One simulated machine: RAM, CPUs, a page store, a protocol version, dmirror devices; it spawns processes
+ * and creates tmpfs files.
+ */
 export class System {
   readonly kernel: Kernel;
   readonly pagemaps: Pagemaps;
@@ -239,10 +249,12 @@ export class System {
     return process;
   }
 
+  /** Drops an exited process from the system's process table. */
   forgetProcess(process: Process): void {
     this.processes.delete(process.pid);
   }
 
+  /** The processes that have not exited. */
   liveProcesses(): Process[] {
     return [...this.processes.values()];
   }
@@ -310,6 +322,7 @@ export class System {
     return this.kernel.ram.usedPages;
   }
 
+  /** Bytes in a page (PAGE_SIZE). */
   get pageSize(): number {
     return PAGE_SIZE;
   }

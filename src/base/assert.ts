@@ -8,12 +8,15 @@ export class AssertionError extends Error {
   override readonly name = "AssertionError";
 }
 
+/** Builds the extra text of a failed assertion; called only when the check fails, so it may be costly. */
 export type Details = () => string;
 
+/** Throws an AssertionError (a bug in hmmsim or a driver, not an errno) when `condition` is false. */
 export function assert(condition: unknown, message: string, details?: Details): asserts condition {
   if (!condition) fail(message, details);
 }
 
+/** Throws an AssertionError unconditionally: a state the model should never reach. */
 export function fail(message: string, details?: Details): never {
   throw new AssertionError(details === undefined ? message : `${message}: ${details()}`);
 }

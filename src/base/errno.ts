@@ -1,22 +1,40 @@
 /** Linux errno values (include/uapi/asm-generic/errno-base.h and errno.h), positive as in the headers. */
 export const EPERM = 1;
+/** ENOENT (2): no such file or directory. */
 export const ENOENT = 2;
+/** ESRCH (3): no such process. */
 export const ESRCH = 3;
+/** EINTR (4): interrupted system call. */
 export const EINTR = 4;
+/** EIO (5): I/O error. */
 export const EIO = 5;
+/** EBADF (9): bad file descriptor. */
 export const EBADF = 9;
+/** EAGAIN (11): try again (also EWOULDBLOCK). */
 export const EAGAIN = 11;
+/** ENOMEM (12): out of memory. */
 export const ENOMEM = 12;
+/** EACCES (13): permission denied. */
 export const EACCES = 13;
+/** EFAULT (14): bad address. */
 export const EFAULT = 14;
+/** EBUSY (16): device or resource busy. */
 export const EBUSY = 16;
+/** EEXIST (17): file exists. */
 export const EEXIST = 17;
+/** ENODEV (19): no such device. */
 export const ENODEV = 19;
+/** EINVAL (22): invalid argument. */
 export const EINVAL = 22;
+/** ENOTTY (25): inappropriate ioctl for device. */
 export const ENOTTY = 25;
+/** EFBIG (27): file too large. */
 export const EFBIG = 27;
+/** ENOSPC (28): no space left on device. */
 export const ENOSPC = 28;
+/** EOVERFLOW (75): value too large for defined data type. */
 export const EOVERFLOW = 75;
+/** EOPNOTSUPP (95): operation not supported. */
 export const EOPNOTSUPP = 95;
 
 const errnoNames: Readonly<Record<number, string>> = {

@@ -18,6 +18,7 @@ function lowestBitIndex(word: number): number {
   return 31 - Math.clz32(word & -word);
 }
 
+/** A set of free frame numbers that hands out the lowest first (see the file comment for the layout). */
 export class FreeFrames {
   /** One bit per frame number, set while the frame is free. */
   private bits: Uint32Array;
@@ -39,6 +40,7 @@ export class FreeFrames {
     return this.bits.length * 32;
   }
 
+  /** How many frames the set holds. */
   get size(): number {
     return this.freeCount;
   }
@@ -55,6 +57,7 @@ export class FreeFrames {
     this.summary = summary;
   }
 
+  /** Whether `frame` is in the set (false for numbers outside its capacity). */
   has(frame: number): boolean {
     return frame >= 0 && frame < this.capacity && (this.bits[frame >>> 5]! & (1 << (frame & 31))) !== 0;
   }

@@ -4,6 +4,7 @@
  */
 import { assert } from "./assert.js";
 
+/** A seeded pseudo-random generator: the same seed gives the same sequence, so runs replay. */
 export class Rng {
   private s0: number;
   private s1: number;

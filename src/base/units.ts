@@ -5,7 +5,9 @@
  */
 import { assert } from "./assert.js";
 
+/** log2 of PAGE_SIZE. */
 export const PAGE_SHIFT = 12;
+/** Bytes in a page (4 KiB, as on x86-64). */
 export const PAGE_SIZE = 4096;
 /** Entries in one page-table node at every level (x86-64, 4 KiB pages). */
 export const PTRS_PER_TABLE = 512;
@@ -21,16 +23,19 @@ export type Vpn = number & { readonly [vpnBrand]: true };
 /** Physical frame number: an index into struct page and the page store. */
 export type Pfn = number & { readonly [pfnBrand]: true };
 
+/** Brands a non-negative integer as a virtual page number; asserts that it is one. */
 export function asVpn(value: number): Vpn {
   assert(Number.isSafeInteger(value) && value >= 0, "a vpn is a non-negative integer", () => String(value));
   return value as Vpn;
 }
 
+/** Brands a non-negative integer as a page frame number; asserts that it is one. */
 export function asPfn(value: number): Pfn {
   assert(Number.isSafeInteger(value) && value >= 0, "a pfn is a non-negative integer", () => String(value));
   return value as Pfn;
 }
 
+/** PAGE_ALIGNED: whether a byte address is a multiple of PAGE_SIZE. */
 export function isPageAligned(address: number): boolean {
   return address % PAGE_SIZE === 0;
 }
@@ -40,6 +45,7 @@ export function addrToVpn(address: number): Vpn {
   return Math.floor(address / PAGE_SIZE) as Vpn;
 }
 
+/** The byte address of the first byte of a virtual page. */
 export function vpnToAddr(vpn: Vpn | number): number {
   return vpn * PAGE_SIZE;
 }

@@ -23,6 +23,7 @@ export class CopyBatch {
     this.srcPfns = new Int32Array(capacity);
   }
 
+  /** Queues a copy of frame `srcPfn` into frame `dstPfn`; the batch must not be full. */
   add(dstPfn: number, srcPfn: number): void {
     assertAbout(this.count < this.dstPfns.length, "copy batch full", String, this.count);
     this.dstPfns[this.count] = dstPfn;
@@ -31,6 +32,7 @@ export class CopyBatch {
   }
 }
 
+/** What a driver copies and clears device and system pages with (a DMA engine in a real driver). */
 export interface CopyEngine {
   /** copy_highpage from one frame to another (either may be device memory). */
   copyPage(dstPfn: number, srcPfn: number): void;
@@ -42,6 +44,7 @@ export interface CopyEngine {
   readonly pagesMoved: number;
 }
 
+/** A CopyEngine that copies through the page store directly; counts the pages it moved. */
 export class MemcpyEngine implements CopyEngine {
   pagesMoved = 0;
   constructor(private readonly store: PageStore) {}

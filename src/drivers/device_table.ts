@@ -13,6 +13,7 @@ function slotOf(vpn: number): number {
   return vpn & (BLOCK - 1);
 }
 
+/** A mirror's device page table: vpn to a non-negative entry, in blocks of typed-array slots. */
 export class DeviceTable {
   private readonly blocks = new Map<number, Float64Array>();
   private lastKey = -1;
@@ -42,6 +43,7 @@ export class DeviceTable {
     return block[slotOf(vpn)]! - 1;
   }
 
+  /** Whether `vpn` has an entry. */
   has(vpn: number): boolean {
     return this.get(vpn) >= 0;
   }
@@ -63,6 +65,7 @@ export class DeviceTable {
     return count;
   }
 
+  /** Stores `entry` (non-negative) for `vpn`, replacing any entry it had. */
   set(vpn: number, entry: number): void {
     assertAbout(entry >= 0, "device table entries are non-negative", String, entry);
     const block = this.block(vpn, true)!;
@@ -71,6 +74,7 @@ export class DeviceTable {
     block[slot] = entry + 1;
   }
 
+  /** Removes the entry of `vpn`, if any. */
   delete(vpn: number): void {
     const block = this.block(vpn, false);
     if (block === null) return;
@@ -105,6 +109,7 @@ export class DeviceTable {
     }
   }
 
+  /** Removes every entry. */
   clear(): void {
     this.blocks.clear();
     this.lastKey = -1;

@@ -145,6 +145,7 @@ export function entryAtomic(entry: number): boolean {
 export function entryPfn(entry: number): number {
   return Math.floor(entry / 4);
 }
+/** Whether a mirror entry maps its page writable (tag DPT_XA_TAG_WRITE). */
 export function entryWritable(entry: number): boolean {
   return entry % 4 === DPT_XA_TAG_WRITE;
 }

@@ -169,6 +169,7 @@ export class DmirrorDevice {
     return this.isPrivate ? MIGRATE_VMA_SELECT_DEVICE_PRIVATE : MIGRATE_VMA_SELECT_DEVICE_COHERENT;
   }
 
+  /** Device pages allocated and not yet freed. */
   get usedPages(): number {
     return this.allocated - this.freed;
   }
@@ -188,6 +189,7 @@ export class DmirrorDevice {
     return this.removing.has(pgmapId);
   }
 
+  /** Records a mirror (one open of the device) and returns the id it is known by. */
   registerMirror(mirror: Dmirror): number {
     const id = this.nextMirrorId++;
     this.mirrors.set(id, mirror);

@@ -6,15 +6,25 @@ import { PAGE_SIZE } from "../base/units.js";
 
 /** HMM_DMIRROR_PROT_* snapshot codes (test_hmm_uapi.h). */
 export const HMM_DMIRROR_PROT_ERROR = 0xff;
+/** HMM_DMIRROR_PROT_NONE: snapshot code of a page the device cannot access. */
 export const HMM_DMIRROR_PROT_NONE = 0x00;
+/** HMM_DMIRROR_PROT_READ: snapshot bit, the page is readable. */
 export const HMM_DMIRROR_PROT_READ = 0x01;
+/** HMM_DMIRROR_PROT_WRITE: snapshot bit, the page is writable. */
 export const HMM_DMIRROR_PROT_WRITE = 0x02;
+/** HMM_DMIRROR_PROT_PMD: snapshot bit, the page is mapped by a PMD-sized entry. */
 export const HMM_DMIRROR_PROT_PMD = 0x04;
+/** HMM_DMIRROR_PROT_PUD: snapshot bit, the page is mapped by a PUD-sized entry. */
 export const HMM_DMIRROR_PROT_PUD = 0x08;
+/** HMM_DMIRROR_PROT_ZERO: snapshot bit, the page is the shared zero page. */
 export const HMM_DMIRROR_PROT_ZERO = 0x10;
+/** HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL: snapshot code, device-private memory of this device. */
 export const HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL = 0x20;
+/** HMM_DMIRROR_PROT_DEV_PRIVATE_REMOTE: snapshot code, device-private memory of another device. */
 export const HMM_DMIRROR_PROT_DEV_PRIVATE_REMOTE = 0x30;
+/** HMM_DMIRROR_PROT_DEV_COHERENT_LOCAL: snapshot code, device-coherent memory of this device. */
 export const HMM_DMIRROR_PROT_DEV_COHERENT_LOCAL = 0x40;
+/** HMM_DMIRROR_PROT_DEV_COHERENT_REMOTE: snapshot code, device-coherent memory of another device. */
 export const HMM_DMIRROR_PROT_DEV_COHERENT_REMOTE = 0x50;
 /** HMM_DMIRROR_FLAG_FAIL_ALLOC: the next device or system page allocation of a migration fails, once. */
 export const HMM_DMIRROR_FLAG_FAIL_ALLOC = 1;

@@ -25,9 +25,13 @@ import type { Kfn } from "../sched/thread.js";
 
 /** The commands of mm/gup_test.h (the _IOWR('g', n, struct gup_test) numbers n). */
 export const GUP_FAST_BENCHMARK = 1;
+/** PIN_FAST_BENCHMARK: pin_user_pages_fast over the range, then unpin. */
 export const PIN_FAST_BENCHMARK = 2;
+/** PIN_LONGTERM_BENCHMARK: pin_user_pages with FOLL_LONGTERM over the range, then unpin. */
 export const PIN_LONGTERM_BENCHMARK = 3;
+/** GUP_BASIC_TEST: get_user_pages over the range, then put_page. */
 export const GUP_BASIC_TEST = 4;
+/** PIN_BASIC_TEST: pin_user_pages over the range, then unpin. */
 export const PIN_BASIC_TEST = 5;
 
 /** struct gup_test's inputs, as hmm-tests' gup_test_exec fills them. */

@@ -16,6 +16,10 @@ import { formatSchedule } from "./schedule.js";
 import { serialOutcomes } from "./serial.js";
 import { DfsStrategy, PctStrategy, RandomStrategy, type Strategy, type StrategyName } from "./strategies.js";
 
+/**
+ * How explore() searches: the strategy and its bounds, the seed, the limits on executions and seconds, which
+ * operations to keep, shrinking, and progress reports.
+ */
 export interface ExploreOptions {
   readonly strategy?: StrategyName;
   /** Preemption bound of depth-first search (default: the scenario's, else 2). */
@@ -49,6 +53,9 @@ export interface ExploreOptions {
   readonly progressMs?: number;
 }
 
+/**
+ * What explore() reports while it runs: executions so far, abandoned ones, seconds spent, the current bound.
+ */
 export interface Progress {
   readonly executions: number;
   readonly abandoned: number;
@@ -56,6 +63,7 @@ export interface Progress {
   readonly bound: number;
 }
 
+/** A violation explore() found, with the schedule that replays it and the size of that schedule. */
 export interface Finding {
   readonly violation: Violation;
   /** The schedule string that replays it. */
@@ -70,6 +78,10 @@ export interface Finding {
   readonly threadNames: readonly string[];
 }
 
+/**
+ * What explore() returns: the scenario, protocol, configuration and strategy, the counts, and the finding if
+ * any.
+ */
 export interface ExploreResult {
   readonly scenario: string;
   readonly protocol: string;
@@ -106,6 +118,10 @@ export function configOf(scenario: Scenario, options: ExploreOptions): ExploreCo
   return options.config ?? (options.defect === true ? defectConfig(scenario) : scenario.config);
 }
 
+/**
+ * Runs a scenario under many schedules chosen by a strategy (default depth-first) and returns the first
+ * violation found, or that none was found within the bounds.
+ */
 export function explore(scenario: Scenario, options: ExploreOptions = {}): ExploreResult {
   const clock = options.clock ?? defaultClock;
   const started = clock();

@@ -31,6 +31,7 @@ export interface ExploreJson {
   trace: { step: number; thread: string; label: string; object: string; state: string }[] | null;
 }
 
+/** The result of explore() as a plain JSON-serialisable object (what `hmmsim explore --json` prints). */
 export function exploreJson(result: ExploreResult): ExploreJson {
   const finding = result.finding;
   return {

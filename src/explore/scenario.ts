@@ -65,6 +65,10 @@ export interface ScenarioSetup {
 /** The kind of a violation the explorer reports. */
 export type ViolationKind = "deadlock" | "livelock" | "use-after-free" | "invariant" | "data" | "assertion";
 
+/**
+ * A concurrency scenario: a default kernel configuration, the operations that run as concurrent threads, how
+ * to build them, and the defect it can demonstrate.
+ */
 export interface Scenario {
   /** Stable name, used in schedules and on the command line: letters, digits, `-`, `_` and `.`. */
   readonly name: string;

@@ -20,6 +20,7 @@ import {
   isPreemption,
 } from "./execution.js";
 
+/** The schedule search strategies: depth-first with a preemption bound, PCT, or uniformly random. */
 export type StrategyName = "dfs" | "pct" | "random";
 
 export interface Strategy {

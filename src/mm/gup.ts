@@ -28,10 +28,13 @@ import { type MmStruct, VM_IO, VM_PFNMAP, VM_READ, VM_WRITE } from "./mm_types.j
 import { PG_anon_exclusive } from "./page.js";
 import { pteFrame, ptePresent, pteProtNone, pteSpecial, pteWrite } from "./pgtable.js";
 
+/** FOLL_WRITE: the pages must be writable (break COW first). */
 export const FOLL_WRITE = 0x01;
+/** FOLL_GET: take a plain page reference (get_user_pages). */
 export const FOLL_GET = 0x04;
 /** The pin is long-term (RDMA, VFIO): migrate what may not stay pinned first. */
 export const FOLL_LONGTERM = 0x100;
+/** FOLL_PIN: take a pin, counted apart from plain references (pin_user_pages). */
 export const FOLL_PIN = 0x40000;
 
 /** Per-page references taken through GUP, so the invariant checker can account for them. */

@@ -34,17 +34,24 @@ import {
   pteWrite,
 } from "./pgtable.js";
 
+/** HMM_PFN_VALID: the hmm_pfns entry holds a valid pfn the CPU can access. */
 export const HMM_PFN_VALID = 1;
+/** HMM_PFN_WRITE: the page is mapped writable. */
 export const HMM_PFN_WRITE = 2;
+/** HMM_PFN_ERROR: the page cannot be accessed (a fault on it would fail). */
 export const HMM_PFN_ERROR = 4;
 const HMM_PFN_SCALE = 8;
+/** HMM_PFN_REQ_FAULT: input flag of hmm_range_fault, fault the page in if it is not present. */
 export const HMM_PFN_REQ_FAULT = HMM_PFN_VALID;
+/** HMM_PFN_REQ_WRITE: input flag of hmm_range_fault, fault the page in writable. */
 export const HMM_PFN_REQ_WRITE = HMM_PFN_WRITE;
 
+/** hmm_pfn_to_page's pfn: the frame number held by an hmm_pfns entry. */
 export function hmmPfnToPfn(word: number): number {
   return Math.floor(word / HMM_PFN_SCALE);
 }
 
+/** The HMM_PFN_* flag bits of an hmm_pfns entry. */
 export function hmmPfnFlags(word: number): number {
   return word % HMM_PFN_SCALE;
 }

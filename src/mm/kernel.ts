@@ -18,8 +18,12 @@ import { Tlbs } from "./tlb.js";
 
 /** Which migrate_vma protocol the kernel runs (see mm/migrate_vma.ts). */
 export type ProtocolVersion = "seed" | "4.14" | "modern";
+/** Every migrate_vma protocol version, oldest first. */
 export const PROTOCOL_VERSIONS: readonly ProtocolVersion[] = ["seed", "4.14", "modern"];
 
+/**
+ * How a Kernel is built: RAM size, page store kind, protocol version, CPUs, scheduler options and fast paths.
+ */
 export interface KernelOptions {
   /** Frames of system RAM, the zero page included. */
   ramPages: number;
@@ -38,6 +42,7 @@ export interface KernelOptions {
 
 /** Something that takes back a free ZONE_DEVICE page (memremap.ts registers the pagemaps). */
 export interface DevicePageFreer {
+  /** Takes back a ZONE_DEVICE page whose last reference was dropped (the pagemap's page_free). */
   freeDevicePage(pfn: number): void;
 }
 
@@ -157,10 +162,12 @@ export class Kernel implements PageFreer {
     this.store.grow(grown);
   }
 
+  /** The live thread with scheduler id `id`, or null (id 0, a finished thread, or none such). */
   threadById(id: number): Thread | null {
     return id === 0 ? null : this.sched.byId(id);
   }
 
+  /** mm_alloc: a new mm_struct with an empty page-table root and its own mmap_lock. */
   newMm(): MmStruct {
     const id = this.nextMmId++;
     const mm = new MmStruct(id, this.pt.newRoot(), new RwSem(this.sched, `mmap_lock of mm ${id}`));
@@ -168,12 +175,14 @@ export class Kernel implements PageFreer {
     return mm;
   }
 
+  /** anon_vma_alloc: a new anon_vma, a child of `parent` when one is given (anon_vma_fork). */
   newAnonVma(parent: AnonVma | null): AnonVma {
     const anonVma = new AnonVma(this.mappingById.length, parent);
     this.mappingById.push(anonVma);
     return anonVma;
   }
 
+  /** A new address_space (a tmpfs file, or the shmem object behind a MAP_SHARED|MAP_ANONYMOUS mapping). */
   newAddressSpace(name: string, sizeBytes: number, anonymousShmem: boolean): AddressSpace {
     const space = new AddressSpace(this.mappingById.length, name, sizeBytes, anonymousShmem);
     this.mappingById.push(space);
@@ -186,6 +195,7 @@ export class Kernel implements PageFreer {
     return id === 0 ? null : (this.mappingById[id] ?? null);
   }
 
+  /** Every address_space the kernel has created. */
   addressSpaces(): AddressSpace[] {
     return this.mappingById.filter((mapping): mapping is AddressSpace => mapping instanceof AddressSpace);
   }

@@ -56,17 +56,26 @@ import { lruAddDrain, lruCacheAdd } from "./swap.js";
 
 /** enum fault_flag. */
 export const FAULT_FLAG_WRITE = 0x1;
+/**
+ * FAULT_FLAG_REMOTE: the fault is on behalf of another mm (GUP on a remote process), not the current task.
+ */
 export const FAULT_FLAG_REMOTE = 0x80;
 /** Break COW sharing without asking for write access (GUP read pins of shared anonymous pages). */
 export const FAULT_FLAG_UNSHARE = 0x400;
 
 /** vm_fault_t bits. */
 export const VM_FAULT_OOM = 0x1;
+/** VM_FAULT_SIGBUS: the fault cannot be satisfied; the access gets SIGBUS. */
 export const VM_FAULT_SIGBUS = 0x2;
+/** VM_FAULT_MAJOR: the fault had to wait for I/O or a migration (counted as a major fault). */
 export const VM_FAULT_MAJOR = 0x4;
+/** VM_FAULT_SIGSEGV: the access is not allowed; it gets SIGSEGV. */
 export const VM_FAULT_SIGSEGV = 0x40;
+/** VM_FAULT_NOPAGE: the handler installed the PTE itself (or found one); nothing left to map. */
 export const VM_FAULT_NOPAGE = 0x100;
+/** VM_FAULT_RETRY: the handler dropped the mmap_lock; the fault must be retried from the start. */
 export const VM_FAULT_RETRY = 0x400;
+/** VM_FAULT_ERROR: the bits that make a fault fail (OOM, SIGBUS, SIGSEGV). */
 export const VM_FAULT_ERROR = VM_FAULT_OOM | VM_FAULT_SIGBUS | VM_FAULT_SIGSEGV;
 
 /**

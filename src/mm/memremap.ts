@@ -24,10 +24,13 @@ import {
   PG_zone_device,
 } from "./page.js";
 
+/** MEMORY_DEVICE_PRIVATE: device memory the CPU cannot map; CPU faults migrate it back to RAM. */
 export const MEMORY_DEVICE_PRIVATE = 1;
 /** Pagemaps a kernel can hold (ids 1 and up): page->pgmap is a 16-bit id here. */
 export const PAGEMAPS_MAX = 2 ** 16;
+/** MEMORY_DEVICE_COHERENT: device memory the CPU can map and access directly. */
 export const MEMORY_DEVICE_COHERENT = 2;
+/** enum memory_type, the kinds of ZONE_DEVICE memory hmmsim models. */
 export type MemoryType = typeof MEMORY_DEVICE_PRIVATE | typeof MEMORY_DEVICE_COHERENT;
 
 /** struct vm_fault, the part a migrate_to_ram callback reads. */
@@ -76,10 +79,12 @@ export class DevPagemap {
     readonly ops: DevPagemapOps,
   ) {}
 
+  /** The first pfn past the pagemap's range. */
   get endPfn(): number {
     return this.startPfn + this.pages;
   }
 
+  /** Whether `pfn` lies in the pagemap's range. */
   contains(pfn: number): boolean {
     return pfn >= this.startPfn && pfn < this.endPfn;
   }

@@ -16,6 +16,7 @@ import {
   PG_uptodate,
 } from "./page.js";
 
+/** MIGRATEPAGE_SUCCESS: what migrate_page and its helpers return when the page moved. */
 export const MIGRATEPAGE_SUCCESS = 0;
 
 /**

@@ -63,9 +63,18 @@ export const MODERN_LAYOUT: MigratePfnLayout = {
 
 /** enum migrate_vma_direction (modern). */
 export const MIGRATE_VMA_SELECT_SYSTEM = 1;
+/**
+ * MIGRATE_VMA_SELECT_DEVICE_PRIVATE: migrate_vma_setup collects device-private pages of the caller's pgmap
+ * owner.
+ */
 export const MIGRATE_VMA_SELECT_DEVICE_PRIVATE = 2;
+/**
+ * MIGRATE_VMA_SELECT_DEVICE_COHERENT: migrate_vma_setup collects device-coherent pages of the caller's pgmap
+ * owner.
+ */
 export const MIGRATE_VMA_SELECT_DEVICE_COHERENT = 4;
 
+/** The bit layout of migrate_pfn words (MIGRATE_PFN_* values and shift) in a protocol version. */
 export function layoutFor(protocol: ProtocolVersion): MigratePfnLayout {
   return protocol === "seed" ? SEED_LAYOUT : protocol === "4.14" ? V414_LAYOUT : MODERN_LAYOUT;
 }
@@ -81,6 +90,7 @@ export function migratePfnToPfn(layout: MigratePfnLayout, mpfn: number): number 
   return Math.floor(mpfn * layout.SCALE_INVERSE);
 }
 
+/** Whether a migrate_pfn word has `flag` set (a flag of 0, absent from this layout, is never set). */
 export function hasFlag(mpfn: number, flag: number): boolean {
   return flag !== 0 && (mpfn & flag) !== 0;
 }
@@ -90,6 +100,7 @@ export function clearFlag(mpfn: number, flag: number): number {
   return hasFlag(mpfn, flag) ? mpfn - flag : mpfn;
 }
 
+/** Sets `flag` in a migrate_pfn word (by addition, since words pass 32 bits); a flag of 0 changes nothing. */
 export function setFlag(mpfn: number, flag: number): number {
   return flag === 0 || hasFlag(mpfn, flag) ? mpfn : mpfn + flag;
 }
@@ -139,6 +150,7 @@ export interface MigrateSwitches {
   readonly skipMaybePinnedExclusive: boolean;
 }
 
+/** The migrate_vma behaviour switches of a protocol version. */
 export function switchesFor(protocol: ProtocolVersion): MigrateSwitches {
   const seed = protocol === "seed";
   const modern = protocol === "modern";

@@ -28,6 +28,10 @@ import { VM_HUGETLB, VM_SPECIAL, type Vma } from "./mm_types.js";
  * puts in dst and must not change src; finalize_and_map must change neither array.
  */
 export interface MigrateVmaOps<P> {
+  /**
+   * alloc_and_copy (struct migrate_vma_ops, 4.14): allocate destination pages for the collected sources and
+   * copy them.
+   */
   allocAndCopy(
     vma: Vma,
     src: Float64Array,
@@ -36,6 +40,7 @@ export interface MigrateVmaOps<P> {
     end: number,
     priv: P,
   ): Kfn<void>;
+  /** finalize_and_map (struct migrate_vma_ops, 4.14): after the pages moved, update the device's mappings. */
   finalizeAndMap(
     vma: Vma,
     src: Float64Array,

@@ -11,23 +11,41 @@ import type { Vpn } from "../base/units.js";
 import { type RwSem, WaitQueue } from "../sched/locks.js";
 import type { MmuIntervalNotifier } from "./mmu_notifier.js";
 
+/** VM_NONE: no vm_flags. */
 export const VM_NONE = 0;
+/** VM_READ: the VMA may be read. */
 export const VM_READ = 0x1;
+/** VM_WRITE: the VMA may be written. */
 export const VM_WRITE = 0x2;
+/** VM_EXEC: the VMA may be executed. */
 export const VM_EXEC = 0x4;
+/** VM_SHARED: writes are shared with other mappings of the same object (MAP_SHARED). */
 export const VM_SHARED = 0x8;
+/** VM_MAYREAD: mprotect may add VM_READ. */
 export const VM_MAYREAD = 0x10;
+/** VM_MAYWRITE: mprotect may add VM_WRITE. */
 export const VM_MAYWRITE = 0x20;
+/** VM_MAYEXEC: mprotect may add VM_EXEC. */
 export const VM_MAYEXEC = 0x40;
+/** VM_MAYSHARE: the mapping was created MAP_SHARED (kept even when VM_SHARED is not). */
 export const VM_MAYSHARE = 0x80;
+/** VM_GROWSDOWN: a stack that grows down (MAP_GROWSDOWN). */
 export const VM_GROWSDOWN = 0x100;
+/** VM_PFNMAP: raw pfns without struct pages are mapped (remap_pfn_range). */
 export const VM_PFNMAP = 0x400;
+/** VM_LOCKED: the pages are mlocked (MAP_LOCKED). */
 export const VM_LOCKED = 0x2000;
+/** VM_IO: memory-mapped I/O; never migrated or dumped. */
 export const VM_IO = 0x4000;
+/** VM_DONTCOPY: not copied into the child at fork (MADV_DONTFORK). */
 export const VM_DONTCOPY = 0x20000;
+/** VM_DONTEXPAND: mremap may not grow the VMA. */
 export const VM_DONTEXPAND = 0x40000;
+/** VM_ACCOUNT: the VMA is charged to the commit accounting. */
 export const VM_ACCOUNT = 0x100000;
+/** VM_HUGETLB: a hugetlbfs mapping. */
 export const VM_HUGETLB = 0x400000;
+/** VM_MIXEDMAP: a mix of pages with and without struct pages (vm_insert_page and vm_insert_pfn). */
 export const VM_MIXEDMAP = 0x10000000;
 /** MADV_HUGEPAGE was given: the VMA asks for transparent huge pages (hmmsim has none yet). */
 export const VM_HUGEPAGE = 0x20000000;
@@ -35,6 +53,7 @@ export const VM_HUGEPAGE = 0x20000000;
 export const VM_NOHUGEPAGE = 0x40000000;
 /** VMAs whose pages are not normal: migration and most mm operations refuse them. */
 export const VM_SPECIAL = VM_IO | VM_DONTEXPAND | VM_PFNMAP | VM_MIXEDMAP;
+/** The access bits of vm_flags: VM_READ, VM_WRITE and VM_EXEC. */
 export const VM_ACCESS_FLAGS = VM_READ | VM_WRITE | VM_EXEC;
 
 /** An anon_vma: the set of VMAs in which the anonymous pages that point at it may be mapped. */
@@ -47,11 +66,13 @@ export class AnonVma {
     readonly parent: AnonVma | null,
   ) {}
 
+  /** anon_vma_chain_link: adds a VMA to the set that may map this anon_vma's pages. */
   link(vma: Vma): void {
     this.vmas.add(vma);
     this.soleVma = this.vmas.size === 1 ? vma : null;
   }
 
+  /** Removes a VMA from the set (unlink_anon_vmas). */
   unlink(vma: Vma): void {
     this.vmas.delete(vma);
     this.soleVma = null;
@@ -81,8 +102,10 @@ export class AddressSpace {
   }
 }
 
+/** What page->mapping points at: an anon_vma for anonymous pages, an address_space for file pages. */
 export type Mapping = AnonVma | AddressSpace;
 
+/** struct vm_area_struct: a range of pages [start, end) of one mm with the same flags and backing. */
 export class Vma {
   /** The anon_vmas this VMA is linked into (its anon_vma_chain); its own anon_vma is the last. */
   anonVmaChain: AnonVma[] = [];
@@ -107,6 +130,7 @@ export class Vma {
     assert(end > start, "a VMA covers at least one page", () => `${start}..${end}`);
   }
 
+  /** Pages the VMA spans. */
   get pages(): number {
     return this.end - this.start;
   }
@@ -116,6 +140,7 @@ export class Vma {
     return this.file === null && this.driverFile === null;
   }
 
+  /** Whether the page `vpn` lies in [start, end). */
   contains(vpn: number): boolean {
     return vpn >= this.start && vpn < this.end;
   }
@@ -131,12 +156,16 @@ export class Vma {
     return vpn >= this.start && vpn < this.end ? vpn : -1;
   }
 
+  /** The VMA's range and flags in hex, as /proc/PID/maps writes addresses. */
   toString(): string {
     const file = this.driverFile === null ? "" : ` ${this.driverFile}`;
     return `vma ${this.start.toString(16)}000-${this.end.toString(16)}000 flags 0x${this.flags.toString(16)}${file}`;
   }
 }
 
+/**
+ * struct mm_struct: one address space, its VMAs, page-table root, mmap_lock and MMU notifier subscriptions.
+ */
 export class MmStruct {
   /** VMAs sorted by start, non-overlapping. */
   vmas: Vma[] = [];
@@ -185,6 +214,7 @@ export class MmStruct {
     return this.vmas.filter((vma) => vma.start < end && vma.end > start);
   }
 
+  /** Inserts a VMA in start order (vma_link); it must not overlap another. */
   insertVma(vma: Vma): void {
     const at = this.vmas.findIndex((other) => other.start > vma.start);
     const index = at < 0 ? this.vmas.length : at;
@@ -203,6 +233,7 @@ export class MmStruct {
     this.vmas.splice(index, 0, vma);
   }
 
+  /** Removes a VMA the mm holds (vma_unlink); asserts that it holds it. */
   removeVma(vma: Vma): void {
     const index = this.vmas.indexOf(vma);
     assert(index >= 0, "removing a VMA the mm does not have", () => vma.toString());

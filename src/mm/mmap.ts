@@ -68,10 +68,12 @@ const MMAP_FLOOR_VPN = 2 ** 20;
 /** MAP_32BIT's window on x86-64 (find_start_end): [1 GiB, 2 GiB). */
 const MAP_32BIT_START_VPN = 2 ** 30 / PAGE_SIZE;
 const MAP_32BIT_END_VPN = 2 ** 31 / PAGE_SIZE;
+/** Virtual pages below TASK_SIZE: the user address space in pages. */
 export const TASK_VPNS = TASK_SIZE / PAGE_SIZE;
 
 /** Page-size and address-space constants as BigInts, for the argument checks of the system calls. */
 export const PAGE_BYTES = BigInt(PAGE_SIZE);
+/** TASK_SIZE as a BigInt. */
 export const TASK_BYTES = BigInt(TASK_SIZE);
 const U64_LIMIT = 1n << 64n;
 /** MAX_LFS_FILESIZE on 64-bit: the largest file a mapping may reach into (file_mmap_size_max). */
@@ -189,6 +191,9 @@ export interface DriverFile {
   readonly mmap: ((k: Kernel, vma: Vma) => Kfn<number>) | null;
 }
 
+/**
+ * The arguments of mmap(2) after the C ABI: address, length, prot, flags, the file and the byte offset in it.
+ */
 export interface MmapRequest {
   addr: number;
   length: number;

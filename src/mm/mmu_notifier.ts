@@ -14,15 +14,32 @@ import type { MmStruct, Vma } from "./mm_types.js";
 
 /** enum mmu_notifier_event. */
 export const MMU_NOTIFY_UNMAP = 0;
+/** MMU_NOTIFY_CLEAR: PTEs of the range are cleared (madvise, zap, rmap unmap, a page replaced by another). */
 export const MMU_NOTIFY_CLEAR = 1;
+/** MMU_NOTIFY_PROTECTION_VMA: the protection of the whole VMA changes (mprotect). */
 export const MMU_NOTIFY_PROTECTION_VMA = 2;
+/**
+ * MMU_NOTIFY_PROTECTION_PAGE: the protection of pages in the range changes (write-protect for COW at fork).
+ */
 export const MMU_NOTIFY_PROTECTION_PAGE = 3;
+/** MMU_NOTIFY_SOFT_DIRTY: soft-dirty tracking clears the write bit. */
 export const MMU_NOTIFY_SOFT_DIRTY = 4;
+/** MMU_NOTIFY_RELEASE: the mm is being torn down (exit_mmap). */
 export const MMU_NOTIFY_RELEASE = 5;
+/**
+ * MMU_NOTIFY_MIGRATE: pages are being migrated (migrate_vma, device-coherent migration); `owner` names who
+ * started it.
+ */
 export const MMU_NOTIFY_MIGRATE = 6;
+/**
+ * MMU_NOTIFY_EXCLUSIVE: pages are being made device-exclusive (make_device_exclusive); `owner` names who
+ * asked.
+ */
 export const MMU_NOTIFY_EXCLUSIVE = 7;
+/** enum mmu_notifier_event: one of the MMU_NOTIFY_* values. */
 export type MmuNotifierEvent = 0 | 1 | 2 | 3 | 4 | 5 | 6 | 7;
 
+/** The MMU_NOTIFY_* names without their prefix, indexed by event, for reports. */
 export const EVENT_NAMES = [
   "UNMAP",
   "CLEAR",
@@ -51,6 +68,10 @@ export interface MmuIntervalNotifierOps {
   invalidate(sub: MmuIntervalNotifier, range: MmuNotifierRange, curSeq: number): Kfn<boolean>;
 }
 
+/**
+ * struct mmu_interval_notifier: a driver's subscription to invalidations of a range of one mm, with the
+ * sequence count that mmu_interval_read_begin / read_retry check.
+ */
 export class MmuIntervalNotifier {
   invalidateSeq = 0;
   /** Unlinked: no invalidation calls it any more (mmu_interval_notifier_remove has returned). */
@@ -67,6 +88,7 @@ export class MmuIntervalNotifier {
     readonly ops: MmuIntervalNotifierOps,
   ) {}
 
+  /** Whether the subscription's range meets [start, end). */
   overlaps(start: number, end: number): boolean {
     return this.start < end && start < this.end;
   }
@@ -207,6 +229,7 @@ export function mmuNotifierInvalidateRangeEnd(k: Kernel, range: MmuNotifierRange
   }
 }
 
+/** mmu_notifier_range_init: the range an invalidation is announced with. */
 export function notifierRange(
   mm: MmStruct,
   vma: Vma | null,

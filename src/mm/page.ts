@@ -13,12 +13,19 @@
 import { assert, fail } from "../base/assert.js";
 import { pageObject } from "../sched/objects.js";
 
+/** PG_locked: the page is locked (lock_page); others wait on its bit. */
 export const PG_locked = 1 << 0;
+/** PG_referenced: the page was accessed recently (mark_page_accessed). */
 export const PG_referenced = 1 << 1;
+/** PG_uptodate: the page's contents are valid. */
 export const PG_uptodate = 1 << 2;
+/** PG_dirty: the page's contents differ from its backing store. */
 export const PG_dirty = 1 << 3;
+/** PG_lru: the page is on an LRU list. */
 export const PG_lru = 1 << 4;
+/** PG_active: the page is on an active LRU list. */
 export const PG_active = 1 << 5;
+/** PG_swapbacked: the page is backed by swap or shmem, not by a file (anonymous and tmpfs pages). */
 export const PG_swapbacked = 1 << 6;
 /** The shared zero page and other frames that are never allocated or freed. */
 export const PG_reserved = 1 << 7;
@@ -61,6 +68,7 @@ const flagNames: readonly [number, string][] = [
   [PG_device_coherent, "device_coherent"],
 ];
 
+/** The names of the PG_* flags set in `flags`, joined with `|` ("none" when none is set). */
 export function describeFlags(flags: number): string {
   const names = flagNames.filter(([bit]) => (flags & bit) !== 0).map(([, name]) => name);
   return names.length === 0 ? "none" : names.join("|");
@@ -96,6 +104,7 @@ export function folioMaybeDmaPinned(pages: PageArrays, pfn: number): boolean {
 
 /** Where the last reference to a page goes: the buddy allocator or a device's page_free. */
 export interface PageFreer {
+  /** Takes the page whose last reference was dropped (free_unref_page, or the pagemap's page_free). */
   freePage(pfn: number): void;
 }
 
@@ -105,6 +114,10 @@ export interface BadPageReport {
   reason: string;
 }
 
+/**
+ * Every struct page of the kernel, RAM and device memory, as typed arrays indexed by pfn: flags, refcount,
+ * mapcount and the rest.
+ */
 export class PageArrays {
   /** Number of frames described, RAM and device together. */
   capacity: number;
@@ -219,18 +232,22 @@ export class PageArrays {
     this.capacity = capacity;
   }
 
+  /** Whether page `pfn` has flag `bit` set (the PageFoo tests). */
   has(pfn: number, bit: number): boolean {
     return (this.flags[pfn]! & bit) !== 0;
   }
 
+  /** Sets flag `bit` on page `pfn` (SetPageFoo). */
   set(pfn: number, bit: number): void {
     this.flags[pfn]! |= bit;
   }
 
+  /** Clears flag `bit` on page `pfn` (ClearPageFoo). */
   clear(pfn: number, bit: number): void {
     this.flags[pfn]! &= ~bit;
   }
 
+  /** is_zone_device_page: the page is ZONE_DEVICE memory (device-private or device-coherent). */
   isZoneDevice(pfn: number): boolean {
     return (this.flags[pfn]! & PG_zone_device) !== 0;
   }
@@ -245,6 +262,7 @@ export class PageArrays {
     return (this.flags[pfn]! & PG_device_coherent) !== 0;
   }
 
+  /** PageAnon: the page is anonymous memory (page->mapping is an anon_vma). */
   isAnon(pfn: number): boolean {
     return (this.flags[pfn]! & PG_anon) !== 0;
   }
@@ -272,6 +290,7 @@ export class PageArrays {
     this.refcount[pfn]!++;
   }
 
+  /** put_page of a structural reference (one that getStructural took). */
   putStructural(pfn: number): void {
     this.dropRef(pfn);
   }
@@ -332,10 +351,12 @@ export class PageArrays {
     return true;
   }
 
+  /** Records a bad_page report for `pfn`, with the page's state appended. */
   reportBad(pfn: number, reason: string): void {
     this.badPages.push({ pfn, reason: `${reason} (${this.describe(pfn)})` });
   }
 
+  /** The page's flags, refcount, mapcount and held references in one line (dump_page). */
   describe(pfn: number): string {
     return (
       `pfn ${pfn} flags ${describeFlags(this.flags[pfn]!)} refcount ${this.refcount[pfn]} ` +

@@ -27,12 +27,14 @@ import {
   PG_uptodate,
 } from "./page.js";
 
+/** The pfn of the shared zero page (my_zero_pfn), never allocated or freed. */
 export const ZERO_PFN = 0;
 
 /** Flags a page keeps across free and reuse: none but the permanent ones. */
 const FLAGS_CLEARED_AT_FREE =
   PG_memcg_moved | PG_anon | PG_anon_exclusive | PG_dirty | PG_referenced | PG_swapbacked | PG_uptodate;
 
+/** The RAM page allocator (the buddy allocator's role: alloc_page, __free_page), lowest free frame first. */
 export class PageAllocator {
   /** Frames of RAM, the zero page included. */
   readonly ramPages: number;
@@ -58,14 +60,17 @@ export class PageAllocator {
     pages.refcount[ZERO_PFN] = 1;
   }
 
+  /** RAM pages free for allocation (the zero page is never free). */
   get freePages(): number {
     return this.ramPages - 1 - this.allocatedCount;
   }
 
+  /** RAM pages allocated and not yet freed. */
   get usedPages(): number {
     return this.allocatedCount;
   }
 
+  /** Whether `pfn` is a frame of system RAM rather than device memory. */
   isRam(pfn: number): boolean {
     return pfn >= 0 && pfn < this.ramPages;
   }

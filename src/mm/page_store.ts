@@ -10,6 +10,7 @@ import { assert } from "../base/assert.js";
 import { EOPNOTSUPP, KernelError } from "../base/errno.js";
 import { PAGE_SIZE } from "../base/units.js";
 
+/** Which page store holds frame contents: "bytes" (real bytes) or "tokens" (a content version per frame). */
 export type StoreKind = "bytes" | "tokens";
 
 /**
@@ -25,6 +26,7 @@ export class NoBytesError extends KernelError {
   }
 }
 
+/** What frames hold: copy, zero, fill, read and write of page contents, for RAM and device frames alike. */
 export interface PageStore {
   readonly kind: StoreKind;
   /** copy_highpage: dst gets src's contents. */
@@ -50,6 +52,7 @@ export interface PageStore {
 const SLAB_PAGES = 2 ** 18; // 1 GiB of 4 KiB frames
 const WORDS_PER_PAGE = PAGE_SIZE / 4;
 
+/** The page store with real bytes: 4 KiB frames in ArrayBuffer slabs allocated when first touched. */
 export class BytesStore implements PageStore {
   readonly kind = "bytes";
   private readonly slabs: (Uint8Array | undefined)[] = [];
@@ -163,6 +166,7 @@ export class BytesStore implements PageStore {
   }
 }
 
+/** The page store without bytes: one 32-bit content version per frame, for simulations of many GiB. */
 export class TokensStore implements PageStore {
   readonly kind = "tokens";
   private versions: Uint32Array;
@@ -211,6 +215,7 @@ export class TokensStore implements PageStore {
   }
 }
 
+/** The page store of `kind` for frames below `capacity`. */
 export function createPageStore(kind: StoreKind, capacity: number): PageStore {
   return kind === "bytes" ? new BytesStore(capacity) : new TokensStore(capacity);
 }

@@ -11,11 +11,24 @@ import type { Kfn } from "../sched/thread.js";
 import type { Kernel } from "./kernel.js";
 import type { MmStruct, Vma } from "./mm_types.js";
 
+/**
+ * struct mm_walk_ops, the callbacks walkPageRange calls (the part hmm_range_fault and migrate_vma_collect
+ * use).
+ */
 export interface MmWalkOps {
+  /** pmd_entry: called with the PTE table of [start, end) inside `vma`; a non-zero return stops the walk. */
   pmdEntry(table: number, start: number, end: number, vma: Vma): Kfn<number>;
+  /**
+   * pte_hole: called for [start, end) with no PTE table or no VMA (`vma` null); a non-zero return stops the
+   * walk.
+   */
   pteHole(start: number, end: number, vma: Vma | null): Kfn<number>;
 }
 
+/**
+ * walk_page_range: walks [start, end) of `mm`, calling `ops` for each PTE table and hole; returns the first
+ * non-zero callback result, or 0.
+ */
 export function* walkPageRange(
   k: Kernel,
   mm: MmStruct,

@@ -10,9 +10,13 @@
 import { assert, assertAbout } from "../base/assert.js";
 import { PTRS_PER_TABLE } from "../base/units.js";
 
+/** _PAGE_PRESENT: the entry maps a page the CPU may access. */
 export const _PAGE_PRESENT = 1;
+/** _PAGE_RW: the page is writable through this entry. */
 export const _PAGE_RW = 2;
+/** _PAGE_DIRTY: the page was written through this entry. */
 export const _PAGE_DIRTY = 4;
+/** _PAGE_ACCESSED: the page was accessed through this entry (pte_young). */
 export const _PAGE_ACCESSED = 8;
 /** pte_special: no struct page is reference-counted through this entry (the zero page). */
 export const _PAGE_SPECIAL = 16;
@@ -30,10 +34,21 @@ const SWAP_TYPE_MASK = 7 * SWAP_TYPE_SHIFT_SCALE;
 
 /** Swap entry types (include/linux/swap.h): hmmsim has no real swap, only these special types. */
 export const SWP_MIGRATION_READ = 1;
+/** SWP_MIGRATION_WRITE: a migration entry of a page that was mapped writable. */
 export const SWP_MIGRATION_WRITE = 2;
+/** SWP_DEVICE_READ: a device-private entry of a page mapped read-only. */
 export const SWP_DEVICE_READ = 3;
+/** SWP_DEVICE_WRITE: a device-private entry of a page mapped writable. */
 export const SWP_DEVICE_WRITE = 4;
+/**
+ * SWP_DEVICE_EXCLUSIVE: a device-exclusive entry (make_device_exclusive): the CPU faults to take the page
+ * back.
+ */
 export const SWP_DEVICE_EXCLUSIVE = 5;
+/**
+ * SWP_MIGRATION_READ_EXCLUSIVE: a migration entry of a read-only page that was exclusive to its anonymous
+ * mapping (PG_anon_exclusive).
+ */
 export const SWP_MIGRATION_READ_EXCLUSIVE = 6;
 
 /**
@@ -51,6 +66,7 @@ export function pteNone(pte: number): boolean {
   return pte === 0;
 }
 
+/** pte_present. */
 export function ptePresent(pte: number): boolean {
   return (pte & _PAGE_PRESENT) !== 0;
 }
@@ -60,26 +76,32 @@ export function pteFrame(pte: number): number {
   return (pte - (pte & (BITS_SCALE - 1))) * FRAME_UNIT;
 }
 
+/** The flag bits of an entry (everything below the frame). */
 export function pteBits(pte: number): number {
   return pte & (BITS_SCALE - 1);
 }
 
+/** pte_write: the entry allows writes. */
 export function pteWrite(pte: number): boolean {
   return (pte & _PAGE_RW) !== 0;
 }
 
+/** pte_dirty. */
 export function pteDirty(pte: number): boolean {
   return (pte & _PAGE_DIRTY) !== 0;
 }
 
+/** pte_young: the accessed bit is set. */
 export function pteYoung(pte: number): boolean {
   return (pte & _PAGE_ACCESSED) !== 0;
 }
 
+/** pte_special: no struct page is reference-counted through this entry. */
 export function pteSpecial(pte: number): boolean {
   return (pte & _PAGE_SPECIAL) !== 0;
 }
 
+/** pte_protnone: a PROT_NONE entry (present to the kernel, not to the CPU). */
 export function pteProtNone(pte: number): boolean {
   return (pte & _PAGE_PROTNONE) !== 0;
 }
@@ -90,6 +112,7 @@ export function mkPte(pfn: number, bits: number): number {
   return pfn * BITS_SCALE + (bits | _PAGE_PRESENT);
 }
 
+/** The entry with the bits `set` added and then the bits `clear` removed; the frame is kept. */
 export function pteWithBits(pte: number, set: number, clear: number): number {
   const bits = (pteBits(pte) | set) & ~clear;
   return pte - pteBits(pte) + bits;
@@ -100,6 +123,7 @@ export function isSwapPte(pte: number): boolean {
   return pte !== 0 && (pte & _PAGE_PRESENT) === 0;
 }
 
+/** swp_type: the type of a swap entry (a SWP_* value). */
 export function swapType(pte: number): number {
   // A shift: (pte & SWAP_TYPE_MASK) is a small non-negative integer.
   return (pte & SWAP_TYPE_MASK) >> SWAP_TYPE_SHIFT;
@@ -120,26 +144,31 @@ function swapEntry(type: number, offset: number, bits: number): number {
   return offset * BITS_SCALE + type * SWAP_TYPE_SHIFT_SCALE + bits;
 }
 
+/** is_migration_entry. */
 export function isMigrationEntry(pte: number): boolean {
   if (!isSwapPte(pte)) return false;
   const type = swapType(pte);
   return type === SWP_MIGRATION_READ || type === SWP_MIGRATION_WRITE || type === SWP_MIGRATION_READ_EXCLUSIVE;
 }
 
+/** is_writable_migration_entry. */
 export function isWritableMigrationEntry(pte: number): boolean {
   return isSwapPte(pte) && swapType(pte) === SWP_MIGRATION_WRITE;
 }
 
+/** is_device_private_entry. */
 export function isDevicePrivateEntry(pte: number): boolean {
   if (!isSwapPte(pte)) return false;
   const type = swapType(pte);
   return type === SWP_DEVICE_READ || type === SWP_DEVICE_WRITE;
 }
 
+/** is_writable_device_private_entry. */
 export function isWritableDevicePrivateEntry(pte: number): boolean {
   return isSwapPte(pte) && swapType(pte) === SWP_DEVICE_WRITE;
 }
 
+/** is_device_exclusive_entry. */
 export function isDeviceExclusiveEntry(pte: number): boolean {
   return isSwapPte(pte) && swapType(pte) === SWP_DEVICE_EXCLUSIVE;
 }
@@ -193,6 +222,7 @@ export function migrationEntryReadOnly(pte: number, exclusive: boolean): number 
   );
 }
 
+/** make_writable_device_private_entry / make_readable_device_private_entry for `pfn`. */
 export function makeDevicePrivateEntry(pfn: number, write: boolean): number {
   return swapEntry(write ? SWP_DEVICE_WRITE : SWP_DEVICE_READ, pfn, 0);
 }
@@ -263,6 +293,7 @@ export class PageTables {
     return this.tableCount;
   }
 
+  /** Page-table nodes allocated and not freed. */
   get tablesInUse(): number {
     return this.tableCount - this.tableFree.length;
   }

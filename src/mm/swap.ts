@@ -9,16 +9,22 @@ import { assert } from "../base/assert.js";
 import type { Kernel } from "./kernel.js";
 import { assertPage, PG_active, PG_lru, PG_memcg_moved, PG_swapbacked } from "./page.js";
 
+/** LRU_INACTIVE_ANON: the inactive list of anonymous pages. */
 export const LRU_INACTIVE_ANON = 0;
+/** LRU_ACTIVE_ANON: the active list of anonymous pages. */
 export const LRU_ACTIVE_ANON = 1;
+/** LRU_INACTIVE_FILE: the inactive list of file pages. */
 export const LRU_INACTIVE_FILE = 2;
+/** LRU_ACTIVE_FILE: the active list of file pages. */
 export const LRU_ACTIVE_FILE = 3;
+/** LRU_UNEVICTABLE: the list of pages that cannot be reclaimed (mlocked, for instance). */
 export const LRU_UNEVICTABLE = 4;
 const LRU_LISTS = 5;
 
 /** Pages per CPU add batch: PAGEVEC_SIZE of the 4.14 to 5.x kernels. */
 export const PAGEVEC_SIZE = 15;
 
+/** The LRU lists of the one node (struct lruvec) and the per-CPU LRU add batches. */
 export class LruState {
   readonly head = new Int32Array(LRU_LISTS).fill(-1);
   readonly tail = new Int32Array(LRU_LISTS).fill(-1);

@@ -26,7 +26,9 @@ const INDEX_MASK = TLB_ENTRIES - 1;
 /** Above this many pages a range flush scans the whole TLB instead of probing each page. */
 const RANGE_PROBE_MAX = TLB_ENTRIES;
 
+/** Bit of a TLB entry: the cached translation allows writes. */
 export const TLB_WRITABLE = 2;
+/** Bit of a TLB entry: the translation was cached with the PTE already dirty. */
 export const TLB_DIRTY = 1;
 
 /** One CPU's cached translation, as the invariant checker and tests see it. */
@@ -39,6 +41,10 @@ export interface TlbEntry {
   readonly dirty: boolean;
 }
 
+/**
+ * The TLBs of every CPU: fills on access and the flushes the kernel issues (flush_tlb_range, flush_tlb_mm,
+ * ptep_clear_flush).
+ */
 export class Tlbs {
   /** The mm id of each entry, 0 when the entry is invalid: CPU c's entry i is at c * TLB_ENTRIES + i. */
   private readonly mmOf: Int32Array;

@@ -12,14 +12,17 @@ import { BLOCKED, type Kfn, type Thread, type TrackedLocks, type Waitable } from
 export class WaitQueue {
   private readonly sleepers: Thread[] = [];
 
+  /** How many threads sleep on the queue. */
   get length(): number {
     return this.sleepers.length;
   }
 
+  /** Adds a thread that is going to sleep on the queue. */
   add(thread: Thread): void {
     this.sleepers.push(thread);
   }
 
+  /** wake_up_all: wakes every thread asleep on the queue and empties it. */
   wakeAll(sched: Scheduler): void {
     if (this.sleepers.length === 0) return;
     // Bounded by the number of sleepers present at the call; woken threads re-add themselves if needed.
@@ -27,6 +30,7 @@ export class WaitQueue {
     for (const thread of woken) sched.wake(thread);
   }
 
+  /** Removes a thread from the queue, if it is on it. */
   remove(thread: Thread): void {
     const index = this.sleepers.indexOf(thread);
     if (index >= 0) this.sleepers.splice(index, 1);
@@ -74,10 +78,12 @@ export class Lock implements Waitable, TrackedLocks {
     return this.holder === null ? [] : [this.holder];
   }
 
+  /** Whether some thread holds the lock. */
   get locked(): boolean {
     return this.holder !== null;
   }
 
+  /** Whether `thread` holds the lock. */
   heldBy(thread: Thread): boolean {
     return this.holder === thread;
   }
@@ -103,6 +109,7 @@ export class Lock implements Waitable, TrackedLocks {
     return true;
   }
 
+  /** spin_unlock / mutex_unlock: releases the lock the running thread holds and wakes its waiters. */
   unlock(): void {
     const me = this.sched.current();
     assert(this.holder === me, "unlock of a lock not held by this thread", () => `${me} on ${this.label}`);
@@ -164,18 +171,22 @@ export class RwSem implements Waitable, TrackedLocks {
     return this.writer === null ? this.readers : [this.writer];
   }
 
+  /** Whether some reader holds the semaphore. */
   get readLocked(): boolean {
     return this.readers.length > 0;
   }
 
+  /** Whether a writer holds the semaphore. */
   get writeLocked(): boolean {
     return this.writer !== null;
   }
 
+  /** Whether `thread` holds the semaphore, as a reader or as the writer. */
   heldBy(thread: Thread): boolean {
     return this.writer === thread || this.readers.includes(thread);
   }
 
+  /** down_read: a scheduling point (labelled `site`, if given), then wait until no writer holds or waits. */
   *downRead(site?: string): Kfn<void> {
     const me = this.sched.current();
     assert(!this.heldBy(me), "rwsem taken twice by one thread", () => `${me} on ${this.label}`);
@@ -198,6 +209,9 @@ export class RwSem implements Waitable, TrackedLocks {
     return true;
   }
 
+  /**
+   * down_write: a scheduling point (labelled `site`, if given), then wait until nobody holds the semaphore.
+   */
   *downWrite(site?: string): Kfn<void> {
     const me = this.sched.current();
     assert(!this.heldBy(me), "rwsem taken twice by one thread", () => `${me} on ${this.label}`);
@@ -212,6 +226,7 @@ export class RwSem implements Waitable, TrackedLocks {
     this.writer = me;
   }
 
+  /** up_read: releases the running thread's read hold. */
   upRead(): void {
     const me = this.sched.current();
     const index = this.readers.indexOf(me);
@@ -223,6 +238,7 @@ export class RwSem implements Waitable, TrackedLocks {
     if (this.readers.length === 0) this.waiters.wakeAll(this.sched);
   }
 
+  /** up_write: releases the running thread's write hold. */
   upWrite(): void {
     const me = this.sched.current();
     assert(this.writer === me, "up_write by a thread that is not the writer", () => `${me} on ${this.label}`);
@@ -239,6 +255,7 @@ export class RwSem implements Waitable, TrackedLocks {
 export class KeyedWaitQueues {
   private readonly queues = new Map<number, WaitQueue>();
 
+  /** Adds a thread going to sleep on the queue of `key`. */
   add(key: number, thread: Thread): void {
     let queue = this.queues.get(key);
     if (queue === undefined) {
@@ -248,6 +265,7 @@ export class KeyedWaitQueues {
     queue.add(thread);
   }
 
+  /** Wakes every thread asleep on the queue of `key`. */
   wakeAll(key: number, sched: Scheduler): void {
     const queue = this.queues.get(key);
     if (queue === undefined) return;
@@ -255,6 +273,7 @@ export class KeyedWaitQueues {
     queue.wakeAll(sched);
   }
 
+  /** Whether some thread sleeps on the queue of `key`. */
   hasWaiters(key: number): boolean {
     if (this.queues.size === 0) return false;
     return this.queues.has(key);
@@ -306,10 +325,12 @@ export class LockTable implements TrackedLocks {
     return lines;
   }
 
+  /** The thread holding lock `key`, or null. */
   holderOf(key: number): Thread | null {
     return this.holderByKey[key] ?? null;
   }
 
+  /** Whether some thread holds lock `key`. */
   isLocked(key: number): boolean {
     return this.holderOf(key) !== null;
   }
@@ -320,6 +341,7 @@ export class LockTable implements TrackedLocks {
     while (this.holderByKey.length <= key) this.holderByKey.push(null);
   }
 
+  /** spin_lock of lock `key`: a scheduling point (labelled `site`, if given), then wait until it is free. */
   *lock(key: number, site?: string): Kfn<void> {
     const me = this.sched.current();
     this.reserve(key);
@@ -333,6 +355,7 @@ export class LockTable implements TrackedLocks {
     this.holderByKey[key] = me;
   }
 
+  /** spin_trylock of lock `key`: takes it if free, without waiting; returns whether it did. */
   tryLock(key: number): boolean {
     this.sched.touch(this.objectBase + key);
     if (this.holderOf(key) !== null) return false;
@@ -341,6 +364,7 @@ export class LockTable implements TrackedLocks {
     return true;
   }
 
+  /** spin_unlock of lock `key`, which the running thread must hold; wakes its waiters. */
   unlock(key: number): void {
     const me = this.sched.current();
     if (this.holderOf(key) !== me) this.failOn("unlock of a lock not held by this thread", key, me);

@@ -19,26 +19,32 @@ export const OBJ_NAMED = 6;
 
 const KIND_SCALE = 2 ** 32;
 
+/** The object number of the `index`th object of `kind` (an OBJ_* value). */
 export function objectId(kind: number, index: number): number {
   return kind * KIND_SCALE + index;
 }
 
+/** The OBJ_* kind of an object number. */
 export function objectKind(object: number): number {
   return Math.floor(object / KIND_SCALE);
 }
 
+/** The index of an object number within its kind. */
 export function objectIndex(object: number): number {
   return object % KIND_SCALE;
 }
 
+/** The object of page `pfn` (OBJ_PAGE). */
 export function pageObject(pfn: number): number {
   return OBJ_PAGE * KIND_SCALE + pfn;
 }
 
+/** The object of PTE table `table` (OBJ_PTE_TABLE). */
 export function pteTableObject(table: number): number {
   return OBJ_PTE_TABLE * KIND_SCALE + table;
 }
 
+/** The object of the TLB entries of mm `mmId` (OBJ_TLB). */
 export function tlbObject(mmId: number): number {
   return OBJ_TLB * KIND_SCALE + mmId;
 }

@@ -78,6 +78,7 @@ export class ThreadFailure extends Error {
   }
 }
 
+/** How a Scheduler is built: the chooser, the CPU count and the step limit. */
 export interface SchedulerOptions {
   chooser?: Chooser;
   /** CPUs in the system; threads are placed on them round-robin unless a CPU is given. */
@@ -86,6 +87,10 @@ export interface SchedulerOptions {
   stepsMax?: number;
 }
 
+/**
+ * The scheduler: runs kernel threads (generators) one scheduling point at a time, asking a chooser which runs
+ * next, and records every choice so a run replays.
+ */
 export class Scheduler {
   private readonly threads: Thread[] = [];
   private readonly liveById = new Map<number, Thread>();
@@ -207,6 +212,7 @@ export class Scheduler {
     }
   }
 
+  /** Replaces the chooser that decides the following scheduling points. */
   setChooser(chooser: Chooser): void {
     this.chooser = chooser;
   }
@@ -223,10 +229,12 @@ export class Scheduler {
     return thread;
   }
 
+  /** The running thread, or null outside any thread. */
   currentOrNull(): Thread | null {
     return this.running;
   }
 
+  /** Creates a runnable thread named `name` running `body`, on `cpu` or the next CPU round-robin. */
   spawn<T>(name: string, body: Kfn<T>, cpu?: number): Thread {
     const onCpu = cpu ?? this.nextCpu++ % this.cpus;
     assert(onCpu >= 0 && onCpu < this.cpus, "no such cpu", () => `${onCpu} of ${this.cpus}`);
@@ -245,6 +253,7 @@ export class Scheduler {
     thread.waitingOn = on;
   }
 
+  /** Makes a blocked thread runnable again (a no-op for a thread that is not blocked). */
   wake(thread: Thread): void {
     if (thread.state !== "blocked") return;
     thread.state = "runnable";
@@ -261,6 +270,7 @@ export class Scheduler {
     return this.threads.filter((thread) => thread.live);
   }
 
+  /** Every thread spawned so far, finished ones included, in id order. */
   allThreads(): readonly Thread[] {
     return this.threads;
   }

@@ -6,7 +6,9 @@
 
 /** The value a thread yields: a plain scheduling point, or "I put myself to sleep on a wait queue". */
 export const PREEMPT = 0;
+/** The thread put itself to sleep on a wait queue and yields until woken. */
 export const BLOCKED = 1;
+/** What a kernel thread yields: PREEMPT or BLOCKED. */
 export type SchedPoint = typeof PREEMPT | typeof BLOCKED;
 
 /** A kernel code path that may yield to the scheduler and finally returns a T. */
@@ -20,6 +22,7 @@ export interface Waitable {
   holders(): readonly Thread[];
 }
 
+/** Where a thread is: able to run, asleep, finished, or ended by an exception. */
 export type ThreadState = "runnable" | "blocked" | "done" | "failed";
 
 /**
@@ -34,6 +37,7 @@ export interface TrackedLocks {
   heldByGoneThreads(): string[];
 }
 
+/** A kernel thread: a generator run by the Scheduler, with its id, name, CPU, state and what it waits on. */
 export class Thread {
   state: ThreadState = "runnable";
   /** What the thread sleeps on while blocked. */
@@ -60,10 +64,12 @@ export class Thread {
     readonly body: Kfn<unknown>,
   ) {}
 
+  /** Whether the thread has not finished (runnable or blocked). */
   get live(): boolean {
     return this.state === "runnable" || this.state === "blocked";
   }
 
+  /** The thread's id and name, for reports. */
   toString(): string {
     return `thread ${this.id} "${this.name}"`;
   }
