@@ -4,6 +4,8 @@
  * plus the attachDriver arguments a user can get wrong. The example imports `hmmsim/driver`, which
  * vitest.config.ts resolves to the sources; test/package/consumer.test.ts runs it against the package.
  */
+import { readFileSync } from "node:fs";
+import { join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import { MiniGpu, main } from "../../examples/my-driver/driver.js";
 import { EEXIST, EINVAL } from "../../src/base/errno.js";
@@ -34,6 +36,19 @@ function setup() {
 }
 
 describe("examples/my-driver: minigpu", () => {
+  it("main is the README's, verbatim", () => {
+    const root = resolve(import.meta.dirname, "..", "..");
+    const source = readFileSync(join(root, "examples", "my-driver", "driver.ts"), "utf8");
+    const main = source.slice(source.indexOf("export function main"));
+    const readme = readFileSync(join(root, "README.md"), "utf8");
+    const section = readme.slice(readme.indexOf("**Your own driver**"));
+    const block = section.slice(
+      section.indexOf("```ts\n") + 6,
+      section.indexOf("```\n", section.indexOf("```ts\n") + 6),
+    );
+    expect(block).toBe(main);
+  });
+
   it("main runs its life cycle with every assert holding, and says what it did", () => {
     const lines: string[] = [];
     main((line) => lines.push(line));
