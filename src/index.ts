@@ -70,6 +70,8 @@ export { type MmapOptions, Process, pageValue, SignalError } from "./process.js"
 export { type Chooser, DeadlockError, LivelockError, ThreadFailure } from "./sched/scheduler.js";
 export {
   type DeviceSpec,
+  type DriverContext,
+  type DriverLoader,
   type InvariantChecker,
   System,
   type SystemOptions,

@@ -16,11 +16,11 @@ import { Kernel, type ProtocolVersion } from "./mm/kernel.js";
 import type { FaultContext, FaultPathSwitches } from "./mm/memory.js";
 import { MEMORY_DEVICE_COHERENT, MEMORY_DEVICE_PRIVATE, type MemoryType, Pagemaps } from "./mm/memremap.js";
 import type { MigrateContext } from "./mm/migrate_device.js";
-import { layoutFor, type MigrateSwitches, switchesFor } from "./mm/migrate_pfn.js";
+import { layoutFor, type MigratePfnLayout, type MigrateSwitches, switchesFor } from "./mm/migrate_pfn.js";
 import type { AddressSpace, MmStruct } from "./mm/mm_types.js";
 import type { StoreKind } from "./mm/page_store.js";
 import { Process } from "./process.js";
-import type { Chooser } from "./sched/scheduler.js";
+import type { Chooser, Scheduler } from "./sched/scheduler.js";
 
 /**
  * How a System is built: RAM, page store, protocol version, CPUs, chooser, devices, and the behaviour
@@ -101,6 +101,32 @@ export function testHmmDevices(memory: string | number = DEFAULT_DEVICE_MEMORY):
  */
 export type InvariantChecker = (system: System) => string[];
 
+/**
+ * What System.attachDriver hands a driver's loader: everything a driver of the kernel-level API
+ * (`hmmsim/driver`) needs from the machine it is loaded into, as a kernel module gets it from the
+ * kernel it is linked against.
+ */
+export interface DriverContext {
+  /** The name the driver was attached under (its invariant checker reports under it). */
+  readonly name: string;
+  readonly system: System;
+  /** The kernel: pages, page store (`kernel.store`), RAM allocator (`kernel.ram`), scheduler. */
+  readonly kernel: Kernel;
+  /** The pagemaps memremapPages registers device memory in (pfns above RAM, handed out as it grows). */
+  readonly pagemaps: Pagemaps;
+  /** The scheduler (`kernel.sched`): `call` runs a Kfn to completion, Locks and objects need it. */
+  readonly sched: Scheduler;
+  /** What migrate_vma_* and migrate_device_* take; it is also the FaultContext hmm_range_fault takes. */
+  readonly migrate: MigrateContext;
+  /** The running protocol's MIGRATE_PFN_* values (`layout.VALID`, `layout.MIGRATE`, `layout.WRITE`, ...). */
+  readonly layout: MigratePfnLayout;
+  /** Registers the driver's invariant checker under its name (System.registerInvariantChecker). */
+  registerInvariantChecker(check: InvariantChecker): void;
+}
+
+/** A driver's loader (its module_init): builds the driver against the context and returns it. */
+export type DriverLoader<T> = (ctx: DriverContext) => T;
+
 /** A device's memory limit when SystemOptions.devices does not say. */
 const DEFAULT_DEVICE_MEMORY = "1GiB";
 
@@ -176,6 +202,7 @@ export class System {
   private readonly processes = new Map<number, Process>();
   private nextPid = 1;
   private readonly driverCheckers = new Map<string, InvariantChecker>();
+  private readonly driverNames = new Set<string>();
 
   constructor(options: SystemOptions = {}) {
     const ramPages = parsePages(options.ram ?? "256MiB", "ram");
@@ -291,6 +318,47 @@ export class System {
     if (this.driverCheckers.has(name))
       throw new KernelError(EEXIST, `registerInvariantChecker: ${name} is already registered`);
     this.driverCheckers.set(name, check);
+  }
+
+  /**
+   * Loads a driver of your own into this system, as insmod loads a module: calls `load` with the
+   * DriverContext (kernel, pagemaps, migrate context, the protocol's MIGRATE_PFN_* layout, and a
+   * checker registration under `name`) and returns what it returns. The driver registers its memory
+   * (memremapPages) and mirrors processes as it likes; SystemOptions.devices are dmirror's and are
+   * created first. EINVAL for a name that is not a non-empty string or a loader that is not a
+   * function; EEXIST for a name already attached. A loader that throws leaves nothing registered
+   * under its name (pagemaps it created stay: the kernel cannot unregister them either).
+   */
+  attachDriver<T>(name: string, load: DriverLoader<T>): T {
+    if (typeof name !== "string" || name.length === 0)
+      throw new KernelError(EINVAL, "attachDriver: the name must be a non-empty string");
+    if (typeof load !== "function")
+      throw new KernelError(EINVAL, `attachDriver ${name}: the loader must be a function`);
+    if (this.driverNames.has(name))
+      throw new KernelError(EEXIST, `attachDriver: ${name} is already attached`);
+    const ctx: DriverContext = {
+      name,
+      system: this,
+      kernel: this.kernel,
+      pagemaps: this.pagemaps,
+      sched: this.kernel.sched,
+      migrate: this.migrateContext,
+      layout: this.migrateContext.layout,
+      registerInvariantChecker: (check) => this.registerInvariantChecker(name, check),
+    };
+    this.driverNames.add(name);
+    try {
+      return load(ctx);
+    } catch (error) {
+      this.driverNames.delete(name);
+      this.driverCheckers.delete(name);
+      throw error;
+    }
+  }
+
+  /** The names of the drivers attached with attachDriver, in the order they were attached. */
+  attachedDrivers(): string[] {
+    return [...this.driverNames];
   }
 
   /** Removes a checker registered under `name` (a driver that unloads); false when there was none. */

@@ -13,55 +13,66 @@
  * - registers an invariant checker: no device page table entry may name a page that the CPU does not
  *   map at that address, or map it writable where the CPU does not.
  *
+ * Everything comes from `hmmsim/driver`, and the driver is loaded with System.attachDriver (its
+ * invariant checker reports under the name it was attached as).
+ *
  * Two mistakes driver writers make are behind options, so one file shows each bug and its fix (see
  * README.md): `skipOwnMigrate` and `retryCheckUnlocked`. Modern protocol only (migrate_vma_setup).
  */
-import { EBUSY, EFAULT } from "../../src/base/errno.js";
-import { asVpn, PAGE_SIZE, TASK_SIZE } from "../../src/base/units.js";
-import { trylockPage } from "../../src/mm/filemap.js";
 import {
+  asVpn,
+  type DevPagemap,
+  type DriverContext,
+  EBUSY,
+  EFAULT,
   HMM_PFN_REQ_FAULT,
   HMM_PFN_REQ_WRITE,
   HMM_PFN_WRITE,
   type HmmRange,
+  hasFlag,
   hmmPfnFlags,
   hmmPfnToPfn,
   hmmRangeFault,
-} from "../../src/mm/hmm.js";
-import { VM_FAULT_OOM, VM_FAULT_SIGBUS } from "../../src/mm/memory.js";
-import { type DevPagemap, MEMORY_DEVICE_PRIVATE, memremapPages, type VmFault, zoneDevicePageInit } from "../../src/mm/memremap.js";
-import {
+  isDevicePrivateEntry,
+  isWritableDevicePrivateEntry,
+  type Kfn,
+  Lock,
+  MEMORY_DEVICE_PRIVATE,
+  MIGRATE_VMA_SELECT_DEVICE_PRIVATE,
+  MIGRATE_VMA_SELECT_SYSTEM,
+  MMU_NOTIFY_MIGRATE,
   type MigrateContext,
   type MigrateVmaArgs,
+  type MmStruct,
+  type MmuIntervalNotifier,
+  type MmuNotifierRange,
+  memremapPages,
   migrateDeviceFinalize,
   migrateDevicePages,
   migrateDeviceRange,
+  migratePfn,
+  migratePfnToPfn,
   migrateVmaFinalize,
   migrateVmaPages,
   migrateVmaSetup,
-} from "../../src/mm/migrate_device.js";
-import {
-  hasFlag,
-  MIGRATE_VMA_SELECT_DEVICE_PRIVATE,
-  MIGRATE_VMA_SELECT_SYSTEM,
-  migratePfn,
-  migratePfnToPfn,
-} from "../../src/mm/migrate_pfn.js";
-import type { MmStruct } from "../../src/mm/mm_types.js";
-import {
-  MMU_NOTIFY_MIGRATE,
-  type MmuIntervalNotifier,
-  type MmuNotifierRange,
   mmuIntervalNotifierInsert,
   mmuIntervalReadBegin,
   mmuIntervalReadRetry,
   mmuIntervalSetSeq,
-} from "../../src/mm/mmu_notifier.js";
-import { isDevicePrivateEntry, isWritableDevicePrivateEntry, pteFrame, ptePresent, pteWrite } from "../../src/mm/pgtable.js";
-import { Lock } from "../../src/sched/locks.js";
-import { OBJ_NAMED, pageObject } from "../../src/sched/objects.js";
-import type { Kfn } from "../../src/sched/thread.js";
-import type { System } from "../../src/system.js";
+  OBJ_NAMED,
+  PAGE_SIZE,
+  pageObject,
+  pteFrame,
+  ptePresent,
+  pteWrite,
+  type System,
+  TASK_SIZE,
+  trylockPage,
+  VM_FAULT_OOM,
+  VM_FAULT_SIGBUS,
+  type VmFault,
+  zoneDevicePageInit,
+} from "hmmsim/driver";
 
 export interface ToyGpuOptions {
   /** Device memory, in pages. */
@@ -94,11 +105,16 @@ export class ToyGpu {
   /** The notifier's sequence as a shared object, for the explorer's partial-order reduction. */
   private readonly seqObject: number;
 
+  readonly system: System;
+
+  /** The loader: `system.attachDriver("toygpu", (ctx) => new ToyGpu(ctx, mm, options))`. */
   constructor(
-    readonly system: System,
+    ctx: DriverContext,
     readonly mm: MmStruct,
     readonly options: ToyGpuOptions,
   ) {
+    const system = ctx.system;
+    this.system = system;
     const k = system.kernel;
     this.ptLock = new Lock(k.sched, "toygpu page table lock");
     this.seqObject = k.sched.nameObject(OBJ_NAMED, "toygpu notifier sequence");
@@ -110,7 +126,7 @@ export class ToyGpu {
     this.notifier = mmuIntervalNotifierInsert(mm, asVpn(0), asVpn(TASK_SIZE / PAGE_SIZE), {
       invalidate: (sub, range, curSeq) => this.invalidate(sub, range, curSeq),
     });
-    system.registerInvariantChecker("toygpu", () => this.checkMirror());
+    ctx.registerInvariantChecker(() => this.checkMirror());
   }
 
   private get ctx(): MigrateContext {

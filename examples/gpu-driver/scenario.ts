@@ -13,12 +13,8 @@
  * with the model's invariants, toygpu's registered checker and the data oracle (every serial order of
  * the operations leaves the device's value in the page).
  */
-import { PAGE_SIZE } from "../../src/base/units.js";
-import { peekWords } from "../../src/explore/observe.js";
-import { type ExploreConfig, type Scenario, type ScenarioThread, systemOptionsFor } from "../../src/explore/scenario.js";
-import { pageValue } from "../../src/process.js";
-import type { Kfn } from "../../src/sched/thread.js";
-import { System } from "../../src/system.js";
+import { type Kfn, PAGE_SIZE, pageValue, System } from "hmmsim/driver";
+import { type ExploreConfig, peekWords, type Scenario, type ScenarioThread, systemOptionsFor } from "hmmsim/explore";
 import { ToyGpu, type ToyGpuOptions } from "./driver.js";
 
 /** What the device stores. */
@@ -34,7 +30,7 @@ function setup(config: ExploreConfig, options: Omit<ToyGpuOptions, "pages">) {
   const proc = system.spawn();
   const addr = proc.mmap(PAGES * PAGE_SIZE);
   proc.fillPages(addr, PAGES, 1);
-  const gpu = new ToyGpu(system, proc.mm, { pages: 8, ...options });
+  const gpu = system.attachDriver("toygpu", (ctx) => new ToyGpu(ctx, proc.mm, { pages: 8, ...options }));
   const vpn = addr / PAGE_SIZE;
   const run = <T>(name: string, body: Kfn<T>): T => system.kernel.sched.call(name, body);
   return { system, proc, gpu, vpn, run };

@@ -23,6 +23,7 @@ const CORE_ROOTS = [
   "src/conformance",
   "src/index.ts",
   "src/explore_api.ts",
+  "src/driver.ts",
   "src/browser.ts",
 ];
 

@@ -2,7 +2,9 @@
  * The package as a user gets it: `npm pack` (whose prepack builds dist/), the tarball installed into an
  * empty project with only its own dependencies (no tsx, no devDependencies), and then the command
  * line, the README's library example (examples/readme/library.mjs) and the typed examples
- * (examples/readme/*.ts, type-checked against the installed .d.ts files, then compiled and run).
+ * (examples/readme/*.ts, type-checked against the installed .d.ts files, then compiled and run), and
+ * the driver examples (examples/my-driver, examples/gpu-driver), which import `hmmsim/driver` and
+ * `hmmsim/explore` by name: type-checked, compiled and run the same way.
  *
  * typescript and @types/node are installed at the versions in this repository's node_modules, from
  * npm's cache where it has them (--prefer-offline). Everything happens in one temporary directory,
@@ -25,6 +27,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 const root = resolve(import.meta.dirname, "..", "..");
 const examples = join(root, "examples", "readme");
+/** The driver examples, each copied into a folder of the same name in the project. */
+const DRIVER_EXAMPLES = ["my-driver", "gpu-driver"];
 const TIMEOUT_MS = 600_000;
 const TSC_FLAGS = ["--strict", "--module", "NodeNext", "--moduleResolution", "NodeNext"];
 
@@ -99,6 +103,11 @@ describe("the packed package, installed into an empty project", { timeout: TIMEO
       project,
     );
     for (const file of readdirSync(examples)) copyFileSync(join(examples, file), join(project, file));
+    for (const example of DRIVER_EXAMPLES) {
+      mkdirSync(join(project, example));
+      for (const file of readdirSync(join(root, "examples", example)).filter((name) => name.endsWith(".ts")))
+        copyFileSync(join(root, "examples", example, file), join(project, example, file));
+    }
   }, TIMEOUT_MS);
 
   afterAll(() => {
@@ -166,5 +175,44 @@ describe("the packed package, installed into an empty project", { timeout: TIMEO
     );
     expect(run(process.execPath, [join("out", "library.js")], project)).toBe("");
     expect(run(process.execPath, [join("out", "explore.js")], project)).toContain("FOUND deadlock");
+  });
+
+  it("hmmsim/driver exports what src/driver.ts does", async () => {
+    const installed = join(project, "node_modules", "hmmsim", "dist", "driver.js");
+    const built = Object.keys(await import(installed)).sort();
+    const source = Object.keys(await import("../../src/driver.js")).sort();
+    expect(built).toEqual(source);
+    expect(built).toContain("memremapPages");
+    expect(built).toContain("System");
+  });
+
+  it("the driver examples check against the installed types (strict, NodeNext) and run", () => {
+    // A program of the examples plus a runner that explores toygpu's first bug through hmmsim/explore.
+    writeFileSync(
+      join(project, "gpu-driver", "run.ts"),
+      [
+        'import { explore } from "hmmsim/explore";',
+        'import { ownMigrateScenario } from "./scenario.js";',
+        "const result = explore(ownMigrateScenario, { seconds: 30 });",
+        'console.log(result.finding === null ? "nothing found" : "FOUND " + result.finding.violation.kind);',
+        "",
+      ].join("\n"),
+    );
+    const sources = ["my-driver/driver.ts", "my-driver/main.ts", "gpu-driver/run.ts"];
+    const tsc = join("node_modules", "typescript", "bin", "tsc");
+    // One tsc run: it exits non-zero on any type error, so run() fails the test with the diagnostics.
+    run(
+      process.execPath,
+      [tsc, ...TSC_FLAGS, "--rootDir", ".", "--outDir", "out-drivers", ...sources],
+      project,
+    );
+    const lines = run(process.execPath, [join("out-drivers", "my-driver", "main.js")], project)
+      .trim()
+      .split("\n");
+    expect(lines).toHaveLength(4);
+    expect(lines[3]).toBe("evicted 3 pages; every byte is intact and device memory is empty");
+    expect(run(process.execPath, [join("out-drivers", "gpu-driver", "run.js")], project).trim()).toBe(
+      "FOUND invariant",
+    );
   });
 });
