@@ -9,6 +9,7 @@
  * every protocol version (see migrate_device.ts for what that changes in 4.14's checks).
  */
 import { assert } from "../base/assert.js";
+import { EINVAL, ENOMEM, KernelError } from "../base/errno.js";
 import { WaitQueue } from "../sched/locks.js";
 import { BLOCKED, type Kfn } from "../sched/thread.js";
 import type { Kernel } from "./kernel.js";
@@ -130,7 +131,11 @@ export class Pagemaps {
 
 /**
  * memremap_pages: creates struct pages for `pages` frames of device memory of the given type and
- * returns the pagemap. Pages start free (refcount 0).
+ * returns the pagemap. Pages start free (refcount 0). A driver's mistakes are answered as the kernel
+ * answers them, with KernelError: EINVAL for a type hmmsim does not model (only MEMORY_DEVICE_PRIVATE
+ * and MEMORY_DEVICE_COHERENT), a range without pages, or ops without page_free (and, for private
+ * memory, migrate_to_ram: the kernel's WARN_ONCE and -EINVAL); ENOMEM once the pfn space for pagemaps
+ * is used up. Deliberate difference: the kernel returns ERR_PTR, hmmsim throws.
  */
 export function memremapPages(
   k: Kernel,
@@ -140,8 +145,17 @@ export function memremapPages(
   owner: unknown,
   ops: DevPagemapOps,
 ): DevPagemap {
-  assert(Number.isSafeInteger(pages) && pages > 0, "device range must have pages", () => String(pages));
-  assert(maps.list.length < PAGEMAPS_MAX, "too many pagemaps", () => String(maps.list.length));
+  if (type !== MEMORY_DEVICE_PRIVATE && type !== MEMORY_DEVICE_COHERENT)
+    throw new KernelError(EINVAL, `memremap_pages: unsupported memory type ${String(type)}`);
+  if (!Number.isSafeInteger(pages) || pages <= 0)
+    throw new KernelError(EINVAL, `memremap_pages: a range of ${String(pages)} pages`);
+  const opsObject = typeof ops === "object" && ops !== null ? ops : null;
+  if (opsObject === null || typeof opsObject.pageFree !== "function")
+    throw new KernelError(EINVAL, "memremap_pages: ops must have pageFree");
+  if (type === MEMORY_DEVICE_PRIVATE && typeof opsObject.migrateToRam !== "function")
+    throw new KernelError(EINVAL, "memremap_pages: device-private memory needs ops.migrateToRam");
+  if (maps.list.length >= PAGEMAPS_MAX)
+    throw new KernelError(ENOMEM, `memremap_pages: ${maps.list.length} pagemaps already`);
   const startPfn = k.nextDevicePfn;
   // Ranges are aligned to a PMD (memory sections in the kernel are far larger).
   k.nextDevicePfn = startPfn + Math.ceil(pages / 512) * 512;

@@ -5,6 +5,7 @@
  * removed pagemap is a use after free: hmmsim asserts it and the checker names it.
  */
 import { describe, expect, it } from "vitest";
+import { EINVAL } from "../../src/base/errno.js";
 import { PAGE_SIZE } from "../../src/base/units.js";
 import { unlockPage } from "../../src/mm/filemap.js";
 import {
@@ -17,6 +18,7 @@ import {
 import { makeDevicePrivateEntry, PageTables } from "../../src/mm/pgtable.js";
 import { type Kfn, PREEMPT } from "../../src/sched/thread.js";
 import type { System } from "../../src/system.js";
+import { errnoOf } from "../support/errno-of.js";
 import { inThread, smallSystem } from "./helpers.js";
 
 function fakeDevice(system: System, freed: number[]): DevPagemap {
@@ -120,5 +122,30 @@ describe("memunmap_pages", () => {
     expect(system.checkInvariants()).toContain(
       `stale device mirror entry: dmirror 0 open 1 (mm ${proc.mm.id}) maps vpn 0x${(addr / PAGE_SIZE).toString(16)} to pfn ${pfn}, a page of a removed pagemap`,
     );
+  });
+
+  it("answers a driver's bad arguments with EINVAL, as memremap_pages does, and registers nothing", () => {
+    const system = smallSystem();
+    const k = system.kernel;
+    const before = system.pagemaps.list.length;
+    const ops = {
+      pageFree: () => {},
+      *migrateToRam(): Kfn<number> {
+        return 0;
+      },
+    };
+    const attempts: (() => unknown)[] = [
+      () => memremapPages(k, system.pagemaps, 7 as typeof MEMORY_DEVICE_PRIVATE, 4, null, ops),
+      () => memremapPages(k, system.pagemaps, MEMORY_DEVICE_PRIVATE, 0, null, ops),
+      () => memremapPages(k, system.pagemaps, MEMORY_DEVICE_PRIVATE, 1.5, null, ops),
+      () => memremapPages(k, system.pagemaps, MEMORY_DEVICE_PRIVATE, 4, null, null as unknown as typeof ops),
+      () =>
+        memremapPages(k, system.pagemaps, MEMORY_DEVICE_PRIVATE, 4, null, {
+          pageFree: ops.pageFree,
+        } as typeof ops),
+    ];
+    for (const attempt of attempts) expect(errnoOf(attempt)).toBe(EINVAL);
+    expect(system.pagemaps.list.length).toBe(before);
+    expect(system.checkInvariants()).toEqual([]);
   });
 });
