@@ -5,6 +5,7 @@
 import type { Scenario } from "./scenario.js";
 import { deviceFaultTrylockScenario } from "./scenarios/1afaeb8293c9.js";
 import { cve20223523Scenario } from "./scenarios/cve-2022-3523.js";
+import { DEVICE_MEMORY_SCENARIOS } from "./scenarios/device_memory.js";
 import { KERNEL_SCENARIOS } from "./scenarios/kernel.js";
 import { migrateVsCpuScenario } from "./scenarios/migrate-vs-cpu.js";
 import { s2Scenario } from "./scenarios/s2.js";
@@ -40,6 +41,7 @@ export const SCENARIOS: readonly Scenario[] = [
   ...DEFECT_SCENARIOS,
   migrateVsCpuScenario,
   ...KERNEL_SCENARIOS,
+  ...DEVICE_MEMORY_SCENARIOS,
 ];
 
 export function scenarioNamed(name: string): Scenario | null {

@@ -9,6 +9,7 @@ import { describe, expect, it } from "vitest";
 import { Rng } from "../../src/base/rng.js";
 import { execute } from "../../src/explore/execution.js";
 import { defectConfig, type ExploreConfig, type Scenario } from "../../src/explore/scenario.js";
+import { DEVICE_MEMORY_SCENARIOS } from "../../src/explore/scenarios/device_memory.js";
 import { KERNEL_SCENARIOS } from "../../src/explore/scenarios/kernel.js";
 import { s2Scenario } from "../../src/explore/scenarios/s2.js";
 import { s3Scenario } from "../../src/explore/scenarios/s3.js";
@@ -73,7 +74,7 @@ describe("the defect catalogue under random schedules", () => {
 });
 
 describe("scenarios of the fixed kernel", () => {
-  for (const scenario of KERNEL_SCENARIOS) {
+  for (const scenario of [...KERNEL_SCENARIOS, ...DEVICE_MEMORY_SCENARIOS]) {
     it(`${scenario.name} is clean in every random schedule`, () => {
       const { kinds, messages } = randomRuns(scenario, scenario.config, 100);
       expect([...kinds], [...messages.values()].join("\n")).toEqual([["ok", 100]]);
