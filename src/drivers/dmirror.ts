@@ -22,9 +22,8 @@
  */
 
 import { assert } from "../base/assert.js";
-import { EBUSY, EFAULT, EINVAL, ENOENT, ENOMEM, EPERM } from "../base/errno.js";
+import { EBUSY, EFAULT, EINVAL, ENOENT, ENOMEM } from "../base/errno.js";
 import { asVpn, PAGE_SIZE, TASK_SIZE } from "../base/units.js";
-import { makeDeviceExclusive } from "../mm/device_exclusive.js";
 import { trylockPage, unlockPage } from "../mm/filemap.js";
 import {
   HMM_PFN_ERROR,
@@ -37,9 +36,8 @@ import {
   hmmPfnToPfn,
   hmmRangeFault,
 } from "../mm/hmm.js";
-import type { Kernel } from "../mm/kernel.js";
 import { VM_FAULT_OOM, VM_FAULT_SIGBUS } from "../mm/memory.js";
-import { MEMORY_DEVICE_PRIVATE, type VmFault } from "../mm/memremap.js";
+import type { VmFault } from "../mm/memremap.js";
 import {
   type MigrateContext,
   type MigrateVmaArgs,
@@ -63,8 +61,6 @@ import {
   mmuIntervalSetSeq,
   notifierObject,
 } from "../mm/mmu_notifier.js";
-import { ZERO_PFN } from "../mm/page_alloc.js";
-import { vmInsertPage } from "../mm/vm_insert.js";
 import { Lock } from "../sched/locks.js";
 import { LivelockError } from "../sched/scheduler.js";
 import type { Kfn, Thread } from "../sched/thread.js";
@@ -72,17 +68,18 @@ import { CopyBatch } from "./copy_engine.js";
 import { DeviceTable } from "./device_table.js";
 import type { DmirrorDevice } from "./dmirror_devmem.js";
 import {
-  HMM_DMIRROR_FLAG_FAIL_ALLOC,
-  HMM_DMIRROR_PROT_DEV_COHERENT_LOCAL,
-  HMM_DMIRROR_PROT_DEV_COHERENT_REMOTE,
-  HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL,
-  HMM_DMIRROR_PROT_DEV_PRIVATE_REMOTE,
-  HMM_DMIRROR_PROT_ERROR,
-  HMM_DMIRROR_PROT_NONE,
-  HMM_DMIRROR_PROT_READ,
-  HMM_DMIRROR_PROT_WRITE,
-  HMM_DMIRROR_PROT_ZERO,
-} from "./dmirror_uapi.js";
+  bounceFits,
+  type DmirrorResult,
+  DPT_XA_TAG_WRITE,
+  entryPfn,
+  entryWritable,
+  FAULT_CHUNK_PAGES,
+  RETRY_ATTEMPTS_MAX,
+} from "./dmirror_entry.js";
+import { dmirrorCheckAtomic, dmirrorExclusive } from "./dmirror_exclusive.js";
+import { dmirrorDriverFile } from "./dmirror_mmap.js";
+import { dmirrorSnapshot } from "./dmirror_snapshot.js";
+import { HMM_DMIRROR_FLAG_FAIL_ALLOC } from "./dmirror_uapi.js";
 
 export {
   DEVMEM_CHUNK_PAGES,
@@ -90,6 +87,13 @@ export {
   type DmirrorSwitches,
   TEST_HMM_SWITCHES,
 } from "./dmirror_devmem.js";
+export {
+  bounceFits,
+  type DmirrorResult,
+  entryAtomic,
+  entryPfn,
+  entryWritable,
+} from "./dmirror_entry.js";
 export {
   type CommandRange,
   commandRange,
@@ -108,21 +112,10 @@ export {
   isU64,
 } from "./dmirror_uapi.js";
 
-/** Pages per hmm_range_fault call in dmirror_fault and dmirror_snapshot. */
-const FAULT_CHUNK_PAGES = 32;
 /** Pages per migrate_vma call (PTRS_PER_PTE). */
 const MIGRATE_CHUNK_PAGES = 512;
-/** Device page-table tags: DPT_XA_TAG_ATOMIC marks an entry dmirror_atomic_map stored. */
-const DPT_XA_TAG_ATOMIC = 1;
-const DPT_XA_TAG_WRITE = 3;
 /** What fault() returns, in test_hmm.c's mode, when the mirrored mm has gone: dmirror_fault's 0. */
 const FAULT_WITHOUT_MM = 1;
-
-/** The result of one dmirror command (struct hmm_dmirror_cmd's outputs). */
-export interface DmirrorResult {
-  cpages: number;
-  faults: number;
-}
 
 /** The src and dst arrays of a migration command and its list of copies, sized for its largest chunk. */
 interface ChunkBuffers {
@@ -134,20 +127,6 @@ interface ChunkBuffers {
 function chunkBuffers(npages: number): ChunkBuffers {
   const length = Math.max(1, Math.min(npages, MIGRATE_CHUNK_PAGES));
   return { src: new Float64Array(length), dst: new Float64Array(length), copies: new CopyBatch(length) };
-}
-
-/** Whether a mirror entry is an atomic mapping of a device-exclusive page (HMM_DMIRROR_EXCLUSIVE). */
-export function entryAtomic(entry: number): boolean {
-  return entry % 4 === DPT_XA_TAG_ATOMIC;
-}
-
-/** A mirror entry: pfn * 4 + tag (0 read-only, 1 atomic, 3 writable). */
-export function entryPfn(entry: number): number {
-  return Math.floor(entry / 4);
-}
-/** Whether a mirror entry maps its page writable (tag DPT_XA_TAG_WRITE). */
-export function entryWritable(entry: number): boolean {
-  return entry % 4 === DPT_XA_TAG_WRITE;
 }
 
 /**
@@ -168,21 +147,6 @@ export class DmirrorLivelockError extends LivelockError {
     );
   }
 }
-
-/**
- * Whether dmirror_bounce_init's vmalloc of npages pages succeeds: __vmalloc_node_range refuses a size
- * above totalram_pages() outright. hmmsim does not take the bounce buffer from simulated RAM.
- */
-export function bounceFits(k: Kernel, npages: number): boolean {
-  return npages <= k.ram.ramPages;
-}
-
-/**
- * The attempts that stand for HMM_RANGE_DEFAULT_TIMEOUT (one second), after which a retry loop of the
- * mmu_interval_read_begin/read_retry kind gives up with -EBUSY: the model has no clock, and each
- * attempt follows an invalidation.
- */
-const RETRY_ATTEMPTS_MAX = 1000;
 
 /** One open of the device by a process (struct dmirror): its mirror page table and notifier. */
 export class Dmirror {
@@ -214,7 +178,8 @@ export class Dmirror {
     });
   }
 
-  private get ctx(): MigrateContext {
+  /** @internal The migration context of the device: the kernel, the protocol's layout and switches. */
+  get ctx(): MigrateContext {
     return this.device.ctx;
   }
 
@@ -765,198 +730,26 @@ export class Dmirror {
   }
 
   // -------------------------------------------------------------------------------------------------
-  // EXCLUSIVE and CHECK_EXCLUSIVE.
+  // The commands that move no page (dmirror_exclusive.ts, dmirror_snapshot.ts) and the file's mmap.
 
-  /**
-   * HMM_DMIRROR_EXCLUSIVE (dmirror_exclusive): -EINVAL once the mm has gone; under mmap_lock, for each
-   * page make_device_exclusive (owner NULL, as test_hmm.c passes it) and dmirror_atomic_map, which
-   * stores an atomic entry, before the page is unlocked and put; the first error stops the loop and is
-   * the command's. Then the range is read back through the mirror as READ's dmirror_do_read does
-   * (-ENOENT at the first page not mirrored) into `into` when every page was. Device-exclusive access
-   * came with 5.14: under "seed" and "4.14" the command does not exist (-EINVAL).
-   */
+  /** HMM_DMIRROR_EXCLUSIVE on this open (see dmirrorExclusive). */
   *cmdExclusive(vpn: number, npages: number, into: Uint8Array | null = null): Kfn<DmirrorResult | number> {
-    const k = this.ctx.k;
-    if (this.ctx.migrate.protocol !== "modern" || !this.mmAlive) return -EINVAL;
-    assert(
-      into === null || (k.store.kind === "bytes" && into.length >= npages * PAGE_SIZE),
-      "bad read-back buffer",
-    );
-    let ret = 0;
-    yield* this.mm.mmapLock.downRead();
-    try {
-      const rechecks = this.device.switches.exclusiveRechecks;
-      let staleAttempts = 0;
-      for (let v = vpn; ret === 0 && v < vpn + npages; v++) {
-        const seq = rechecks ? yield* mmuIntervalReadBegin(k, this.notifier) : 0;
-        const pfn = yield* makeDeviceExclusive(this.ctx, this.mm, v, rechecks ? this : null);
-        if (pfn < 0) {
-          ret = pfn;
-          break;
-        }
-        // dmirror_atomic_map (the corrected driver stores only if nothing invalidated the page since).
-        yield* this.mutex.lock();
-        const stale = rechecks && mmuIntervalReadRetry(this.notifier, seq);
-        if (!stale) this.pt.set(v, pfn * 4 + DPT_XA_TAG_ATOMIC);
-        this.mutex.unlock();
-        unlockPage(k, pfn);
-        k.pages.put(pfn);
-        if (stale) {
-          // nouveau_atomic_range_fault gives up with -EBUSY after its one-second timeout. It needs one:
-          // a retry finds its own device-exclusive entry, GUP faults it back (MMU_NOTIFY_CLEAR, no
-          // owner, which the callback cannot tell from anyone else's), and that invalidation makes the
-          // retry stale too, until the CPU maps the page again.
-          if (++staleAttempts >= RETRY_ATTEMPTS_MAX) {
-            ret = -EBUSY;
-            break;
-          }
-          if (k.sched.contended)
-            yield k.sched.atRetry(
-              "dmirror_exclusive: mmu_interval_read_retry, again",
-              notifierObject(k, this.mm),
-            );
-          v--;
-        }
-      }
-    } finally {
-      this.mm.mmapLock.upRead();
-    }
-    if (ret !== 0) return ret;
-    if (!bounceFits(k, npages)) return -ENOMEM;
-    yield* this.mutex.lock();
-    const cpages = this.pt.presentRun(vpn, npages);
-    if (cpages === npages && into !== null) {
-      for (let i = 0; i < npages; i++)
-        k.store.readBytes(entryPfn(this.pt.get(vpn + i)), 0, into, i * PAGE_SIZE, PAGE_SIZE);
-    }
-    this.mutex.unlock();
-    return cpages === npages ? { cpages, faults: 0 } : -ENOENT;
+    return yield* dmirrorExclusive(this, vpn, npages, into);
   }
 
-  /**
-   * The device file as mmap(2) sees it (struct file and its f_op->mmap). Under "seed" and "4.14" the
-   * driver has no ->mmap: dmirror_fops_mmap came with 6.0, with the mixedmap test, so mmap fails with
-   * ENODEV there.
-   */
-  get driverFile(): DriverFile {
-    const mmap =
-      this.ctx.migrate.protocol === "modern" ? (k: Kernel, vma: Vma) => this.fopsMmap(k, vma) : null;
-    return { name: `hmm_dmirror${this.device.minor}`, mmap };
-  }
-
-  /**
-   * dmirror_fops_mmap: fills the whole VMA with zeroed pages of system memory (alloc_page with
-   * __GFP_ZERO), one vm_insert_page each, the page's own reference put once it is mapped. -ENOMEM when
-   * RAM runs out, vm_insert_page's error otherwise; mmap then unmaps what was inserted.
-   */
-  private *fopsMmap(k: Kernel, vma: Vma): Kfn<number> {
-    for (let vpn = vma.start as number; vpn < vma.end; vpn++) {
-      const pfn = k.ram.allocPage();
-      if (pfn < 0) return -ENOMEM;
-      k.store.zero(pfn);
-      const ret = yield* vmInsertPage(k, vma, vpn, pfn);
-      k.pages.put(pfn);
-      if (ret < 0) return ret;
-    }
-    return 0;
-  }
-
-  /**
-   * HMM_DMIRROR_CHECK_EXCLUSIVE (dmirror_check_atomic): -EPERM while any page of the range is still
-   * mapped for atomic access, 0 once every such mapping has been revoked. Like test_hmm.c it reads the
-   * xarray without the mirror's mutex. Under "seed" and "4.14" the command does not exist (-EINVAL).
-   */
+  /** HMM_DMIRROR_CHECK_EXCLUSIVE on this open (see dmirrorCheckAtomic). */
   cmdCheckExclusive(vpn: number, npages: number): DmirrorResult | number {
-    if (this.ctx.migrate.protocol !== "modern") return -EINVAL;
-    for (let v = vpn; v < vpn + npages; v++) {
-      const entry = this.pt.get(v);
-      if (entry >= 0 && entryAtomic(entry)) return -EPERM;
-    }
-    return { cpages: 0, faults: 0 };
+    return dmirrorCheckAtomic(this, vpn, npages);
   }
 
-  // -------------------------------------------------------------------------------------------------
-  // SNAPSHOT.
-
-  /** dmirror_mkentry. */
-  private mkEntry(word: number): number {
-    const flags = hmmPfnFlags(word);
-    if ((flags & HMM_PFN_ERROR) !== 0) return HMM_DMIRROR_PROT_ERROR;
-    if ((flags & HMM_PFN_VALID) === 0) return HMM_DMIRROR_PROT_NONE;
-    const k = this.ctx.k;
-    const pfn = hmmPfnToPfn(word);
-    let code = HMM_DMIRROR_PROT_NONE;
-    if (k.pages.isZoneDevice(pfn)) {
-      const pgmap = this.ctx.pagemaps.of(pfn);
-      const local = pgmap.owner === this.device;
-      if (pgmap.type === MEMORY_DEVICE_PRIVATE)
-        code = local ? HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL : HMM_DMIRROR_PROT_DEV_PRIVATE_REMOTE;
-      else code = local ? HMM_DMIRROR_PROT_DEV_COHERENT_LOCAL : HMM_DMIRROR_PROT_DEV_COHERENT_REMOTE;
-    } else if (pfn === ZERO_PFN) {
-      code = HMM_DMIRROR_PROT_ZERO;
-    }
-    return code | ((flags & HMM_PFN_WRITE) !== 0 ? HMM_DMIRROR_PROT_WRITE : HMM_DMIRROR_PROT_READ);
-  }
-
-  /**
-   * HMM_DMIRROR_SNAPSHOT (dmirror_snapshot): -EINVAL once the mm has gone; then one code per page of
-   * what the CPU page table holds, without faulting, 32 pages at a time, each under a temporary notifier.
-   */
+  /** HMM_DMIRROR_SNAPSHOT on this open (see dmirrorSnapshot). */
   *cmdSnapshot(vpn: number, npages: number, codes: Uint8Array): Kfn<DmirrorResult | number> {
-    const k = this.ctx.k;
-    if (!this.mmAlive) return -EINVAL;
-    assert(codes.length >= npages, "SNAPSHOT buffer too short");
-    const pfns = new Float64Array(FAULT_CHUNK_PAGES);
-    let cpages = 0;
-    for (let addr = vpn; addr < vpn + npages; addr += FAULT_CHUNK_PAGES) {
-      const next = Math.min(vpn + npages, addr + FAULT_CHUNK_PAGES);
-      // A temporary notifier over the chunk, as dmirror_range_snapshot inserts.
-      const mirror = this;
-      const sub = mmuIntervalNotifierInsert(this.mm, asVpn(addr), asVpn(next), {
-        *invalidate(s, _range, curSeq) {
-          yield* mirror.mutex.lock();
-          mmuIntervalSetSeq(s, curSeq);
-          mirror.mutex.unlock();
-          return true;
-        },
-      });
-      const range: HmmRange = {
-        notifier: sub,
-        notifierSeq: 0,
-        start: addr,
-        end: next,
-        hmmPfns: pfns,
-        defaultFlags: 0,
-        pfnFlagsMask: 0,
-        devPrivateOwner: this.device,
-      };
-      let ret = -EBUSY;
-      for (let attempt = 0; attempt < 1000 && ret !== 0; attempt++) {
-        range.notifierSeq = yield* mmuIntervalReadBegin(k, sub);
-        yield* this.mm.mmapLock.downRead();
-        ret = yield* hmmRangeFault(this.ctx, this.mm, range);
-        this.mm.mmapLock.upRead();
-        if (ret === -EBUSY) {
-          if (k.sched.contended)
-            yield k.sched.atRetry("dmirror_range_snapshot: -EBUSY, again", notifierObject(k, this.mm));
-          continue;
-        }
-        if (ret !== 0) break;
-        yield* this.mutex.lock();
-        if (mmuIntervalReadRetry(sub, range.notifierSeq)) ret = -EBUSY;
-        else for (let v = addr; v < next; v++) codes[v - vpn] = this.mkEntry(pfns[v - addr]!);
-        this.mutex.unlock();
-        if (ret === -EBUSY && k.sched.contended)
-          yield k.sched.atRetry(
-            "dmirror_range_snapshot: mmu_interval_read_retry, again",
-            notifierObject(k, this.mm),
-          );
-      }
-      yield* mmuIntervalNotifierRemove(k, sub);
-      if (ret !== 0) return ret;
-      cpages += next - addr;
-    }
-    return { cpages, faults: 0 };
+    return yield* dmirrorSnapshot(this, vpn, npages, codes);
+  }
+
+  /** The device file as mmap(2) sees it (see dmirrorDriverFile). */
+  get driverFile(): DriverFile {
+    return dmirrorDriverFile(this);
   }
 
   /**
