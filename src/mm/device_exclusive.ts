@@ -3,7 +3,8 @@
  * and restore_exclusive_pte): a device that needs atomic access to a page of system memory (one its
  * link cannot do atomics on while the CPU also maps it) has the CPU's PTE replaced by a non-present
  * device-exclusive entry; the next CPU access faults, and do_swap_page puts the ordinary PTE back,
- * telling the device through an MMU_NOTIFY_EXCLUSIVE invalidation.
+ * telling the device through an MMU_NOTIFY_CLEAR invalidation (MMU_NOTIFY_EXCLUSIVE announces only the
+ * conversion to device-exclusive).
  *
  * hmmsim models the rework of 6.15 (David Hildenbrand, "mm: device-exclusive memory access: rework"):
  * one page at a time, found by GUP and locked; the entry keeps the page's mapcount and the PTE's
@@ -20,6 +21,7 @@ import type { Kernel } from "./kernel.js";
 import { type FaultContext, ptlLock } from "./memory.js";
 import { type MmStruct, VM_ACCESS_FLAGS, VM_SHARED, VM_WRITE, type Vma } from "./mm_types.js";
 import {
+  MMU_NOTIFY_CLEAR,
   MMU_NOTIFY_EXCLUSIVE,
   mmuNotifierInvalidateRangeEnd,
   mmuNotifierInvalidateRangeStart,
@@ -128,8 +130,9 @@ export function restoreExclusivePte(k: Kernel, vma: Vma, pfn: number, slot: numb
 
 /**
  * remove_device_exclusive_entry (do_swap_page on a device-exclusive entry): take a reference if the page
- * still has one (folio_try_get), lock it, tell the device (MMU_NOTIFY_EXCLUSIVE, no owner), and put the
- * PTE back if it is still the entry the fault saw. Returns 0: the access retries.
+ * still has one (folio_try_get), lock it, tell the device (MMU_NOTIFY_CLEAR with no owner, since the 6.15
+ * rework: MMU_NOTIFY_EXCLUSIVE now only announces a conversion to device-exclusive), and put the PTE
+ * back if it is still the entry the fault saw. Returns 0: the access retries.
  */
 export function* removeDeviceExclusiveEntry(
   ctx: FaultContext,
@@ -144,7 +147,7 @@ export function* removeDeviceExclusiveEntry(
   if (k.pages.refcount[pfn] === 0) return 0;
   k.pages.get(pfn);
   yield* lockPage(k, pfn);
-  const range = notifierRange(vma.mm, vma, vpn, vpn + 1, MMU_NOTIFY_EXCLUSIVE, null);
+  const range = notifierRange(vma.mm, vma, vpn, vpn + 1, MMU_NOTIFY_CLEAR, null);
   yield* mmuNotifierInvalidateRangeStart(k, range);
   yield* ptlLock(k, table, "remove_device_exclusive_entry: pte_offset_map_lock, pte_same");
   const slot = PageTables.slot(table, vpn);

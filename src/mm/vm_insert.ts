@@ -18,7 +18,8 @@ import { pageAddRmap } from "./rmap.js";
  * and installs a PTE with the VMA's page protection: writable only in a shared writable mapping, so a
  * write to a private one copies the page (do_wp_page). Returns 0 or -errno: EFAULT outside the VMA,
  * EINVAL for a free or anonymous page (validate_page_before_insert), EBUSY over an existing entry
- * (insert_page_into_pte_locked).
+ * (insert_page_into_pte_locked). Deliberate difference: a ZONE_DEVICE page is EINVAL too; the kernel
+ * lets P2PDMA memory through, and hmmsim's device memory (private or coherent) is never mapped so.
  */
 export function* vmInsertPage(k: Kernel, vma: Vma, vpn: number, pfn: number): Kfn<number> {
   const pages = k.pages;
