@@ -4,7 +4,15 @@
  */
 import { EFAULT, EINVAL, ESRCH, KernelError } from "./base/errno.js";
 import { TASK_SIZE } from "./base/units.js";
-import { type GupTestArgs, gupTestIoctl } from "./drivers/gup_test.js";
+import {
+  GUP_BASIC_TEST,
+  GUP_FAST_BENCHMARK,
+  type GupTestArgs,
+  gupTestIoctl,
+  PIN_BASIC_TEST,
+  PIN_FAST_BENCHMARK,
+  PIN_LONGTERM_BENCHMARK,
+} from "./drivers/gup_test.js";
 import type { Process } from "./process.js";
 import type { System } from "./system.js";
 
@@ -17,6 +25,15 @@ export {
   PIN_LONGTERM_BENCHMARK,
 } from "./drivers/gup_test.js";
 export { FOLL_LONGTERM, FOLL_WRITE } from "./mm/gup.js";
+
+/** The commands gup_test_ioctl takes (DUMP_USER_PAGES_TEST and the PIN_LONGTERM_TEST_* ones are not modelled). */
+const GUP_TEST_COMMANDS: readonly unknown[] = [
+  GUP_FAST_BENCHMARK,
+  PIN_FAST_BENCHMARK,
+  PIN_LONGTERM_BENCHMARK,
+  GUP_BASIC_TEST,
+  PIN_BASIC_TEST,
+];
 
 /** A field of struct gup_test: a non-negative integer a u64 holds and a user address can reach. */
 function field(value: unknown, what: string): number {
@@ -34,13 +51,16 @@ export class GupTestFile {
 
   /**
    * ioctl(fd, cmd, &gup): takes and releases references or pins on [addr, addr + size) of the process,
-   * nrPagesPerCall pages per call, and returns the bytes covered (gup.size on return). EINVAL for an
-   * unknown command or a field no struct gup_test holds; EFAULT when `args` is not an object
-   * (copy_from_user); ESRCH once the process has exited. A call that takes no page ends the loop
-   * early, as in the kernel, without failing the ioctl.
+   * nrPagesPerCall pages per call, and returns the bytes of the pages taken (gup.size on return). In
+   * the kernel's order: EINVAL for an unknown command, EFAULT when `args` is not an object
+   * (copy_from_user), then EINVAL for a size of 0 or not page-aligned, nrPagesPerCall 0, or a field
+   * no struct gup_test holds (hmmsim takes values up to TASK_SIZE). ESRCH once the process has exited.
+   * A call that takes fewer pages than it asked for ends the loop, without failing the ioctl.
    */
   ioctl(cmd: number, args: GupTestArgs): { size: number } {
     if (this.process.exited) throw new KernelError(ESRCH, "gup_test: the process has exited");
+    if (!GUP_TEST_COMMANDS.includes(cmd))
+      throw new KernelError(EINVAL, `gup_test: unknown command ${String(cmd)}`);
     if (typeof args !== "object" || args === null) throw new KernelError(EFAULT, "gup_test: struct gup_test");
     const checked: GupTestArgs = {
       addr: field(args.addr, "addr"),

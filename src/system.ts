@@ -52,7 +52,7 @@ export interface SystemOptions {
    * with EINVAL, where test_hmm.c loops forever (hmmsim throws DmirrorLivelockError);
    * `exclusiveRechecks: true` gives HMM_DMIRROR_EXCLUSIVE nouveau's mmu_interval_read_retry check, so an
    * MADV_DONTNEED between make_device_exclusive and the mirror's store cannot leave an atomic entry of a
-   * freed page.
+   * freed page; like nouveau's, it fails with EBUSY (its timeout) over pages already device-exclusive.
    */
   dmirror?: Partial<DmirrorSwitches>;
   /**

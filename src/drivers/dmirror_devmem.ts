@@ -107,9 +107,14 @@ export interface DmirrorSwitches {
    * device-exclusive entry first (zap takes no page lock); its invalidation finds no mirror entry to
    * erase, the atomic entry is stored after it, and the mirror keeps a page the CPU no longer maps,
    * which is freed once dmirror_exclusive puts it. true: the nouveau pattern (nouveau_atomic_range_fault)
-   * — mmu_interval_read_begin before make_device_exclusive, this device as its owner (whose own
-   * MMU_NOTIFY_EXCLUSIVE the invalidate callback skips without moving the sequence), and
-   * mmu_interval_read_retry under the mutex before the store, which starts the page again when it fails.
+   * — mmu_interval_read_begin before make_device_exclusive, this open as its owner (nouveau passes its
+   * drm device; an open is what a dmirror mirrors through), whose own MMU_NOTIFY_EXCLUSIVE the
+   * invalidate callback skips without moving the sequence, and mmu_interval_read_retry under the mutex
+   * before the store, which starts the page again when it fails. Like nouveau's, that retry cannot
+   * succeed while the page still holds the entry this command made: GUP faults it back, with an
+   * owner-less MMU_NOTIFY_CLEAR that moves the sequence again. The command then gives up with -EBUSY
+   * after RETRY_ATTEMPTS_MAX attempts (nouveau's one-second timeout), and so does an EXCLUSIVE over
+   * pages that are already device-exclusive.
    */
   readonly exclusiveRechecks: boolean;
 }

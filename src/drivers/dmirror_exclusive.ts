@@ -62,7 +62,7 @@ export function* dmirrorExclusive(
         // nouveau_atomic_range_fault gives up with -EBUSY after its one-second timeout. It needs one:
         // a retry finds its own device-exclusive entry, GUP faults it back (MMU_NOTIFY_CLEAR, no
         // owner, which the callback cannot tell from anyone else's), and that invalidation makes the
-        // retry stale too, until the CPU maps the page again.
+        // retry stale too, every time: nothing in this loop maps the page for the CPU again.
         if (++staleAttempts >= RETRY_ATTEMPTS_MAX) {
           ret = -EBUSY;
           break;

@@ -46,8 +46,12 @@ export interface GupTestArgs {
 }
 
 /**
- * __gup_test_ioctl: returns the bytes the calls covered (gup->size on return), or -EINVAL for an
- * unknown command. A call that takes no page ends the loop without failing the ioctl, as in the kernel.
+ * __gup_test_ioctl: returns the bytes of the pages taken (gup->size on return: their count times
+ * PAGE_SIZE), or -EINVAL for an unknown command, a size of 0 or not a multiple of PAGE_SIZE, or
+ * nr_pages_per_call 0. Each call asks for nr_pages_per_call pages (fewer at the end of the range); the
+ * loop stops after a call that took fewer than it asked for, and a call that fails (its errno, EINVAL
+ * for flags is_valid_gup_args refuses: the caller's FOLL_PIN, FOLL_GET on a pin, FOLL_LONGTERM on a
+ * plain get) ends it without failing the ioctl. Every page is then put back (put_back_pages).
  */
 export function* gupTestIoctl(
   ctx: MigrateContext,
@@ -58,23 +62,20 @@ export function* gupTestIoctl(
 ): Kfn<number> {
   const pin = cmd === PIN_FAST_BENCHMARK || cmd === PIN_LONGTERM_BENCHMARK || cmd === PIN_BASIC_TEST;
   if (!pin && cmd !== GUP_FAST_BENCHMARK && cmd !== GUP_BASIC_TEST) return -EINVAL;
+  if (args.size === 0 || args.nrPagesPerCall === 0 || args.size % PAGE_SIZE !== 0) return -EINVAL;
   const pfns: number[] = [];
   const end = args.addr + args.size;
-  let addr = args.addr;
-  let nr = args.nrPagesPerCall;
-  // A caller's FOLL_GET or FOLL_PIN is the kernel's internal flag: the gup call WARNs and fails.
-  const flagsOk = (args.gupFlags & (FOLL_GET | FOLL_PIN)) === 0;
+  // FOLL_PIN is internal (INTERNAL_GUP_FLAGS): get_user_pages and pin_user_pages both refuse a caller's.
+  const flagsOk = (args.gupFlags & FOLL_PIN) === 0;
   let flags = args.gupFlags | (pin ? FOLL_PIN : FOLL_GET);
   if (cmd === PIN_LONGTERM_BENCHMARK) flags |= FOLL_LONGTERM;
   yield* mm.mmapLock.downRead();
   try {
-    // Bounded by the range: each pass covers nr pages or stops the loop.
-    while (addr < end && nr === args.nrPagesPerCall) {
-      let next = addr + nr * PAGE_SIZE;
-      if (next > end) {
-        next = end;
-        nr = Math.floor((next - addr) / PAGE_SIZE);
-      }
+    let nr = args.nrPagesPerCall;
+    // Bounded by the range: each pass takes the next nr pages or stops the loop.
+    for (let addr = args.addr; addr < end && nr === args.nrPagesPerCall; ) {
+      nr = Math.min(nr, (end - addr) / PAGE_SIZE);
+      const next = addr + nr * PAGE_SIZE;
       const got = flagsOk
         ? yield* getUserPages(ctx, ledger, mm, Math.floor(addr / PAGE_SIZE), nr, flags, pfns)
         : -EINVAL;
@@ -85,10 +86,11 @@ export function* gupTestIoctl(
   } finally {
     mm.mmapLock.upRead();
   }
+  const taken = pfns.length;
   // put_back_pages.
   for (const pfn of pfns) {
     if (pin) unpinUserPage(ctx.k, ledger, pfn);
     else putUserPage(ctx.k, ledger, pfn);
   }
-  return addr - args.addr;
+  return taken * PAGE_SIZE;
 }

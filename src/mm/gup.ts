@@ -31,11 +31,14 @@ import { pteFrame, ptePresent, pteProtNone, pteSpecial, pteWrite } from "./pgtab
 /** FOLL_WRITE: the pages must be writable (break COW first). */
 export const FOLL_WRITE = 0x01;
 /** FOLL_GET: take a plain page reference (get_user_pages). */
-export const FOLL_GET = 0x04;
+export const FOLL_GET = 0x02;
 /** The pin is long-term (RDMA, VFIO): migrate what may not stay pinned first. */
 export const FOLL_LONGTERM = 0x100;
-/** FOLL_PIN: take a pin, counted apart from plain references (pin_user_pages). */
-export const FOLL_PIN = 0x40000;
+/**
+ * FOLL_PIN: take a pin, counted apart from plain references (pin_user_pages). One of mm/internal.h's
+ * INTERNAL_GUP_FLAGS: only the pin_user_pages*() calls set it, and a caller's is refused.
+ */
+export const FOLL_PIN = 0x80000;
 
 /** Per-page references taken through GUP, so the invariant checker can account for them. */
 export class GupLedger {
@@ -45,7 +48,9 @@ export class GupLedger {
 
 /**
  * __get_user_pages: for `count` pages from vpn, faults each in as needed and takes a reference or a
- * pin; fills `pfns`. Returns the number of pages done, or -errno if the first page failed.
+ * pin; fills `pfns`. Returns the number of pages done, or -errno if the first page failed. EINVAL, as
+ * is_valid_gup_args gives it, for FOLL_GET with FOLL_PIN and for FOLL_LONGTERM without FOLL_PIN (a
+ * get_user_pages caller may not ask for a long-term reference).
  */
 export function* getUserPages(
   ctx: FaultContext,
@@ -56,6 +61,9 @@ export function* getUserPages(
   gupFlags: number,
   pfns: number[],
 ): Kfn<number> {
+  // is_valid_gup_args: FOLL_GET and FOLL_PIN exclude each other, and only a pin may be long-term.
+  if ((gupFlags & (FOLL_GET | FOLL_PIN)) === (FOLL_GET | FOLL_PIN)) return -EINVAL;
+  if ((gupFlags & FOLL_LONGTERM) !== 0 && (gupFlags & FOLL_PIN) === 0) return -EINVAL;
   if ((gupFlags & FOLL_LONGTERM) === 0)
     return yield* getUserPagesLocked(ctx, ledger, mm, vpn, count, gupFlags, pfns);
   // __gup_longterm_locked: take the pages, migrate the unpinnable ones, and again until none is left.
@@ -64,7 +72,7 @@ export function* getUserPages(
   for (;;) {
     const done = yield* getUserPagesLocked(ctx, ledger, mm, vpn, count, gupFlags, pfns);
     if (done <= 0) return done;
-    const ret = yield* checkAndMigrateMovablePages(ctx, ledger, pfns, first, (gupFlags & FOLL_PIN) !== 0);
+    const ret = yield* checkAndMigrateMovablePages(ctx, ledger, pfns, first);
     if (ret !== -EAGAIN) return ret < 0 ? ret : done;
   }
 }
@@ -80,7 +88,6 @@ function* checkAndMigrateMovablePages(
   ledger: GupLedger,
   pfns: number[],
   first: number,
-  pin: boolean,
 ): Kfn<number> {
   const k = ctx.k;
   const taken = pfns.splice(first);
@@ -89,7 +96,7 @@ function* checkAndMigrateMovablePages(
     return 0;
   }
   assert("layout" in ctx, "FOLL_LONGTERM needs the migration context");
-  const release = (pfn: number) => (pin ? unpinUserPage(k, ledger, pfn) : putUserPage(k, ledger, pfn));
+  const release = (pfn: number) => unpinUserPage(k, ledger, pfn);
   for (let i = 0; i < taken.length; i++) {
     const pfn = taken[i]!;
     if (!k.pages.isDeviceCoherent(pfn)) {

@@ -587,14 +587,9 @@ export function* copyPageRange(k: Kernel, dst: Vma, src: Vma): Kfn<number> {
       }
       k.ptl.unlock(srcTable);
       k.ptl.unlock(dstTable);
-      if (outcome === COPY_NOMEM) return -12; // -ENOMEM
-      if (outcome >= 0) {
-        // try_restore_exclusive_pte found the page locked (-EBUSY): copy_pte_range drops its locks and
-        // starts again at that entry once the lock holder lets go.
-        yield* waitOnPageLocked(k, outcome);
-        vpn = v - 1;
-        continue;
-      }
+      // try_restore_exclusive_pte found the page locked (-EBUSY): copy_pte_range gives up with it, and
+      // copy_pmd_range turns any error into -ENOMEM, so the fork fails (the kernel's behaviour).
+      if (outcome === COPY_NOMEM || outcome >= 0) return -12; // -ENOMEM
     }
     vpn = tableEnd;
   }
@@ -616,8 +611,8 @@ function vmPageProtBits(vma: Vma): number {
 }
 
 /**
- * copy_one_pte: COPIED, COPY_NOMEM, or the pfn of a device-exclusive entry's page that is locked (the
- * caller waits and copies the entry again).
+ * copy_one_pte: COPIED, COPY_NOMEM, or the pfn of a device-exclusive entry's page that is locked
+ * (copy_nonpresent_pte's -EBUSY, which fails the fork).
  */
 function copyOnePte(
   k: Kernel,
