@@ -4,10 +4,14 @@
  * and shares the page copy-on-write; munmap frees what the entries mapped.
  */
 import { describe, expect, it } from "vitest";
-import { EINVAL, EOPNOTSUPP, EPERM } from "../../src/base/errno.js";
+import { EINVAL, ENOMEM, EOPNOTSUPP, EPERM } from "../../src/base/errno.js";
 import { PAGE_SIZE } from "../../src/base/units.js";
+import { lockPage, unlockPage } from "../../src/mm/filemap.js";
+import { dupMm } from "../../src/mm/fork.js";
+import type { MmStruct } from "../../src/mm/mm_types.js";
 import { MAP_ANONYMOUS, MAP_SHARED } from "../../src/mm/mmap.js";
 import { isDeviceExclusiveEntry, pteFrame } from "../../src/mm/pgtable.js";
+import { type Kfn, PREEMPT } from "../../src/sched/thread.js";
 import { System } from "../../src/system.js";
 import { errnoOf } from "../support/errno-of.js";
 
@@ -60,6 +64,49 @@ describe("device-exclusive entries", () => {
     expect(proc.checkPages(addr, PAGES, 5)).toEqual([]);
     expect(child.read(addr, 1)[0]).toBe(0xee);
     expect(child.checkPages(addr, PAGES, 5)).toEqual([0]);
+    expect(system.checkInvariants()).toEqual([]);
+  });
+
+  it("fail a fork while one of their pages is locked (copy_nonpresent_pte's -EBUSY), with ENOMEM", () => {
+    const { system, proc, addr } = exclusiveSystem();
+    const k = system.kernel;
+    const vpn = addr / PAGE_SIZE;
+    const pfn = pteFrame(system.kernel.pt.read(proc.mm.root, vpn));
+    const mms = k.mms.size;
+    let forked: MmStruct | number = 0;
+    // A kernel thread holds the page lock (as migrate_device_range would) across the fork.
+    // The holder runs until it has the lock (its first PREEMPT), then the fork whenever it can.
+    let locked = false;
+    k.sched.setChooser((runnable) => {
+      const fork = runnable.findIndex((thread) => thread.name === "fork");
+      return locked && fork >= 0
+        ? fork
+        : Math.max(
+            0,
+            runnable.findIndex((thread) => thread.name === "holder"),
+          );
+    });
+    k.sched.spawn(
+      "holder",
+      (function* (): Kfn<void> {
+        yield* lockPage(k, pfn);
+        locked = true;
+        yield PREEMPT;
+        unlockPage(k, pfn);
+      })(),
+    );
+    k.sched.spawn(
+      "fork",
+      (function* (): Kfn<void> {
+        yield PREEMPT;
+        forked = yield* dupMm(k, proc.mm);
+      })(),
+    );
+    k.sched.runAll();
+    expect(forked).toBe(-ENOMEM);
+    expect(k.mms.size).toBe(mms);
+    // The parent is untouched: the entries it had not reached are still device-exclusive.
+    expect(exclusiveEntries(system, proc.mm.root, vpn, PAGES)).toBe(PAGES);
     expect(system.checkInvariants()).toEqual([]);
   });
 
