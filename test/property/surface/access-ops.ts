@@ -169,6 +169,7 @@ function judgeStore(
   pages.forEach((page, i) => {
     writable(page).set(written(i));
   });
+  world.revokeAtomic(world.byPid(process.pid), first, pages.length);
   return OK;
 }
 
@@ -240,6 +241,7 @@ function judgeLoad(
   if (!(got instanceof Uint8Array) || got.length !== access.length)
     return fail(`read returned ${String(got)}`);
   const first = Math.floor(access.start / PAGE);
+  world.revokeAtomic(rp, first, access.pages.length);
   return firstDifference(got, (i) => byteAt(access.pages, first, access.start + i)) === null
     ? OK
     : fail(firstDifference(got, (i) => byteAt(access.pages, first, access.start + i))!);
@@ -378,6 +380,7 @@ export function preparePages(ctx: Ctx, world: World, op: PageOp): Prepared | nul
       }
       const failed = unlessSuccess(outcome);
       if (failed !== null) return failed;
+      w.revokeAtomic(target, first, pages.length);
       if (op.op === "fill") {
         pages.forEach((page, i) => {
           writable(page).set(filledPage(pageValue(seed, i)));
@@ -462,6 +465,7 @@ export function prepareCpu(
       if (explainedByAllocation(ctx, w, "cpu", outcome)) return OK;
       const failed = unlessSuccess(outcome);
       if (failed !== null) return failed;
+      w.revokeAtomic(w.byPid(pid), vpn, 1);
       if (write) {
         writable(target).set(filledPage(value));
         return OK;
@@ -501,9 +505,15 @@ export function preparePin(ctx: Ctx, world: World, op: Extract<Op, { op: "pin" }
   }
   const pid = rp.process.pid;
   const process = rp.process;
+  const pages = ctx.system.kernel.pages;
+  const coherentBefore =
+    addr !== null &&
+    Array.from({ length: pinnable }, (_, i) =>
+      frameAt(ctx.system, process.mm, Number(addr / 4096n) + i),
+    ).some((pfn) => pfn >= 0 && pages.isDeviceCoherent(pfn));
   return {
-    label: `pid ${pid} pinPages(${addrOf(start)} + ${op.at.offset}, ${String(args.npages)} pages, ${op.write ? "write" : "read"})${badLabel(op)}`,
-    call: () => process.pinPages(args.addr as number, args.npages as number, op.write),
+    label: `pid ${pid} pinPages(${addrOf(start)} + ${op.at.offset}, ${String(args.npages)} pages, ${op.write ? "write" : "read"}${op.longterm ? ", longterm" : ""})${badLabel(op)}`,
+    call: () => process.pinPages(args.addr as number, args.npages as number, op.write, op.longterm),
     judge: (w, outcome) => {
       if (addr === null || npages === null) return expectFailure(outcome, "EINVAL");
       if (npages === 0n) {
@@ -512,9 +522,13 @@ export function preparePin(ctx: Ctx, world: World, op: Extract<Op, { op: "pin" }
       }
       if (pinnable === 0) return expectFailure(outcome, "EFAULT");
       if (explainedByAllocation(ctx, w, "gup", outcome)) return OK;
+      if (op.longterm && coherentBefore && w.pins.some((pin) => !pin.unpinned) && !outcome.ok)
+        return expectFailure(outcome, "EBUSY", false);
       const failed = unlessSuccess(outcome);
       if (failed !== null) return failed;
       const pfns = outcome.ok ? outcome.value : null;
+      if (op.longterm && Array.isArray(pfns) && pfns.some((pfn) => pages.isDeviceCoherent(pfn as number)))
+        return fail(`a long-term pin holds a device-coherent page (pfns ${pfns.join(", ")})`);
       // A fault that fails its allocation ends the pin early (__get_user_pages returns what it got).
       const short = allocationMayFail(w) && Array.isArray(pfns) && pfns.length > 0 && pfns.length < pinnable;
       if (!Array.isArray(pfns) || (pfns.length !== pinnable && !short))
@@ -525,6 +539,7 @@ export function preparePin(ctx: Ctx, world: World, op: Extract<Op, { op: "pin" }
       // A write pin faults for write: a private page gets its own copy, as a store would give it.
       if (op.write) for (let i = 0; i < pinned; i++) writable(owner.pages.get(first + i)!);
       w.pins.push({ owner, pfns: pfns as number[], unpinned: false });
+      w.revokeAtomic(owner, first, pinned);
       owner.migrationMayFail = true;
       return OK;
     },

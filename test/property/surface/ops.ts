@@ -63,7 +63,16 @@ export interface Bad {
   value: Hostile;
 }
 
-export type DeviceCommand = "read" | "write" | "toDevice" | "toSystem" | "snapshot" | "flags" | "release";
+export type DeviceCommand =
+  | "read"
+  | "write"
+  | "toDevice"
+  | "toSystem"
+  | "snapshot"
+  | "flags"
+  | "release"
+  | "exclusive"
+  | "checkExclusive";
 
 export type Op =
   | {
@@ -113,7 +122,16 @@ export type Op =
   | { op: "fill"; p: number; at: Where; pages: number; seed: number; bad: Bad | null }
   | { op: "check"; p: number; at: Where; pages: number; seed: number; bad: Bad | null }
   | { op: "touch"; p: number; at: Where; pages: number; write: boolean; bad: Bad | null }
-  | { op: "pin"; p: number; at: Where; pages: number; write: boolean; bad: Bad | null }
+  | {
+      op: "pin";
+      p: number;
+      at: Where;
+      pages: number;
+      write: boolean;
+      /** FOLL_LONGTERM: a device-coherent page is migrated to RAM before it is pinned. */
+      longterm: boolean;
+      bad: Bad | null;
+    }
   | { op: "unpin"; pin: number; bad: Bad | null }
   | { op: "createFile"; pages: number; extraBytes: number; bad: Bad | null }
   | {
@@ -308,6 +326,8 @@ const DEVICE_COMMANDS: readonly DeviceCommand[] = [
   "snapshot",
   "flags",
   "release",
+  "exclusive",
+  "checkExclusive",
 ];
 
 /** The device commands generated: those HMMSIM_FUZZ_OPS names as "dev:CMD", or all. */
@@ -490,6 +510,7 @@ function opArbitraries(
         at: where,
         pages: smallPages,
         write: fc.boolean(),
+        longterm: fc.oneof(weighted(2, fc.constant(false)), weighted(1, fc.constant(true))),
         bad: bad(withHostile, "pin", ["addr", "npages"]),
       }),
     ),
@@ -543,7 +564,8 @@ function opArbitraries(
       3,
       fc.record({
         op: fc.constant("open" as const),
-        device: fc.nat({ max: 1 }),
+        // Devices 0 and 1 are device-private; under modern, 2 is device-coherent (runner.ts).
+        device: fc.nat({ max: 2 }),
         p: proc,
         exited: fc.oneof(weighted(9, fc.constant(false)), weighted(1, fc.constant(true))),
         bad: bad(withHostile, "open", ["device"]),
@@ -643,7 +665,7 @@ const prologue: fc.Arbitrary<Op[]> = fc
     pages: fc.integer({ min: 4, max: 8 }),
     fill: fc.oneof(weighted(3, fc.constant(true)), weighted(1, fc.constant(false))),
     seed,
-    device: fc.nat({ max: 1 }),
+    device: fc.nat({ max: 2 }),
   })
   .map(({ kind, pages, fill, seed, device }) => {
     const at = { anchor: 0, delta: 0, offset: 0 };
@@ -692,6 +714,24 @@ const failAllocThenAccess: fc.Arbitrary<Step[]> = fc
   });
 
 /**
+ * HMM_DMIRROR_EXCLUSIVE, HMM_DMIRROR_CHECK_EXCLUSIVE (EPERM: the device still maps the pages for
+ * atomic access), a CPU access of those pages (which revokes the device's access), CHECK again (0 now):
+ * the round trip hmm-tests' exclusive tests make, which random steps would rarely line up.
+ */
+const exclusiveThenAccess: fc.Arbitrary<Step[]> = fc
+  .record({ pages: fc.integer({ min: 1, max: 4 }), write: fc.boolean(), fd: fc.nat({ max: 9 }) })
+  .map(({ pages, write, fd }): Step[] => {
+    const at = { anchor: 0, delta: 0, offset: 0 };
+    const check: Op = { op: "dev", fd, cmd: "checkExclusive", at, pages, seed: 0, into: false, bad: null };
+    return [
+      { op: "dev", fd, cmd: "exclusive", at, pages, seed: 0, into: write, bad: null },
+      check,
+      { op: "touch", p: 0, at, pages, write, bad: null },
+      check,
+    ];
+  });
+
+/**
  * A sequence of steps after the prologue; with `concurrent`, about one step in four is a group of 2 or
  * 3 threads. `hostile: false` generates no hostile arguments (HMMSIM_FUZZ_HOSTILE=0 does it for all).
  */
@@ -720,6 +760,8 @@ export function stepsArbitrary(options: {
   if (group !== null) chunks.push(weighted(options.groupWeight ?? 6, group));
   if (processOps) chunks.push(weighted(1, handoff));
   if (options.allowed === null) chunks.push(weighted(1, failAllocThenAccess));
+  if (options.allowed === null || options.allowed.has("dev:exclusive"))
+    chunks.push(weighted(1, exclusiveThenAccess));
   const body = fc.array(fc.oneof(...chunks), { minLength: 1, maxLength: options.maxLength, size: "max" });
   return fc.tuple(prologue, body).map(([first, rest]) => [...first, ...rest.flat()]);
 }
