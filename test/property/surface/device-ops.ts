@@ -59,7 +59,12 @@ import {
   HMM_DMIRROR_PROT_WRITE,
   HMM_DMIRROR_PROT_ZERO,
 } from "../../../src/drivers/dmirror.js";
-import { isDevicePrivateEntry, isWritableDevicePrivateEntry, pteFrame } from "../../../src/mm/pgtable.js";
+import {
+  isDeviceExclusiveEntry,
+  isDevicePrivateEntry,
+  isWritableDevicePrivateEntry,
+  pteFrame,
+} from "../../../src/mm/pgtable.js";
 import type { Kfn } from "../../../src/sched/thread.js";
 import { ioctlCheck, u64Field } from "./kernel-checks.js";
 import { badLabel, withBad } from "./mm-ops.js";
@@ -216,11 +221,14 @@ function firstFault(
   return null;
 }
 
-/** The first page of the range outside a VMA with VM_READ (the migrations' EINVAL), or -1. */
+/**
+ * The first page of the range outside a VMA with VM_READ, or in a device-file mapping, whose
+ * VM_MIXEDMAP (VM_SPECIAL) migrate_vma_setup refuses (the migrations' EINVAL), or -1.
+ */
 function firstUnreadable(rp: RefProcess, vpn: number, npages: number): number {
   for (let i = 0; i < npages; i++) {
     const page = rp.pages.get(vpn + i);
-    if (page === undefined || (page.prot & 1) === 0) return i;
+    if (page === undefined || (page.prot & 1) === 0 || page.driver) return i;
   }
   return -1;
 }
@@ -618,18 +626,25 @@ function judgeExclusive(
       file.maybeAtomic.add(vpn + i);
     }
   };
-  if (failing !== null) {
-    const verdict = failsWith(outcome, failing.errno, buffer, false);
-    if (verdict.ok) made(failing.index);
-    return verdict;
-  }
-  if (explainedByAllocation(ctx, world, "gup", outcome)) {
-    // A page brought back from a device failed its allocation: the pages before it may be exclusive.
-    for (let i = 0; i < npages; i++) {
+  if (
+    failing?.errno !== errorName(outcome.ok ? null : outcome.error) &&
+    explainedByAllocation(ctx, world, "gup", outcome)
+  ) {
+    // A page brought back from a device failed its allocation (before any page that fails GUP's
+    // checks): the pages before it are exclusive and have their own copy, which the reference learns
+    // from hmmsim's page table.
+    const k = ctx.system.kernel;
+    for (let i = 0; i < (failing?.index ?? npages); i++) {
+      if (!isDeviceExclusiveEntry(k.pt.read(owner.process.mm.root, vpn + i))) break;
       file.maybeAtomic.add(vpn + i);
       writable(owner.pages.get(vpn + i)!);
     }
     return untouched(buffer) ?? OK;
+  }
+  if (failing !== null) {
+    const verdict = failsWith(outcome, failing.errno, buffer, false);
+    if (verdict.ok) made(failing.index);
+    return verdict;
   }
   const cpages = judgeCpages(outcome, npages, "exactly");
   if (!cpages.ok) return cpages;

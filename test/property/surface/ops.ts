@@ -87,6 +87,17 @@ export type Op =
       fileOffset: number;
       bad: Bad | null;
     }
+  | {
+      /** mmap of a device file (dmirror_fops_mmap): `fd` picks a descriptor, perhaps not the caller's. */
+      op: "mmapDevice";
+      p: number;
+      fd: number;
+      shared: boolean;
+      prot: number;
+      place: "any" | "fixed";
+      at: Where;
+      pages: number;
+    }
   | { op: "munmap"; p: number; at: Where; pages: number; bad: Bad | null }
   | { op: "mprotect"; p: number; at: Where; pages: number; prot: number; bad: Bad | null }
   | {
@@ -180,7 +191,7 @@ export const OP_GROUPS: Readonly<Record<string, readonly string[]>> = {
   cpu: ["write", "read", "word", "fill", "check", "touch", "cpuStore", "cpuLoad"],
   pin: ["pin", "unpin"],
   file: ["createFile", "pwrite", "pread"],
-  device: ["open", "close", "dev"],
+  device: ["open", "close", "dev", "mmapDevice"],
   process: ["fork", "exit", "onExited"],
 };
 
@@ -357,6 +368,19 @@ function opArbitraries(
         pages: smallPages,
         fileOffset: fc.nat({ max: 12 }),
         bad: bad(withHostile, "mmap", ["length", "addr", "prot", "flags", "offset"]),
+      }),
+    ),
+    mmapDevice: weighted(
+      2,
+      fc.record({
+        op: fc.constant("mmapDevice" as const),
+        p: proc,
+        fd: fc.nat({ max: 9 }),
+        shared: fc.boolean(),
+        prot: fc.oneof(weighted(4, fc.constant(PROT_READ | PROT_WRITE)), weighted(1, fc.constant(PROT_READ))),
+        place: fc.constantFrom("any" as const, "any" as const, "fixed" as const),
+        at: where,
+        pages: fc.integer({ min: 1, max: 4 }),
       }),
     ),
     munmap: weighted(

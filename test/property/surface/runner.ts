@@ -40,7 +40,14 @@ import {
   skipsPastEnd,
 } from "./access-ops.js";
 import { prepareClose, prepareDev, prepareOpen } from "./device-ops.js";
-import { prepareExit, prepareFork, prepareMmap, prepareMremap, prepareRange } from "./mm-ops.js";
+import {
+  prepareExit,
+  prepareFork,
+  prepareMmap,
+  prepareMmapDevice,
+  prepareMremap,
+  prepareRange,
+} from "./mm-ops.js";
 import { compareWorld, signature } from "./observe.js";
 import type { ConcurrentOp, Op, Step, Where } from "./ops.js";
 import { PAGE, pastEnd } from "./pages.js";
@@ -52,6 +59,8 @@ export function prepare(ctx: Ctx, world: World, op: Op): Prepared | null {
   switch (op.op) {
     case "mmap":
       return prepareMmap(ctx, world, op);
+    case "mmapDevice":
+      return prepareMmapDevice(ctx, world, op);
     case "munmap":
     case "mprotect":
     case "madvise":
