@@ -285,6 +285,12 @@ function bufferArg(op: Extract<Op, { op: "dev" }>, count: number): unknown {
   return buffer;
 }
 
+/** Whether an outstanding pin holds a page of device memory (a device-coherent page). */
+function pinsDeviceMemory(ctx: Ctx, world: World): boolean {
+  const pages = ctx.system.kernel.pages;
+  return world.pins.some((pin) => !pin.unpinned && pin.pfns.some((pfn) => pages.isZoneDevice(pfn)));
+}
+
 /** Commands that take a caller buffer for their result. */
 function takesInto(cmd: DeviceCommand): boolean {
   return cmd === "read" || cmd === "toDevice" || cmd === "snapshot" || cmd === "exclusive";
@@ -300,6 +306,10 @@ export function prepareDev(ctx: Ctx, world: World, op: Extract<Op, { op: "dev" }
     op.cmd === "flags" ? HMM_DMIRROR_FLAG_FAIL_ALLOC : fitRange(owner.pages, op.at, start, op.pages);
   // A hostile buffer goes where the command has one; other commands take none.
   if (op.bad?.arg === "data" && op.cmd !== "write" && !takesInto(op.cmd)) return null;
+  // HMM_DMIRROR_RELEASE waits in memunmap_pages (dmirror_device_remove_chunks) for every page of the
+  // device, and a pinned device-coherent page fails the eviction's migration (its extra reference),
+  // so it waits for the unpin, for ever here: test_hmm.c hangs the same way; not generated.
+  if (op.cmd === "release" && pinsDeviceMemory(ctx, world)) return null;
   // setFlags(addr, flags = FAIL_ALLOC) and release(addr = 0, npages = 1): undefined is the default.
   if (
     op.bad?.value.kind === "undefined" &&
@@ -357,8 +367,21 @@ export function prepareDev(ctx: Ctx, world: World, op: Extract<Op, { op: "dev" }
     ...(op.cmd === "release" ? { evicts: true } : {}),
     call,
     judge: (w, outcome) => {
+      // In a group where another member acts on this mm (a MIGRATE_TO_DEV of COW-shared pages, then a
+      // CPU fault bringing them back), a page may have been a read-only entry of this device only
+      // while the WRITE's hmm_range_fault looked: neither before nor after shows it, so any private
+      // page may be one.
+      const racedOnDevice =
+        op.cmd === "write" && ctx.inGroup() && ctx.racing(fd.mirror.mm)
+          ? Array.from({ length: count }, (_, i) => i).filter((i) => {
+              const page = w.fdOf(fd).file.mirror.pages.get(start + i);
+              return page !== undefined && isPrivate(page.kind);
+            })
+          : [];
       const readOnly =
-        op.cmd === "write" ? [...readOnlyBefore, ...readOnlyOnDevice(ctx, fd, start, count)] : [];
+        op.cmd === "write"
+          ? [...readOnlyBefore, ...readOnlyOnDevice(ctx, fd, start, count), ...racedOnDevice]
+          : [];
       return judgeDev(ctx, w, w.fdOf(fd), op.cmd, args, buffer, outcome, readOnly, openAtStart);
     },
   };
