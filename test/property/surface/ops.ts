@@ -9,8 +9,10 @@
  * value (negative, unaligned, NaN, fractional, huge, a string, null, a BigInt, a short buffer...); the
  * reference predicts the errno the ABI rule and the kernel's checks give it (kernel-checks.ts). Two
  * short chunks make rare paths likely: process 0 forking and exiting (its child's descriptors then
- * outlive the mm they mirror), and FAIL_ALLOC armed between a migration to the device and a CPU
- * access of those pages.
+ * outlive the mm they mirror), FAIL_ALLOC armed between a migration to the device and a CPU
+ * access of those pages, and EXCLUSIVE, CHECK_EXCLUSIVE, a CPU access and CHECK_EXCLUSIVE again.
+ * An open's `device` is taken modulo the system's devices (2 under 4.14; under modern a third,
+ * device-coherent one): other minors come only as hostile values.
  *
  * HMMSIM_FUZZ_OPS (a comma list of op names, e.g. "mm,cpu,device,fork") restricts what is generated,
  * to chase one kind of defect; the groups are in OP_GROUPS, "dev:toDevice" names one device command
