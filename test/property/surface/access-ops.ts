@@ -17,6 +17,11 @@
  *   page without a VMA or without the access (VM_WRITE for a write pin, VM_READ otherwise) ends the
  *   pin there, into the next VMA if it follows at once; the call returns the pfns it pinned (a short
  *   count past the mapped run), EFAULT when it pinned none; a count of 0 pins nothing and returns [].
+ *   With FOLL_LONGTERM (__gup_longterm_locked, check_and_migrate_movable_pages) a device-coherent page
+ *   is migrated to RAM first (migrate_device_coherent_folio), so no pfn of a long-term pin is one;
+ *   EBUSY when such a page will not move, which the reference allows only where another pin holds a
+ *   coherent page of the range (a pinned page fails migration's reference count check). A pin faults
+ *   each page in, which revokes a device's atomic access to it (world.ts).
  * - unpin_user_pages needs no mm: it works after the process exited; an entry that is not a pinned
  *   pfn (counting repeats) is EINVAL and nothing is unpinned, a list that is not an array EFAULT.
  * - Calls on an exited process are ESRCH, before their arguments are looked at.
@@ -506,13 +511,16 @@ export function preparePin(ctx: Ctx, world: World, op: Extract<Op, { op: "pin" }
   const pid = rp.process.pid;
   const process = rp.process;
   const pages = ctx.system.kernel.pages;
-  const coherentBefore =
-    addr !== null &&
-    Array.from({ length: pinnable }, (_, i) =>
-      frameAt(ctx.system, process.mm, Number(addr / 4096n) + i),
-    ).some((pfn) => pfn >= 0 && pages.isDeviceCoherent(pfn));
+  const coherentPfns =
+    addr === null
+      ? []
+      : Array.from({ length: pinnable }, (_, i) =>
+          frameAt(ctx.system, process.mm, Number(addr / BigInt(PAGE)) + i),
+        ).filter((pfn) => pfn >= 0 && pages.isDeviceCoherent(pfn));
+  const coherentBefore = coherentPfns.length > 0;
   return {
     label: `pid ${pid} pinPages(${addrOf(start)} + ${op.at.offset}, ${String(args.npages)} pages, ${op.write ? "write" : "read"}${op.longterm ? ", longterm" : ""})${badLabel(op)}`,
+    ...(op.longterm ? { tag: coherentBefore ? "(FOLL_LONGTERM, a coherent page)" : "(FOLL_LONGTERM)" } : {}),
     call: () => process.pinPages(args.addr as number, args.npages as number, op.write, op.longterm),
     judge: (w, outcome) => {
       if (addr === null || npages === null) return expectFailure(outcome, "EINVAL");
@@ -522,8 +530,10 @@ export function preparePin(ctx: Ctx, world: World, op: Extract<Op, { op: "pin" }
       }
       if (pinnable === 0) return expectFailure(outcome, "EFAULT");
       if (explainedByAllocation(ctx, w, "gup", outcome)) return OK;
-      if (op.longterm && coherentBefore && w.pins.some((pin) => !pin.unpinned) && !outcome.ok)
-        return expectFailure(outcome, "EBUSY", false);
+      const coherentPinned = w.pins.some(
+        (pin) => !pin.unpinned && pin.pfns.some((pfn) => coherentPfns.includes(pfn)),
+      );
+      if (op.longterm && coherentPinned && !outcome.ok) return expectFailure(outcome, "EBUSY", false);
       const failed = unlessSuccess(outcome);
       if (failed !== null) return failed;
       const pfns = outcome.ok ? outcome.value : null;

@@ -758,6 +758,21 @@ const exclusiveThenAccess: fc.Arbitrary<Step[]> = fc
   });
 
 /**
+ * A migration through the prologue's descriptor (to the device-coherent device in about a third of the
+ * modern runs), then a long-term pin of those pages (which must migrate a coherent page back to RAM
+ * first, check_and_migrate_movable_pages) or a short-term one (which pins the device page itself).
+ */
+const migrateThenPin: fc.Arbitrary<Step[]> = fc
+  .record({ pages: fc.integer({ min: 1, max: 4 }), write: fc.boolean(), longterm: fc.boolean() })
+  .map(({ pages, write, longterm }): Step[] => {
+    const at = { anchor: 0, delta: 0, offset: 0 };
+    return [
+      { op: "dev", fd: 0, cmd: "toDevice", at, pages, seed: 0, into: false, bad: null },
+      { op: "pin", p: 0, at, pages, write, longterm, bad: null },
+    ];
+  });
+
+/**
  * A sequence of steps after the prologue; with `concurrent`, about one step in four is a group of 2 or
  * 3 threads. `hostile: false` generates no hostile arguments (HMMSIM_FUZZ_HOSTILE=0 does it for all).
  */
@@ -788,6 +803,7 @@ export function stepsArbitrary(options: {
   if (options.allowed === null) chunks.push(weighted(1, failAllocThenAccess));
   if (options.allowed === null || options.allowed.has("dev:exclusive"))
     chunks.push(weighted(1, exclusiveThenAccess));
+  if (options.allowed === null || options.allowed.has("pin")) chunks.push(weighted(1, migrateThenPin));
   const body = fc.array(fc.oneof(...chunks), { minLength: 1, maxLength: options.maxLength, size: "max" });
   return fc.tuple(prologue, body).map(([first, rest]) => [...first, ...rest.flat()]);
 }
