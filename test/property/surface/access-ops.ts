@@ -467,6 +467,8 @@ export function prepareCpu(
       const target = w.byPid(pid).pages.get(vpn);
       if (target === undefined || !cpuMay(target.prot, write))
         return expectFailure(outcome, "SIGSEGV", false);
+      // Zapped by a MADV_DONTNEED of the group: a device-file VMA has no fault handler (do_fault).
+      if (target.gone) return expectFailure(outcome, "SIGBUS", false);
       if (explainedByAllocation(ctx, w, "cpu", outcome)) return OK;
       const failed = unlessSuccess(outcome);
       if (failed !== null) return failed;

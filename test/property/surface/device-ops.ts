@@ -217,6 +217,9 @@ function firstFault(
     const page = rp.pages.get(vpn + i);
     if (page === undefined || (page.prot & 1) === 0) return { index: i, errno: "EFAULT" };
     if (write && (page.prot & 2) === 0 && !onDevice.includes(i)) return { index: i, errno: "EPERM" };
+    // A zapped page of a device-file mapping: the fault is VM_FAULT_SIGBUS, EFAULT (hmm_vma_fault).
+    // (Only a concurrent group gets here: sequential commands skip such pages.)
+    if (page.gone) return { index: i, errno: "EFAULT" };
   }
   return null;
 }
