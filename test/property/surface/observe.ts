@@ -60,7 +60,12 @@ export function comparePages(
 ): string | null {
   const mm = rp.process.mm;
   for (const [vpn, page] of rp.pages) {
-    if (pastEnd(page) || (only !== undefined && !only(vpn, page))) continue;
+    if (only !== undefined && !only(vpn, page)) continue;
+    // A device-file page has its PTE from mmap on, until MADV_DONTNEED zaps it for good: which of the
+    // two, hmmsim's page table must say (zeros either way, so the bytes would not tell).
+    if (page.driver && (system.kernel.pt.read(mm.root, vpn) === 0) !== (page.gone === true))
+      return `pid ${rp.process.pid} ${hex(vpn)} (device-file mapping): ${page.gone ? "mapped, the reference zapped it" : "zapped, the reference maps it"}`;
+    if (pastEnd(page)) continue;
     const vma = mm.findVma(vpn);
     if (vma === null)
       return `pid ${rp.process.pid} ${hex(vpn)}: the reference maps it (${page.kind}), hmmsim has no VMA there`;
