@@ -126,10 +126,12 @@ export function checkInvariants(system: System): string[] {
           if (isWritableDevicePrivateEntry(pte)) checkWritableAnon(mm.id, vpn, pfn);
         } else if (isDeviceExclusiveEntry(pte)) {
           // Since the 6.15 rework the entry is a mapping: it keeps the rmap, the mapcount and the
-          // reference of the PTE it replaced, which mapped an anonymous page of system memory.
-          if (pages.isZoneDevice(pfn) || !pages.isAnon(pfn))
+          // reference of the PTE it replaced, which mapped an anonymous page the CPU maps directly:
+          // system memory or device-coherent memory (make_device_exclusive asks only folio_test_anon,
+          // and a device-coherent page migrated to is anonymous), never device-private memory.
+          if (!pages.isAnon(pfn) || (pages.isZoneDevice(pfn) && !pages.isDeviceCoherent(pfn)))
             report(
-              `mm ${mm.id}: vpn 0x${vpn.toString(16)} device-exclusive entry to pfn ${pfn}, not anonymous RAM`,
+              `mm ${mm.id}: vpn 0x${vpn.toString(16)} device-exclusive entry to pfn ${pfn}, not an anonymous page the CPU maps`,
             );
           mapped[pfn]!++;
           countRss(pfn);

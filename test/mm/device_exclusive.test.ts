@@ -137,4 +137,28 @@ describe("device-exclusive entries", () => {
     expect(errnoOf(() => oldFd.exclusive(a, 1))).toBe(EINVAL);
     expect(errnoOf(() => oldFd.checkExclusive(a, 1))).toBe(EINVAL);
   });
+
+  it("may map a device-coherent page (make_device_exclusive asks only folio_test_anon), which the CPU then gets back", () => {
+    // Found by the surface property: HMM_DMIRROR_EXCLUSIVE after a migration to coherent memory. The
+    // kernel's make_device_exclusive (mm/rmap.c) refuses only pages that are not anonymous or are
+    // hugetlb; a device-coherent page a migration put in an anonymous VMA is anonymous, so it gets
+    // the entry, and remove_device_exclusive_entry (mm/memory.c) restores its PTE like any other.
+    const system = new System({ ram: "16MiB", devices: [{ memory: "4MiB", type: "coherent" }] });
+    const proc = system.spawn();
+    const fd = system.device(0).open(proc);
+    const addr = proc.mmap(2 * PAGE_SIZE);
+    proc.fillPages(addr, 2, 7);
+    expect(fd.migrateToDevice(addr, 2).cpages).toBe(2);
+    expect(fd.exclusive(addr, 2).cpages).toBe(2);
+    const vpn = addr / PAGE_SIZE;
+    expect(exclusiveEntries(system, proc.mm.root, vpn, 2)).toBe(2);
+    expect(system.kernel.pages.isDeviceCoherent(pteFrame(system.kernel.pt.read(proc.mm.root, vpn)))).toBe(
+      true,
+    );
+    expect(system.checkInvariants()).toEqual([]);
+    expect(errnoOf(() => fd.checkExclusive(addr, 2))).toBe(EPERM);
+    expect(proc.checkPages(addr, 2, 7)).toEqual([]);
+    expect(() => fd.checkExclusive(addr, 2)).not.toThrow();
+    expect(system.checkInvariants()).toEqual([]);
+  });
 });

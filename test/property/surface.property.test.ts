@@ -1,8 +1,10 @@
 /**
  * The whole public surface against a plain reference (test/property/surface/): random sequences of
  * valid and hostile calls on every method (mm system calls, CPU accesses, pins, tmpfs files, device
- * files and every dmirror command on both devices, descriptors inherited across fork and outliving
- * their mm, fork, exit), under the protocols 4.14 and modern, in both page stores. Every exception must
+ * files and every dmirror command, HMM_DMIRROR_EXCLUSIVE and CHECK_EXCLUSIVE among them, on test_hmm.c's
+ * two device-private devices and, under modern, a device-coherent third, mmap of a device file,
+ * long-term pins (FOLL_LONGTERM), descriptors inherited across fork and outliving their mm, fork,
+ * exit), under the protocols 4.14 and modern, in both page stores. Every exception must
  * be a KernelError or a SignalError (or DmirrorLivelockError, exactly where lib/test_hmm.c loops for
  * ever: READ or WRITE on a file whose mm has gone), every read must match the reference, a call that
  * fails its checks must change nothing, hmmsim's VMAs must be the reference's, and checkInvariants()

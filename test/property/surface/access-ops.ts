@@ -17,6 +17,11 @@
  *   page without a VMA or without the access (VM_WRITE for a write pin, VM_READ otherwise) ends the
  *   pin there, into the next VMA if it follows at once; the call returns the pfns it pinned (a short
  *   count past the mapped run), EFAULT when it pinned none; a count of 0 pins nothing and returns [].
+ *   With FOLL_LONGTERM (__gup_longterm_locked, check_and_migrate_movable_pages) a device-coherent page
+ *   is migrated to RAM first (migrate_device_coherent_folio), so no pfn of a long-term pin is one;
+ *   EBUSY when such a page will not move, which the reference allows only where another pin holds a
+ *   coherent page of the range (a pinned page fails migration's reference count check). A pin faults
+ *   each page in, which revokes a device's atomic access to it (world.ts).
  * - unpin_user_pages needs no mm: it works after the process exited; an entry that is not a pinned
  *   pfn (counting repeats) is EINVAL and nothing is unpinned, a list that is not an array EFAULT.
  * - Calls on an exited process are ESRCH, before their arguments are looked at.
@@ -169,6 +174,7 @@ function judgeStore(
   pages.forEach((page, i) => {
     writable(page).set(written(i));
   });
+  world.revokeAtomic(world.byPid(process.pid), first, pages.length);
   return OK;
 }
 
@@ -240,6 +246,7 @@ function judgeLoad(
   if (!(got instanceof Uint8Array) || got.length !== access.length)
     return fail(`read returned ${String(got)}`);
   const first = Math.floor(access.start / PAGE);
+  world.revokeAtomic(rp, first, access.pages.length);
   return firstDifference(got, (i) => byteAt(access.pages, first, access.start + i)) === null
     ? OK
     : fail(firstDifference(got, (i) => byteAt(access.pages, first, access.start + i))!);
@@ -378,6 +385,7 @@ export function preparePages(ctx: Ctx, world: World, op: PageOp): Prepared | nul
       }
       const failed = unlessSuccess(outcome);
       if (failed !== null) return failed;
+      w.revokeAtomic(target, first, pages.length);
       if (op.op === "fill") {
         pages.forEach((page, i) => {
           writable(page).set(filledPage(pageValue(seed, i)));
@@ -459,9 +467,12 @@ export function prepareCpu(
       const target = w.byPid(pid).pages.get(vpn);
       if (target === undefined || !cpuMay(target.prot, write))
         return expectFailure(outcome, "SIGSEGV", false);
+      // Zapped by a MADV_DONTNEED of the group: a device-file VMA has no fault handler (do_fault).
+      if (target.gone) return expectFailure(outcome, "SIGBUS", false);
       if (explainedByAllocation(ctx, w, "cpu", outcome)) return OK;
       const failed = unlessSuccess(outcome);
       if (failed !== null) return failed;
+      w.revokeAtomic(w.byPid(pid), vpn, 1);
       if (write) {
         writable(target).set(filledPage(value));
         return OK;
@@ -501,9 +512,18 @@ export function preparePin(ctx: Ctx, world: World, op: Extract<Op, { op: "pin" }
   }
   const pid = rp.process.pid;
   const process = rp.process;
+  const pages = ctx.system.kernel.pages;
+  const coherentPfns =
+    addr === null
+      ? []
+      : Array.from({ length: pinnable }, (_, i) =>
+          frameAt(ctx.system, process.mm, Number(addr / BigInt(PAGE)) + i),
+        ).filter((pfn) => pfn >= 0 && pages.isDeviceCoherent(pfn));
+  const coherentBefore = coherentPfns.length > 0;
   return {
-    label: `pid ${pid} pinPages(${addrOf(start)} + ${op.at.offset}, ${String(args.npages)} pages, ${op.write ? "write" : "read"})${badLabel(op)}`,
-    call: () => process.pinPages(args.addr as number, args.npages as number, op.write),
+    label: `pid ${pid} pinPages(${addrOf(start)} + ${op.at.offset}, ${String(args.npages)} pages, ${op.write ? "write" : "read"}${op.longterm ? ", longterm" : ""})${badLabel(op)}`,
+    ...(op.longterm ? { tag: coherentBefore ? "(FOLL_LONGTERM, a coherent page)" : "(FOLL_LONGTERM)" } : {}),
+    call: () => process.pinPages(args.addr as number, args.npages as number, op.write, op.longterm),
     judge: (w, outcome) => {
       if (addr === null || npages === null) return expectFailure(outcome, "EINVAL");
       if (npages === 0n) {
@@ -512,9 +532,15 @@ export function preparePin(ctx: Ctx, world: World, op: Extract<Op, { op: "pin" }
       }
       if (pinnable === 0) return expectFailure(outcome, "EFAULT");
       if (explainedByAllocation(ctx, w, "gup", outcome)) return OK;
+      const coherentPinned = w.pins.some(
+        (pin) => !pin.unpinned && pin.pfns.some((pfn) => coherentPfns.includes(pfn)),
+      );
+      if (op.longterm && coherentPinned && !outcome.ok) return expectFailure(outcome, "EBUSY", false);
       const failed = unlessSuccess(outcome);
       if (failed !== null) return failed;
       const pfns = outcome.ok ? outcome.value : null;
+      if (op.longterm && Array.isArray(pfns) && pfns.some((pfn) => pages.isDeviceCoherent(pfn as number)))
+        return fail(`a long-term pin holds a device-coherent page (pfns ${pfns.join(", ")})`);
       // A fault that fails its allocation ends the pin early (__get_user_pages returns what it got).
       const short = allocationMayFail(w) && Array.isArray(pfns) && pfns.length > 0 && pfns.length < pinnable;
       if (!Array.isArray(pfns) || (pfns.length !== pinnable && !short))
@@ -525,6 +551,7 @@ export function preparePin(ctx: Ctx, world: World, op: Extract<Op, { op: "pin" }
       // A write pin faults for write: a private page gets its own copy, as a store would give it.
       if (op.write) for (let i = 0; i < pinned; i++) writable(owner.pages.get(first + i)!);
       w.pins.push({ owner, pfns: pfns as number[], unpinned: false });
+      w.revokeAtomic(owner, first, pinned);
       owner.migrationMayFail = true;
       return OK;
     },

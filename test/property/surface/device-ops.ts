@@ -30,6 +30,18 @@
  * - SNAPSHOT reports, without faulting, HMM_DMIRROR_PROT_ERROR for a page with no VMA or no VM_READ
  *   and one of the other codes (dmirror_mkentry) otherwise, never a writable one in a read-only VMA;
  *   without a caller buffer, more codes than RAM holds bytes are EFAULT (hmmsim cannot write them);
+ * - HMM_DMIRROR_EXCLUSIVE (dmirror_exclusive, mm/rmap.c make_device_exclusive; modern only, EINVAL
+ *   under 4.14, which had no such command; EINVAL once the mm has gone) takes each page in turn with
+ *   GUP for write (FOLL_WRITE: EFAULT for a page with no VMA or no VM_WRITE, check_vma_flags; a private
+ *   file or COW-shared page is copied first, as a write fault would) and refuses one that is not
+ *   anonymous (EOPNOTSUPP: shared anonymous and file pages are shmem's); the first error ends it, the
+ *   pages before it staying exclusive. On success it reads the range back as READ does (into cmd->ptr).
+ *   It changes no byte. CHECK_EXCLUSIVE (dmirror_check_atomic; modern only) is EPERM while any page of
+ *   the range is still mapped for atomic access (world.ts says when the reference knows), 0 otherwise;
+ *   it needs no mm;
+ * - the device-coherent device (minor 2, modern only) migrates as the private ones do; its pages stay
+ *   mapped by present PTEs, which SNAPSHOT reports as HMM_DMIRROR_PROT_DEV_COHERENT_LOCAL or _REMOTE
+ *   (dmirror_mkentry: is_device_coherent_page);
  * - HMM_DMIRROR_FLAGS stores npages as the flags; HMM_DMIRROR_RELEASE (modern only, EINVAL under 4.14,
  *   whose test_hmm.c had no such command) evicts every chunk of the device and gives its memory back.
  */
@@ -37,6 +49,8 @@ import { EBADF, KernelError } from "../../../src/base/errno.js";
 import type { DeviceFile, MigrateResult, ReadResult } from "../../../src/device.js";
 import {
   HMM_DMIRROR_FLAG_FAIL_ALLOC,
+  HMM_DMIRROR_PROT_DEV_COHERENT_LOCAL,
+  HMM_DMIRROR_PROT_DEV_COHERENT_REMOTE,
   HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL,
   HMM_DMIRROR_PROT_DEV_PRIVATE_REMOTE,
   HMM_DMIRROR_PROT_ERROR,
@@ -45,7 +59,12 @@ import {
   HMM_DMIRROR_PROT_WRITE,
   HMM_DMIRROR_PROT_ZERO,
 } from "../../../src/drivers/dmirror.js";
-import { isDevicePrivateEntry, isWritableDevicePrivateEntry, pteFrame } from "../../../src/mm/pgtable.js";
+import {
+  isDeviceExclusiveEntry,
+  isDevicePrivateEntry,
+  isWritableDevicePrivateEntry,
+  pteFrame,
+} from "../../../src/mm/pgtable.js";
 import type { Kfn } from "../../../src/sched/thread.js";
 import { ioctlCheck, u64Field } from "./kernel-checks.js";
 import { badLabel, withBad } from "./mm-ops.js";
@@ -70,7 +89,7 @@ import {
   unlessSuccess,
   type Verdict,
 } from "./semantics.js";
-import type { RefFd, RefProcess, World } from "./world.js";
+import type { RefFd, RefOpenFile, RefProcess, World } from "./world.js";
 
 /** Open device files at most (HMMSIM_FUZZ_FDS, default 6): an open beyond it is skipped. */
 export const FDS_MAX = Number(process.env.HMMSIM_FUZZ_FDS ?? 6);
@@ -83,7 +102,10 @@ export function prepareOpen(ctx: Ctx, world: World, op: Extract<Op, { op: "open"
   const candidates = op.exited ? world.exited() : world.alive();
   if (candidates.length === 0 || world.openFiles().length >= FDS_MAX) return null;
   const rp = candidates[op.p % candidates.length]!;
-  const args = withBad({ device: op.device as unknown }, op.bad);
+  // Every device of this system (2 under 4.14, 3 under modern): other minors come as hostile values.
+  const devices = ctx.system.devices.length;
+  const device = op.device % devices;
+  const args = withBad({ device: device as unknown }, op.bad);
   if (args === null) return null;
   const process = rp.process;
   const system = ctx.system;
@@ -91,7 +113,13 @@ export function prepareOpen(ctx: Ctx, world: World, op: Extract<Op, { op: "open"
     label: `pid ${process.pid}${op.exited ? " (exited)" : ""} open(/dev/hmm_dmirror${String(args.device)})${badLabel(op)}`,
     call: () => system.device(args.device as number).open(process),
     judge: (w, outcome) => {
-      if (args.device !== 0 && args.device !== 1) return expectFailure(outcome, "ENODEV");
+      if (
+        typeof args.device !== "number" ||
+        !Number.isInteger(args.device) ||
+        args.device < 0 ||
+        args.device >= devices
+      )
+        return expectFailure(outcome, "ENODEV");
       if (op.exited) return expectFailure(outcome, "ESRCH");
       const failed = unlessSuccess(outcome);
       if (failed !== null) return failed;
@@ -102,7 +130,15 @@ export function prepareOpen(ctx: Ctx, world: World, op: Extract<Op, { op: "open"
       w.fds.push({
         fd,
         holder,
-        file: { device: op.device, mirror: holder, released: false, failAllocArmed: false, handle: fd.file },
+        file: {
+          device,
+          mirror: holder,
+          released: false,
+          failAllocArmed: false,
+          handle: fd.file,
+          atomic: new Set(),
+          maybeAtomic: new Set(),
+        },
         closed: false,
       });
       return OK;
@@ -181,15 +217,21 @@ function firstFault(
     const page = rp.pages.get(vpn + i);
     if (page === undefined || (page.prot & 1) === 0) return { index: i, errno: "EFAULT" };
     if (write && (page.prot & 2) === 0 && !onDevice.includes(i)) return { index: i, errno: "EPERM" };
+    // A zapped page of a device-file mapping: the fault is VM_FAULT_SIGBUS, EFAULT (hmm_vma_fault).
+    // (Only a concurrent group gets here: sequential commands skip such pages.)
+    if (page.gone) return { index: i, errno: "EFAULT" };
   }
   return null;
 }
 
-/** The first page of the range outside a VMA with VM_READ (the migrations' EINVAL), or -1. */
+/**
+ * The first page of the range outside a VMA with VM_READ, or in a device-file mapping, whose
+ * VM_MIXEDMAP (VM_SPECIAL) migrate_vma_setup refuses (the migrations' EINVAL), or -1.
+ */
 function firstUnreadable(rp: RefProcess, vpn: number, npages: number): number {
   for (let i = 0; i < npages; i++) {
     const page = rp.pages.get(vpn + i);
-    if (page === undefined || (page.prot & 1) === 0) return i;
+    if (page === undefined || (page.prot & 1) === 0 || page.driver) return i;
   }
   return -1;
 }
@@ -207,6 +249,17 @@ const CODES_READABLE = new Set([
   HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL | HMM_DMIRROR_PROT_WRITE,
   HMM_DMIRROR_PROT_DEV_PRIVATE_REMOTE | HMM_DMIRROR_PROT_READ,
   HMM_DMIRROR_PROT_DEV_PRIVATE_REMOTE | HMM_DMIRROR_PROT_WRITE,
+  HMM_DMIRROR_PROT_DEV_COHERENT_LOCAL | HMM_DMIRROR_PROT_READ,
+  HMM_DMIRROR_PROT_DEV_COHERENT_LOCAL | HMM_DMIRROR_PROT_WRITE,
+  HMM_DMIRROR_PROT_DEV_COHERENT_REMOTE | HMM_DMIRROR_PROT_READ,
+  HMM_DMIRROR_PROT_DEV_COHERENT_REMOTE | HMM_DMIRROR_PROT_WRITE,
+]);
+
+const DEVICE_CODES = new Set([
+  HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL,
+  HMM_DMIRROR_PROT_DEV_PRIVATE_REMOTE,
+  HMM_DMIRROR_PROT_DEV_COHERENT_LOCAL,
+  HMM_DMIRROR_PROT_DEV_COHERENT_REMOTE,
 ]);
 
 /** Why a SNAPSHOT code cannot describe the page, or null. */
@@ -221,11 +274,7 @@ function badCode(page: RefPage | undefined, code: number): string | null {
   const base = code & 0xf0;
   if (base === HMM_DMIRROR_PROT_ZERO && page.kind !== "anonPrivate")
     return `the zero page in a ${page.kind} mapping`;
-  if (
-    (base === HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL || base === HMM_DMIRROR_PROT_DEV_PRIVATE_REMOTE) &&
-    !isPrivate(page.kind)
-  )
-    return `a device page in a ${page.kind} mapping`;
+  if (DEVICE_CODES.has(base) && !isPrivate(page.kind)) return `a device page in a ${page.kind} mapping`;
   return null;
 }
 
@@ -239,9 +288,15 @@ function bufferArg(op: Extract<Op, { op: "dev" }>, count: number): unknown {
   return buffer;
 }
 
+/** Whether an outstanding pin holds a page of device memory (a device-coherent page). */
+function pinsDeviceMemory(ctx: Ctx, world: World): boolean {
+  const pages = ctx.system.kernel.pages;
+  return world.pins.some((pin) => !pin.unpinned && pin.pfns.some((pfn) => pages.isZoneDevice(pfn)));
+}
+
 /** Commands that take a caller buffer for their result. */
 function takesInto(cmd: DeviceCommand): boolean {
-  return cmd === "read" || cmd === "toDevice" || cmd === "snapshot";
+  return cmd === "read" || cmd === "toDevice" || cmd === "snapshot" || cmd === "exclusive";
 }
 
 export function prepareDev(ctx: Ctx, world: World, op: Extract<Op, { op: "dev" }>): Prepared | null {
@@ -254,6 +309,10 @@ export function prepareDev(ctx: Ctx, world: World, op: Extract<Op, { op: "dev" }
     op.cmd === "flags" ? HMM_DMIRROR_FLAG_FAIL_ALLOC : fitRange(owner.pages, op.at, start, op.pages);
   // A hostile buffer goes where the command has one; other commands take none.
   if (op.bad?.arg === "data" && op.cmd !== "write" && !takesInto(op.cmd)) return null;
+  // HMM_DMIRROR_RELEASE waits in memunmap_pages (dmirror_device_remove_chunks) for every page of the
+  // device, and a pinned device-coherent page fails the eviction's migration (its extra reference),
+  // so it waits for the unpin, for ever here: test_hmm.c hangs the same way; not generated.
+  if (op.cmd === "release" && pinsDeviceMemory(ctx, world)) return null;
   // setFlags(addr, flags = FAIL_ALLOC) and release(addr = 0, npages = 1): undefined is the default.
   if (
     op.bad?.value.kind === "undefined" &&
@@ -266,7 +325,7 @@ export function prepareDev(ctx: Ctx, world: World, op: Extract<Op, { op: "dev" }
   );
   if (args === null) return null;
   const buffer = bufferArg(op, count);
-  if ((op.cmd === "read" || op.cmd === "write") && !rf.closed && op.bad === null) {
+  if ((op.cmd === "read" || op.cmd === "write" || op.cmd === "exclusive") && !rf.closed && op.bad === null) {
     for (let i = 0; i < count; i++) {
       const page = owner.pages.get(start + i);
       if (page === undefined) break;
@@ -294,6 +353,10 @@ export function prepareDev(ctx: Ctx, world: World, op: Extract<Op, { op: "dev" }
         return fd.setFlags(addr, npages);
       case "release":
         return fd.release(addr, npages);
+      case "exclusive":
+        return into === undefined ? fd.exclusive(addr, npages) : fd.exclusive(addr, npages, into);
+      case "checkExclusive":
+        return fd.checkExclusive(addr, npages);
     }
   };
   const readOnlyBefore = op.cmd === "write" ? readOnlyOnDevice(ctx, fd, start, count) : [];
@@ -307,8 +370,21 @@ export function prepareDev(ctx: Ctx, world: World, op: Extract<Op, { op: "dev" }
     ...(op.cmd === "release" ? { evicts: true } : {}),
     call,
     judge: (w, outcome) => {
+      // In a group where another member acts on this mm (a MIGRATE_TO_DEV of COW-shared pages, then a
+      // CPU fault bringing them back), a page may have been a read-only entry of this device only
+      // while the WRITE's hmm_range_fault looked: neither before nor after shows it, so any private
+      // page may be one.
+      const racedOnDevice =
+        op.cmd === "write" && ctx.inGroup() && ctx.racing(fd.mirror.mm)
+          ? Array.from({ length: count }, (_, i) => i).filter((i) => {
+              const page = w.fdOf(fd).file.mirror.pages.get(start + i);
+              return page !== undefined && isPrivate(page.kind);
+            })
+          : [];
       const readOnly =
-        op.cmd === "write" ? [...readOnlyBefore, ...readOnlyOnDevice(ctx, fd, start, count)] : [];
+        op.cmd === "write"
+          ? [...readOnlyBefore, ...readOnlyOnDevice(ctx, fd, start, count), ...racedOnDevice]
+          : [];
       return judgeDev(ctx, w, w.fdOf(fd), op.cmd, args, buffer, outcome, readOnly, openAtStart);
     },
   };
@@ -317,7 +393,9 @@ export function prepareDev(ctx: Ctx, world: World, op: Extract<Op, { op: "dev" }
   const livelocks = (op.cmd === "read" || op.cmd === "write") && !owner.alive;
   // A caller buffer in the tokens store is refused up front (EOPNOTSUPP), which the thread skips.
   const bufferChecked = ctx.store === "bytes" || buffer === undefined || op.cmd === "snapshot";
-  if (op.bad === null && op.cmd !== "flags" && count > 0 && !livelocks && bufferChecked)
+  // The device-exclusive commands are judged in sequence only (their atomic state is followed there).
+  const sequentialOnly = op.cmd === "flags" || op.cmd === "exclusive" || op.cmd === "checkExclusive";
+  if (op.bad === null && !sequentialOnly && count > 0 && !livelocks && bufferChecked)
     prepared.thread = () => threadForm(ctx, fd, op.cmd, start, count, buffer, label);
   return prepared;
 }
@@ -331,6 +409,8 @@ function commandName(cmd: DeviceCommand): string {
     snapshot: "HMM_DMIRROR_SNAPSHOT",
     flags: "HMM_DMIRROR_FLAGS",
     release: "HMM_DMIRROR_RELEASE",
+    exclusive: "HMM_DMIRROR_EXCLUSIVE",
+    checkExclusive: "HMM_DMIRROR_CHECK_EXCLUSIVE",
   }[cmd];
 }
 
@@ -447,6 +527,24 @@ function judgeDev(
     case "release":
       if (ctx.protocol !== "modern") return expectFailure(outcome, "EINVAL");
       return unlessSuccess(outcome) ?? OK;
+    case "exclusive": {
+      if (hasInto && !bytes) return failsWith(outcome, "EOPNOTSUPP", buffer);
+      if (hasInto && alive && !intoFits(npages * PAGE)) return failsWith(outcome, "EFAULT", buffer);
+      if (ctx.protocol !== "modern" || !alive) return failsWith(outcome, "EINVAL", buffer);
+      return judgeExclusive(ctx, world, file, vpn, npages, hasInto ? buffer : undefined, outcome);
+    }
+    case "checkExclusive": {
+      if (ctx.protocol !== "modern") return expectFailure(outcome, "EINVAL");
+      let sure = false;
+      let maybe = false;
+      for (let i = 0; i < npages && !sure; i++) {
+        sure = file.atomic.has(vpn + i);
+        maybe ||= file.maybeAtomic.has(vpn + i);
+      }
+      if (sure) return expectFailure(outcome, "EPERM");
+      if (maybe && !outcome.ok) return expectFailure(outcome, "EPERM");
+      return unlessSuccess(outcome) ?? OK;
+    }
     case "read":
       if (!bounceFits) return failsWith(outcome, "ENOMEM", buffer);
       if (hasInto && !bytes) return failsWith(outcome, "EOPNOTSUPP", buffer);
@@ -522,6 +620,69 @@ function judgeDev(
       return OK;
     }
   }
+}
+
+/**
+ * dmirror_exclusive over [vpn, vpn + npages) of the file's mm: see the header. Pages it made exclusive
+ * (all on success, those before the failing one otherwise) have their own copy now (GUP's write fault)
+ * and are mapped by this file's device for atomic access.
+ */
+function judgeExclusive(
+  ctx: Ctx,
+  world: World,
+  file: RefOpenFile,
+  vpn: number,
+  npages: number,
+  buffer: unknown,
+  outcome: Outcome,
+): Verdict {
+  const owner = file.mirror;
+  owner.migrationMayFail = true;
+  world.blurAtomic();
+  let failing: { index: number; errno: string } | null = null;
+  for (let i = 0; i < npages && failing === null; i++) {
+    const page = owner.pages.get(vpn + i);
+    if (page === undefined || (page.prot & 2) === 0) failing = { index: i, errno: "EFAULT" };
+    else if (!isPrivate(page.kind)) failing = { index: i, errno: "EOPNOTSUPP" };
+  }
+  const made = (count: number) => {
+    for (let i = 0; i < count; i++) {
+      writable(owner.pages.get(vpn + i)!);
+      file.atomic.add(vpn + i);
+      file.maybeAtomic.add(vpn + i);
+    }
+  };
+  if (
+    failing?.errno !== errorName(outcome.ok ? null : outcome.error) &&
+    explainedByAllocation(ctx, world, "gup", outcome)
+  ) {
+    // A page brought back from a device failed its allocation (before any page that fails GUP's
+    // checks): the pages before it are exclusive and have their own copy, which the reference learns
+    // from hmmsim's page table.
+    const k = ctx.system.kernel;
+    for (let i = 0; i < (failing?.index ?? npages); i++) {
+      if (!isDeviceExclusiveEntry(k.pt.read(owner.process.mm.root, vpn + i))) break;
+      file.maybeAtomic.add(vpn + i);
+      writable(owner.pages.get(vpn + i)!);
+    }
+    return untouched(buffer) ?? OK;
+  }
+  if (failing !== null) {
+    const verdict = failsWith(outcome, failing.errno, buffer, false);
+    if (verdict.ok) made(failing.index);
+    return verdict;
+  }
+  const cpages = judgeCpages(outcome, npages, "exactly");
+  if (!cpages.ok) return cpages;
+  made(npages);
+  if (buffer !== undefined) {
+    const result = outcome.ok ? (outcome.value as MigrateResult) : null;
+    if (result?.data !== buffer)
+      return fail("HMM_DMIRROR_EXCLUSIVE returned another buffer than the caller's");
+    const wrong = pagesDiffer(buffer as Uint8Array, owner, vpn, npages);
+    if (wrong !== null) return fail(`the read-back: ${wrong}`);
+  }
+  return OK;
 }
 
 function judgeCpages(outcome: Outcome, npages: number, how: "exactly" | "at most"): Verdict {

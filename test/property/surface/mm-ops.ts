@@ -1,7 +1,7 @@
 /**
  * The memory-management system calls against the reference: mmap, munmap, mprotect, mremap (with
  * MREMAP_DONTUNMAP and remap_move), madvise (MADV_DONTNEED, MADV_DONTNEED_LOCKED, MADV_FREE,
- * MADV_HUGEPAGE, MADV_NOHUGEPAGE, and advice hmmsim refuses), fork and exit. Argument checks come
+ * MADV_HUGEPAGE, MADV_NOHUGEPAGE, and advice hmmsim refuses), mmap of a device file, fork and exit. Argument checks come
  * from kernel-checks.ts; what each call then does, from the kernel source named at each function.
  */
 import { KernelError } from "../../../src/base/errno.js";
@@ -149,6 +149,66 @@ export function prepareMmap(_ctx: Ctx, world: World, op: Extract<Op, { op: "mmap
         ...(file === undefined ? {} : { file }),
       }),
     judge: (w, outcome) => judgeMmap(w, w.byPid(pid), outcome, args, rf === null ? null : w.fileOf(rf.file)),
+  };
+}
+
+/**
+ * mmap of an open device file (lib/test_hmm.c dmirror_fops_mmap, 6.0): the fd must be the caller's
+ * own and open (EBADF: fdget); under 4.14 the driver has no ->mmap (ENODEV, do_mmap). Otherwise every
+ * page of the new VMA is a zeroed page of system memory inserted at once (vm_insert_page, VM_MIXEDMAP):
+ * read as zeros, written in place through MAP_SHARED, copied on write through MAP_PRIVATE (insert_page
+ * maps it read-only there), as a file's page would be. The driver ignores the offset.
+ */
+export function prepareMmapDevice(
+  ctx: Ctx,
+  world: World,
+  op: Extract<Op, { op: "mmapDevice" }>,
+): Prepared | null {
+  const rp = pickAlive(world, op.p);
+  if (rp === null || world.fds.length === 0) return null;
+  const target = world.fds[op.fd % world.fds.length]!;
+  const fd = target.fd;
+  const pid = rp.process.pid;
+  const process = rp.process;
+  const start = resolve(rp.pages, op.at);
+  const fixed = op.place === "fixed";
+  const flags = (op.shared ? MAP_SHARED : MAP_PRIVATE) | (fixed ? MAP_FIXED : 0);
+  return {
+    label: `pid ${pid} mmap(${fixed ? `${addrOf(start)} fixed` : "any"}, ${op.pages} pages, ${op.shared ? "MAP_SHARED" : "MAP_PRIVATE"}, prot ${op.prot}, dmirror ${fd.mirror.device.minor} fd ${fd.fd} of pid ${fd.process.pid}${target.closed ? ", closed" : ""})`,
+    call: () =>
+      process.mmap(op.pages * PAGE, {
+        addr: fixed ? start * PAGE : 0,
+        prot: op.prot,
+        flags,
+        file: fd,
+      }),
+    judge: (w, outcome) => {
+      const rf = w.fdOf(fd);
+      if (rf.closed || rf.holder.process !== process) return expectFailure(outcome, "EBADF");
+      if (ctx.protocol !== "modern") return expectFailure(outcome, "ENODEV");
+      const failed = unlessSuccess(outcome);
+      if (failed !== null) return failed;
+      const got = outcome.ok ? outcome.value : 0;
+      if (typeof got !== "number" || got % PAGE !== 0)
+        return fail(`mmap returned ${String(got)}, not a page address`);
+      const vpn = got / PAGE;
+      const owner = w.byPid(pid);
+      if (fixed) {
+        if (vpn !== start) return fail(`MAP_FIXED at ${hex(start)} returned ${hex(vpn)}`);
+        unmap(w.ids, owner.pages, vpn, vpn + op.pages);
+      } else if (anyMapped(owner.pages, vpn, vpn + op.pages)) {
+        return fail(`mmap chose ${hex(vpn)}, which overlaps a mapping`);
+      }
+      const object = w.ids.newObject(op.pages);
+      const template = {
+        prot: op.prot,
+        kind: (op.shared ? "fileShared" : "filePrivate") as Kind,
+        object,
+        driver: true as const,
+      };
+      addVma(w, owner.pages, vpn, op.pages, template, 0);
+      return OK;
+    },
   };
 }
 
@@ -381,6 +441,8 @@ function judgeMadvise(
     const page = rp.pages.get(vpn)!;
     if (advice === MADV_DONTNEED || advice === MADV_DONTNEED_LOCKED) {
       if (isPrivate(page.kind)) page.own = null;
+      // zap_page_range_single drops the inserted page too, and nothing can fault it back.
+      if (page.driver) page.gone = true;
     } else if (advice === MADV_FREE) {
       if (page.kind !== "anonPrivate") {
         stopped = "EINVAL";
@@ -417,6 +479,9 @@ export function prepareMremap(_ctx: Ctx, world: World, op: Extract<Op, { op: "mr
     ["flags", "newAddr"],
   );
   if (args === null) return null;
+  // A device-file mapping is not remapped: what mremap does with a VM_MIXEDMAP VMA (vma_to_resize,
+  // move_page_tables of inserted pages) is left to other tests.
+  for (let i = 0; i < oldPages; i++) if (rp.pages.get(oldStart + i)?.driver) return null;
   const values = registers(args, ["oldAddr", "oldLength", "newLength", "flags", "newAddr"]);
   const checked =
     values === null ? null : mremapCheck(values[0]!, values[1]!, values[2]!, values[3]!, values[4]!);

@@ -7,16 +7,28 @@
 
 import { type MmStruct, VM_HUGEPAGE, VM_NOHUGEPAGE } from "../../../src/mm/mm_types.js";
 import { ZERO_PFN } from "../../../src/mm/page_alloc.js";
-import { isDevicePrivateEntry, isMigrationEntry, pteFrame, ptePresent } from "../../../src/mm/pgtable.js";
+import {
+  isDeviceExclusiveEntry,
+  isDevicePrivateEntry,
+  isMigrationEntry,
+  pteFrame,
+  ptePresent,
+} from "../../../src/mm/pgtable.js";
 import type { System } from "../../../src/system.js";
 import { contents, firstWord, hex, PAGE, pastEnd, type RefPage } from "./pages.js";
 import type { RefProcess, World } from "./world.js";
 
-/** The frame the CPU would find at vpn (present, device-private or migrating), or -1: none. */
+/**
+ * The frame the CPU would find at vpn (present, device-private, device-exclusive or migrating), or -1:
+ * none.
+ */
 export function frameAt(system: System, mm: MmStruct, vpn: number): number {
   const k = system.kernel;
   const pte = k.pt.read(mm.root, vpn);
-  if (pte !== 0 && (ptePresent(pte) || isDevicePrivateEntry(pte) || isMigrationEntry(pte)))
+  if (
+    pte !== 0 &&
+    (ptePresent(pte) || isDevicePrivateEntry(pte) || isDeviceExclusiveEntry(pte) || isMigrationEntry(pte))
+  )
     return pteFrame(pte);
   const vma = mm.findVma(vpn);
   if (vma?.file != null) return vma.file.pages.get(vma.linearIndex(vpn)) ?? -1;
@@ -48,7 +60,12 @@ export function comparePages(
 ): string | null {
   const mm = rp.process.mm;
   for (const [vpn, page] of rp.pages) {
-    if (pastEnd(page) || (only !== undefined && !only(vpn, page))) continue;
+    if (only !== undefined && !only(vpn, page)) continue;
+    // A device-file page has its PTE from mmap on, until MADV_DONTNEED zaps it for good: which of the
+    // two, hmmsim's page table must say (zeros either way, so the bytes would not tell).
+    if (page.driver && (system.kernel.pt.read(mm.root, vpn) === 0) !== (page.gone === true))
+      return `pid ${rp.process.pid} ${hex(vpn)} (device-file mapping): ${page.gone ? "mapped, the reference zapped it" : "zapped, the reference maps it"}`;
+    if (pastEnd(page)) continue;
     const vma = mm.findVma(vpn);
     if (vma === null)
       return `pid ${rp.process.pid} ${hex(vpn)}: the reference maps it (${page.kind}), hmmsim has no VMA there`;

@@ -9,8 +9,10 @@
  * value (negative, unaligned, NaN, fractional, huge, a string, null, a BigInt, a short buffer...); the
  * reference predicts the errno the ABI rule and the kernel's checks give it (kernel-checks.ts). Two
  * short chunks make rare paths likely: process 0 forking and exiting (its child's descriptors then
- * outlive the mm they mirror), and FAIL_ALLOC armed between a migration to the device and a CPU
- * access of those pages.
+ * outlive the mm they mirror), FAIL_ALLOC armed between a migration to the device and a CPU
+ * access of those pages, and EXCLUSIVE, CHECK_EXCLUSIVE, a CPU access and CHECK_EXCLUSIVE again.
+ * An open's `device` is taken modulo the system's devices (2 under 4.14; under modern a third,
+ * device-coherent one): other minors come only as hostile values.
  *
  * HMMSIM_FUZZ_OPS (a comma list of op names, e.g. "mm,cpu,device,fork") restricts what is generated,
  * to chase one kind of defect; the groups are in OP_GROUPS, "dev:toDevice" names one device command
@@ -63,7 +65,16 @@ export interface Bad {
   value: Hostile;
 }
 
-export type DeviceCommand = "read" | "write" | "toDevice" | "toSystem" | "snapshot" | "flags" | "release";
+export type DeviceCommand =
+  | "read"
+  | "write"
+  | "toDevice"
+  | "toSystem"
+  | "snapshot"
+  | "flags"
+  | "release"
+  | "exclusive"
+  | "checkExclusive";
 
 export type Op =
   | {
@@ -77,6 +88,17 @@ export type Op =
       pages: number;
       fileOffset: number;
       bad: Bad | null;
+    }
+  | {
+      /** mmap of a device file (dmirror_fops_mmap): `fd` picks a descriptor, perhaps not the caller's. */
+      op: "mmapDevice";
+      p: number;
+      fd: number;
+      shared: boolean;
+      prot: number;
+      place: "any" | "fixed";
+      at: Where;
+      pages: number;
     }
   | { op: "munmap"; p: number; at: Where; pages: number; bad: Bad | null }
   | { op: "mprotect"; p: number; at: Where; pages: number; prot: number; bad: Bad | null }
@@ -113,7 +135,16 @@ export type Op =
   | { op: "fill"; p: number; at: Where; pages: number; seed: number; bad: Bad | null }
   | { op: "check"; p: number; at: Where; pages: number; seed: number; bad: Bad | null }
   | { op: "touch"; p: number; at: Where; pages: number; write: boolean; bad: Bad | null }
-  | { op: "pin"; p: number; at: Where; pages: number; write: boolean; bad: Bad | null }
+  | {
+      op: "pin";
+      p: number;
+      at: Where;
+      pages: number;
+      write: boolean;
+      /** FOLL_LONGTERM: a device-coherent page is migrated to RAM before it is pinned. */
+      longterm: boolean;
+      bad: Bad | null;
+    }
   | { op: "unpin"; pin: number; bad: Bad | null }
   | { op: "createFile"; pages: number; extraBytes: number; bad: Bad | null }
   | {
@@ -162,7 +193,7 @@ export const OP_GROUPS: Readonly<Record<string, readonly string[]>> = {
   cpu: ["write", "read", "word", "fill", "check", "touch", "cpuStore", "cpuLoad"],
   pin: ["pin", "unpin"],
   file: ["createFile", "pwrite", "pread"],
-  device: ["open", "close", "dev"],
+  device: ["open", "close", "dev", "mmapDevice"],
   process: ["fork", "exit", "onExited"],
 };
 
@@ -308,6 +339,8 @@ const DEVICE_COMMANDS: readonly DeviceCommand[] = [
   "snapshot",
   "flags",
   "release",
+  "exclusive",
+  "checkExclusive",
 ];
 
 /** The device commands generated: those HMMSIM_FUZZ_OPS names as "dev:CMD", or all. */
@@ -337,6 +370,19 @@ function opArbitraries(
         pages: smallPages,
         fileOffset: fc.nat({ max: 12 }),
         bad: bad(withHostile, "mmap", ["length", "addr", "prot", "flags", "offset"]),
+      }),
+    ),
+    mmapDevice: weighted(
+      2,
+      fc.record({
+        op: fc.constant("mmapDevice" as const),
+        p: proc,
+        fd: fc.nat({ max: 9 }),
+        shared: fc.boolean(),
+        prot: fc.oneof(weighted(4, fc.constant(PROT_READ | PROT_WRITE)), weighted(1, fc.constant(PROT_READ))),
+        place: fc.constantFrom("any" as const, "any" as const, "fixed" as const),
+        at: where,
+        pages: fc.integer({ min: 1, max: 4 }),
       }),
     ),
     munmap: weighted(
@@ -490,6 +536,7 @@ function opArbitraries(
         at: where,
         pages: smallPages,
         write: fc.boolean(),
+        longterm: fc.oneof(weighted(2, fc.constant(false)), weighted(1, fc.constant(true))),
         bad: bad(withHostile, "pin", ["addr", "npages"]),
       }),
     ),
@@ -543,7 +590,8 @@ function opArbitraries(
       3,
       fc.record({
         op: fc.constant("open" as const),
-        device: fc.nat({ max: 1 }),
+        // Devices 0 and 1 are device-private; under modern, 2 is device-coherent (runner.ts).
+        device: fc.nat({ max: 2 }),
         p: proc,
         exited: fc.oneof(weighted(9, fc.constant(false)), weighted(1, fc.constant(true))),
         bad: bad(withHostile, "open", ["device"]),
@@ -643,7 +691,7 @@ const prologue: fc.Arbitrary<Op[]> = fc
     pages: fc.integer({ min: 4, max: 8 }),
     fill: fc.oneof(weighted(3, fc.constant(true)), weighted(1, fc.constant(false))),
     seed,
-    device: fc.nat({ max: 1 }),
+    device: fc.nat({ max: 2 }),
   })
   .map(({ kind, pages, fill, seed, device }) => {
     const at = { anchor: 0, delta: 0, offset: 0 };
@@ -692,6 +740,39 @@ const failAllocThenAccess: fc.Arbitrary<Step[]> = fc
   });
 
 /**
+ * HMM_DMIRROR_EXCLUSIVE, HMM_DMIRROR_CHECK_EXCLUSIVE (EPERM: the device still maps the pages for
+ * atomic access), a CPU access of those pages (which revokes the device's access), CHECK again (0 now):
+ * the round trip hmm-tests' exclusive tests make, which random steps would rarely line up.
+ */
+const exclusiveThenAccess: fc.Arbitrary<Step[]> = fc
+  .record({ pages: fc.integer({ min: 1, max: 4 }), write: fc.boolean(), fd: fc.nat({ max: 9 }) })
+  .map(({ pages, write, fd }): Step[] => {
+    const at = { anchor: 0, delta: 0, offset: 0 };
+    const check: Op = { op: "dev", fd, cmd: "checkExclusive", at, pages, seed: 0, into: false, bad: null };
+    return [
+      { op: "dev", fd, cmd: "exclusive", at, pages, seed: 0, into: write, bad: null },
+      check,
+      { op: "touch", p: 0, at, pages, write, bad: null },
+      check,
+    ];
+  });
+
+/**
+ * A migration through the prologue's descriptor (to the device-coherent device in about a third of the
+ * modern runs), then a long-term pin of those pages (which must migrate a coherent page back to RAM
+ * first, check_and_migrate_movable_pages) or a short-term one (which pins the device page itself).
+ */
+const migrateThenPin: fc.Arbitrary<Step[]> = fc
+  .record({ pages: fc.integer({ min: 1, max: 4 }), write: fc.boolean(), longterm: fc.boolean() })
+  .map(({ pages, write, longterm }): Step[] => {
+    const at = { anchor: 0, delta: 0, offset: 0 };
+    return [
+      { op: "dev", fd: 0, cmd: "toDevice", at, pages, seed: 0, into: false, bad: null },
+      { op: "pin", p: 0, at, pages, write, longterm, bad: null },
+    ];
+  });
+
+/**
  * A sequence of steps after the prologue; with `concurrent`, about one step in four is a group of 2 or
  * 3 threads. `hostile: false` generates no hostile arguments (HMMSIM_FUZZ_HOSTILE=0 does it for all).
  */
@@ -720,6 +801,9 @@ export function stepsArbitrary(options: {
   if (group !== null) chunks.push(weighted(options.groupWeight ?? 6, group));
   if (processOps) chunks.push(weighted(1, handoff));
   if (options.allowed === null) chunks.push(weighted(1, failAllocThenAccess));
+  if (options.allowed === null || options.allowed.has("dev:exclusive"))
+    chunks.push(weighted(1, exclusiveThenAccess));
+  if (options.allowed === null || options.allowed.has("pin")) chunks.push(weighted(1, migrateThenPin));
   const body = fc.array(fc.oneof(...chunks), { minLength: 1, maxLength: options.maxLength, size: "max" });
   return fc.tuple(prologue, body).map(([first, rest]) => [...first, ...rest.flat()]);
 }

@@ -43,6 +43,16 @@ export interface RefPage {
   own: Uint8Array | null;
   /** The VMA's VM_HUGEPAGE / VM_NOHUGEPAGE flag (MADV_HUGEPAGE, MADV_NOHUGEPAGE, MAP_STACK); absent: neither. */
   thp?: "huge" | "nohuge";
+  /**
+   * A mapping of a device file (dmirror_fops_mmap): `object` is the zeroed pages it inserted, a
+   * filePrivate or fileShared page otherwise. Its VMA is VM_MIXEDMAP, which migrate_vma refuses.
+   */
+  driver?: true;
+  /**
+   * Zapped (MADV_DONTNEED) in a device-file mapping: the VMA has no fault handler, so any access is
+   * SIGBUS (do_fault: no vm_ops->fault); the tests skip such pages as they skip pastEnd ones.
+   */
+  gone?: true;
 }
 
 /** A process's pages by vpn. */
@@ -96,9 +106,12 @@ export function writable(page: RefPage): Uint8Array {
   return page.own;
 }
 
-/** True when the page lies past the end of its object (SIGBUS in Linux, not modelled). */
+/**
+ * True when the page lies past the end of its object (SIGBUS in Linux, not modelled), or is a zapped
+ * page of a device-file mapping (SIGBUS too): the tests make no access there.
+ */
 export function pastEnd(page: RefPage): boolean {
-  return page.object !== null && page.pgoff >= page.object.sizePages;
+  return page.gone === true || (page.object !== null && page.pgoff >= page.object.sizePages);
 }
 
 /**

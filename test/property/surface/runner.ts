@@ -40,7 +40,14 @@ import {
   skipsPastEnd,
 } from "./access-ops.js";
 import { prepareClose, prepareDev, prepareOpen } from "./device-ops.js";
-import { prepareExit, prepareFork, prepareMmap, prepareMremap, prepareRange } from "./mm-ops.js";
+import {
+  prepareExit,
+  prepareFork,
+  prepareMmap,
+  prepareMmapDevice,
+  prepareMremap,
+  prepareRange,
+} from "./mm-ops.js";
 import { compareWorld, signature } from "./observe.js";
 import type { ConcurrentOp, Op, Step, Where } from "./ops.js";
 import { PAGE, pastEnd } from "./pages.js";
@@ -52,6 +59,8 @@ export function prepare(ctx: Ctx, world: World, op: Op): Prepared | null {
   switch (op.op) {
     case "mmap":
       return prepareMmap(ctx, world, op);
+    case "mmapDevice":
+      return prepareMmapDevice(ctx, world, op);
     case "munmap":
     case "mprotect":
     case "madvise":
@@ -182,7 +191,15 @@ export class SurfaceRun {
       ram: ramPages * PAGE,
       store: options.store,
       protocol: options.protocol,
-      devices: [{ memory: DEVICE_PAGES * PAGE }, { memory: DEVICE_PAGES * PAGE }],
+      // test_hmm.c's two device-private devices; under modern (device-coherent memory came with 6.0) a
+      // third, device-coherent one, so that one property covers both kinds and their interplay.
+      devices: [
+        { memory: DEVICE_PAGES * PAGE },
+        { memory: DEVICE_PAGES * PAGE },
+        ...(options.protocol === "modern"
+          ? [{ memory: DEVICE_PAGES * PAGE, type: "coherent" as const }]
+          : []),
+      ],
       dmirror: options.dmirror,
     });
     this.ctx = {
@@ -260,6 +277,7 @@ export class SurfaceRun {
     }
     const verdict = prepared.judge(this.world, outcome);
     if (!verdict.ok) throw this.failure(prepared.label, verdict.why);
+    if (mayRevokeAtomic(op, outcome)) this.world.blurAtomic();
     if (verdict.unchanged && !probe) {
       const after = signature(this.system, this.world);
       if (after !== before)
@@ -348,6 +366,8 @@ export class SurfaceRun {
       }
       why ??= compareWorld(this.system, world);
       if (why === null) {
+        // Any member may have revoked a device's atomic access (world.ts).
+        world.blurAtomic();
         this.world = world;
         this.afterStep(where());
         return null;
@@ -471,6 +491,43 @@ export class SurfaceRun {
     for (const device of this.system.devices)
       if (device.usedPages !== 0)
         throw this.failure("teardown", `device ${device.minor} still has ${device.usedPages} pages in use`);
+  }
+}
+
+/**
+ * Whether a step may have revoked a device's atomic access to a page the reference still counts as
+ * surely atomic (world.ts): every step but those that look without invalidating (SNAPSHOT, CHECK,
+ * FLAGS; EXCLUSIVE settles its own state), those on other objects (tmpfs files, open), and CPU accesses
+ * and pins that succeeded (their judges revoke exactly the pages they touched; no other page hears an
+ * invalidation).
+ */
+function mayRevokeAtomic(op: Op, outcome: Outcome): boolean {
+  switch (op.op) {
+    case "dev":
+      return !(
+        op.cmd === "snapshot" ||
+        op.cmd === "checkExclusive" ||
+        op.cmd === "flags" ||
+        op.cmd === "exclusive"
+      );
+    case "createFile":
+    case "pread":
+    case "pwrite":
+    case "open":
+    case "unpin":
+      return false;
+    case "write":
+    case "read":
+    case "word":
+    case "fill":
+    case "check":
+    case "touch":
+    case "cpuStore":
+    case "cpuLoad":
+    case "pin":
+      return !outcome.ok;
+    default:
+      return true;
   }
 }
 

@@ -16,6 +16,14 @@
  *   releasing a file (modern: every page of the device evicted) or HMM_DMIRROR_RELEASE changes none;
  * - a pin changes no bytes and outlives its process; unpinning it twice is misuse (no C counterpart:
  *   unpin_user_page of a page not pinned is a kernel bug), answered with EINVAL, nothing unpinned;
+ * - HMM_DMIRROR_EXCLUSIVE leaves each page it made device-exclusive mapped by the device for atomic
+ *   access (dmirror_atomic_map: an atomic entry in the mirror's xarray), which CHECK_EXCLUSIVE reports
+ *   (EPERM) until an invalidation of the page revokes it. A CPU access of the page (do_swap_page ->
+ *   remove_device_exclusive_entry, MMU_NOTIFY_EXCLUSIVE, which dmirror_interval_invalidate does not
+ *   filter) surely revokes it (RefOpenFile.atomic loses it); any other step may (fork's
+ *   copy_nonpresent_pte restores the PTE, mprotect, munmap, madvise, migrations, faults through
+ *   hmm_range_fault, another device's exclusive all invalidate): after it the reference no longer
+ *   knows, and allows either answer (maybeAtomic) until a CPU access settles it;
  * - what decides whether a migration to a device must succeed is kept coarse and conservative
  *   (RefProcess.migrationMayFail): only a first migration of private anonymous pages of a process that
  *   never forked, never pinned and never migrated must move every page.
@@ -59,6 +67,10 @@ export interface RefOpenFile {
   failAllocArmed: boolean;
   /** hmmsim's struct file, to look at its flags. */
   handle: OpenFile;
+  /** Pages (vpns of the mirrored mm) surely mapped by the device for atomic access. */
+  atomic: Set<number>;
+  /** Pages that may still be (a superset of `atomic`). */
+  maybeAtomic: Set<number>;
 }
 
 /** One descriptor of an open file in one process's table. */
@@ -125,6 +137,22 @@ export class World {
     return true;
   }
 
+  /** A CPU access of [vpn, vpn + count) by `rp` revoked every device's atomic access to those pages. */
+  revokeAtomic(rp: RefProcess, vpn: number, count: number): void {
+    for (const file of this.openFiles()) {
+      if (file.mirror !== rp) continue;
+      for (let i = 0; i < count; i++) {
+        file.atomic.delete(vpn + i);
+        file.maybeAtomic.delete(vpn + i);
+      }
+    }
+  }
+
+  /** After a step that may have revoked atomic access: what was sure is only possible now. */
+  blurAtomic(): void {
+    for (const file of this.openFiles()) file.atomic.clear();
+  }
+
   /** A deep copy sharing only the hmmsim handles. */
   clone(): World {
     const copy = new World();
@@ -148,7 +176,13 @@ export class World {
       copy.processes.push(cloned);
     }
     const openOf = new Map<RefOpenFile, RefOpenFile>();
-    for (const file of this.openFiles()) openOf.set(file, { ...file, mirror: processOf.get(file.mirror)! });
+    for (const file of this.openFiles())
+      openOf.set(file, {
+        ...file,
+        mirror: processOf.get(file.mirror)!,
+        atomic: new Set(file.atomic),
+        maybeAtomic: new Set(file.maybeAtomic),
+      });
     copy.fds = this.fds.map((rf) => ({
       ...rf,
       holder: processOf.get(rf.holder)!,
