@@ -100,6 +100,22 @@ export class DeviceTable {
     }
   }
 
+  /**
+   * Whether some entry in [start, end) satisfies `test`: only the entries stored are visited, so the
+   * cost follows the table, not the width of the range.
+   */
+  someInRange(start: number, end: number, test: (entry: number) => boolean): boolean {
+    if (this.size === 0) return false;
+    for (const [key, block] of this.blocks) {
+      const first = key * BLOCK;
+      if (first >= end || first + BLOCK <= start) continue;
+      for (let i = Math.max(start, first) - first; i < Math.min(end, first + BLOCK) - first; i++) {
+        if (block[i] !== 0 && test(block[i]! - 1)) return true;
+      }
+    }
+    return false;
+  }
+
   /** Calls visit(vpn, entry) for every entry present, in no particular order. */
   forEach(visit: (vpn: number, entry: number) => void): void {
     if (this.size === 0) return;

@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { EINVAL, ENOMEM, EOPNOTSUPP, EPERM } from "../../src/base/errno.js";
-import { PAGE_SIZE } from "../../src/base/units.js";
+import { PAGE_SIZE, TASK_SIZE } from "../../src/base/units.js";
 import { lockPage, unlockPage } from "../../src/mm/filemap.js";
 import { dupMm } from "../../src/mm/fork.js";
 import type { MmStruct } from "../../src/mm/mm_types.js";
@@ -107,6 +107,15 @@ describe("device-exclusive entries", () => {
     expect(k.mms.size).toBe(mms);
     // The parent is untouched: the entries it had not reached are still device-exclusive.
     expect(exclusiveEntries(system, proc.mm.root, vpn, PAGES)).toBe(PAGES);
+    expect(system.checkInvariants()).toEqual([]);
+  });
+
+  it("CHECK_EXCLUSIVE over the rest of user space (2^35 pages) answers from the mirror's entries, at once", () => {
+    const { system, proc, fd, addr } = exclusiveSystem();
+    const rest = (TASK_SIZE - addr) / PAGE_SIZE;
+    expect(errnoOf(() => fd.checkExclusive(addr, rest))).toBe(EPERM);
+    proc.write(addr, new Uint8Array(PAGES * PAGE_SIZE));
+    expect(() => fd.checkExclusive(addr, rest)).not.toThrow();
     expect(system.checkInvariants()).toEqual([]);
   });
 
