@@ -8,7 +8,13 @@ import type { DeviceFile } from "../../device.js";
 import type { Process } from "../../process.js";
 import type { Kfn } from "../../sched/thread.js";
 import { System, type SystemOptions } from "../../system.js";
-import { type ExploreConfig, systemOptionsFor } from "../scenario.js";
+import { peekWords } from "../observe.js";
+import {
+  type ExploreConfig,
+  type ScenarioSetup,
+  type ScenarioThread,
+  systemOptionsFor,
+} from "../scenario.js";
 
 /** 1 MiB of RAM, the tokens store and `devices` devices of 64 KiB each, under `config`'s kernel. */
 export function smallSystem(config: ExploreConfig, devices = 1, extra: SystemOptions = {}): System {
@@ -56,4 +62,53 @@ export function vpnOf(addr: number): number {
 export function loaded(value: unknown): string {
   const word = value as number;
   return word < 0 ? `signal ${word}` : String(word);
+}
+
+/** The value the catalogue's CPU stores write over a page. */
+export const STORED = 0x5a5a;
+
+/** How deviceVsCpu builds its system and its device thread. */
+export interface DeviceVsCpuOptions {
+  /** System options beyond smallSystem's (device 0's kind, say). */
+  readonly extra?: SystemOptions;
+  /** Runs before the threads, on the filled buffer (a migration that puts it on the device, say). */
+  readonly prepare?: (fd: DeviceFile, addr: number) => void;
+  /** The device command of operation 0 on the buffer's 2 pages. */
+  readonly command: (fd: DeviceFile, vpn: number) => Kfn<unknown>;
+  /** The CPUs of the device command, the store and the load (default 2, 0, 1). */
+  readonly cpus?: readonly [number, number, number];
+}
+
+/**
+ * The build of a device command on a filled 2-page buffer racing a CPU store of STORED to page 0 and a
+ * CPU load of page 1, on device 0, with 3 CPUs. The command's result is no observation: migration is
+ * best effort (a page the CPU holds stays behind), and EXCLUSIVE reads back after mmap_read_unlock, so
+ * a CPU access may revoke a page first (-ENOENT).
+ */
+export function deviceVsCpu(
+  config: ExploreConfig,
+  keep: readonly boolean[],
+  options: DeviceVsCpuOptions,
+): ScenarioSetup {
+  const system = smallSystem(config, 1, { cpus: 3, ...options.extra });
+  const proc = system.spawn();
+  const fd = system.device(0).open(proc);
+  const addr = proc.mmap(2 * PAGE_SIZE);
+  proc.fillPages(addr, 2, 1);
+  options.prepare?.(fd, addr);
+  const vpn = vpnOf(addr);
+  const [deviceCpu, storeCpu, loadCpu] = options.cpus ?? [2, 0, 1];
+  const threads: ScenarioThread[] = [];
+  if (keep[0]) threads.push({ op: 0, cpu: deviceCpu, body: options.command(fd, vpn) });
+  if (keep[1]) threads.push({ op: 1, cpu: storeCpu, body: cpuStore(proc, vpn, STORED) });
+  if (keep[2]) threads.push({ op: 2, cpu: loadCpu, body: cpuLoad(proc, vpn + 1), observe: loaded });
+  return {
+    system,
+    threads,
+    observeFinal: () => peekWords(proc, vpn, 2),
+    watch: [
+      { process: proc.pid, vpn },
+      { process: proc.pid, vpn: vpn + 1 },
+    ],
+  };
 }

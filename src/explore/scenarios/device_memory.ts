@@ -5,51 +5,15 @@
  * come out clean whatever the schedule, as the scenarios of kernel.ts.
  */
 import { PAGE_SIZE } from "../../base/units.js";
-import type { DeviceFile } from "../../device.js";
 import { FOLL_LONGTERM, FOLL_PIN, FOLL_WRITE, getUserPages } from "../../mm/gup.js";
 import { PageTables, pteFrame, ptePresent } from "../../mm/pgtable.js";
 import type { Kfn } from "../../sched/thread.js";
-import type { SystemOptions } from "../../system.js";
 import { peekWords } from "../observe.js";
-import type { ExploreConfig, Scenario, ScenarioSetup, ScenarioThread } from "../scenario.js";
-import { cpuLoad, cpuStore, loaded, smallSystem, vpnOf } from "./common.js";
+import type { Scenario, ScenarioThread } from "../scenario.js";
+import { deviceVsCpu, smallSystem, vpnOf } from "./common.js";
 
 const MODERN = { protocol: "modern", switches: {} } as const;
-const STORED = 0x5a5a;
 const COHERENT = { devices: [{ memory: "64KiB", type: "coherent" as const }] };
-
-/**
- * The build of a device command on 2 pages racing a CPU store to page 0 and a CPU load of page 1, on
- * device 0 of `extra`'s kind. The command's result is no observation: migration is best effort (a page
- * the CPU holds stays behind), and EXCLUSIVE reads back after mmap_read_unlock, so a CPU access may
- * revoke a page first (-ENOENT).
- */
-function deviceVsCpu(
-  config: ExploreConfig,
-  keep: readonly boolean[],
-  extra: SystemOptions,
-  command: (fd: DeviceFile, vpn: number) => Kfn<unknown>,
-): ScenarioSetup {
-  const system = smallSystem(config, 1, { cpus: 3, ...extra });
-  const proc = system.spawn();
-  const fd = system.device(0).open(proc);
-  const addr = proc.mmap(2 * PAGE_SIZE);
-  proc.fillPages(addr, 2, 1);
-  const vpn = vpnOf(addr);
-  const threads: ScenarioThread[] = [];
-  if (keep[0]) threads.push({ op: 0, cpu: 2, body: command(fd, vpn) });
-  if (keep[1]) threads.push({ op: 1, cpu: 0, body: cpuStore(proc, vpn, STORED) });
-  if (keep[2]) threads.push({ op: 2, cpu: 1, body: cpuLoad(proc, vpn + 1), observe: loaded });
-  return {
-    system,
-    threads,
-    observeFinal: () => peekWords(proc, vpn, 2),
-    watch: [
-      { process: proc.pid, vpn },
-      { process: proc.pid, vpn: vpn + 1 },
-    ],
-  };
-}
 
 /** Device 0 takes two pages for exclusive (atomic) access while one CPU stores to one and another loads the other. */
 export const exclusiveVsCpuScenario: Scenario = {
@@ -58,7 +22,8 @@ export const exclusiveVsCpuScenario: Scenario = {
     "modern: device 0 takes 2 pages for exclusive access (HMM_DMIRROR_EXCLUSIVE) while a CPU stores to page 0 and another loads page 1",
   config: MODERN,
   operations: [{ name: "device 0 EXCLUSIVE" }, { name: "CPU store page 0" }, { name: "CPU load page 1" }],
-  build: (config, keep) => deviceVsCpu(config, keep, {}, (fd, vpn) => fd.mirror.cmdExclusive(vpn, 2)),
+  build: (config, keep) =>
+    deviceVsCpu(config, keep, { command: (fd, vpn) => fd.mirror.cmdExclusive(vpn, 2) }),
 };
 
 /** A coherent device migrates two pages to its memory while the CPU stores to one and loads the other. */
@@ -73,7 +38,10 @@ export const coherentMigrateVsCpuScenario: Scenario = {
     { name: "CPU load page 1" },
   ],
   build: (config, keep) =>
-    deviceVsCpu(config, keep, COHERENT, (fd, vpn) => fd.mirror.cmdMigrateToDevice(vpn, 2)),
+    deviceVsCpu(config, keep, {
+      extra: COHERENT,
+      command: (fd, vpn) => fd.mirror.cmdMigrateToDevice(vpn, 2),
+    }),
 };
 
 /**

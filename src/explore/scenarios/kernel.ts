@@ -9,10 +9,9 @@ import { sysMunmap } from "../../mm/mmap.js";
 import type { Kfn } from "../../sched/thread.js";
 import { peekWords } from "../observe.js";
 import type { Scenario, ScenarioThread } from "../scenario.js";
-import { cpuLoad, cpuStore, deviceRead, loaded, smallSystem, vpnOf } from "./common.js";
+import { deviceRead, deviceVsCpu, smallSystem, vpnOf } from "./common.js";
 
 const MODERN = { protocol: "modern", switches: {} } as const;
-const STORED = 0x5a5a;
 
 /** Devices 0 and 1 migrate overlapping ranges of one buffer to their memory. */
 export const twoDevicesOverlapScenario: Scenario = {
@@ -55,28 +54,12 @@ export const cpuFaultsDuringMigrationScenario: Scenario = {
     { name: "CPU store page 0" },
     { name: "CPU load page 1" },
   ],
-  build(config, keep) {
-    const system = smallSystem(config, 1, { cpus: 3 });
-    const proc = system.spawn();
-    const fd = system.device(0).open(proc);
-    const addr = proc.mmap(2 * PAGE_SIZE);
-    proc.fillPages(addr, 2, 1);
-    fd.migrateToDevice(addr, 2);
-    const vpn = vpnOf(addr);
-    const threads: ScenarioThread[] = [];
-    if (keep[0]) threads.push({ op: 0, cpu: 0, body: fd.mirror.cmdMigrateToSystem(vpn, 2) });
-    if (keep[1]) threads.push({ op: 1, cpu: 1, body: cpuStore(proc, vpn, STORED) });
-    if (keep[2]) threads.push({ op: 2, cpu: 2, body: cpuLoad(proc, vpn + 1), observe: loaded });
-    return {
-      system,
-      threads,
-      observeFinal: () => peekWords(proc, vpn, 2),
-      watch: [
-        { process: proc.pid, vpn },
-        { process: proc.pid, vpn: vpn + 1 },
-      ],
-    };
-  },
+  build: (config, keep) =>
+    deviceVsCpu(config, keep, {
+      prepare: (fd, addr) => fd.migrateToDevice(addr, 2),
+      command: (fd, vpn) => fd.mirror.cmdMigrateToSystem(vpn, 2),
+      cpus: [0, 1, 2],
+    }),
 };
 
 /** fork while device 0 migrates the buffer to its memory; the child then reads what it inherited. */
