@@ -13,6 +13,9 @@ function describeFrame(frame: number): string {
   return String(frame);
 }
 
+/** Frames in the blocks takeLowestBlock hands out: one PMD-sized folio. */
+const BLOCK_FRAMES = 512;
+
 /** The index of the lowest set bit of a non-zero 32-bit word. */
 function lowestBitIndex(word: number): number {
   return 31 - Math.clz32(word & -word);
@@ -93,6 +96,35 @@ export class FreeFrames {
       if (word < this.lowestWord) this.lowestWord = word;
     }
     for (; frame < to; frame++) this.add(frame);
+  }
+
+  /**
+   * Removes and returns the lowest 512-aligned block of 512 frames that are all in the set (the buddy
+   * allocator's order-9 block), or -1 when there is none. Scans 16 words per block from the cursor.
+   */
+  takeLowestBlock(): number {
+    const bits = this.bits;
+    const wordsPerBlock = BLOCK_FRAMES / 32;
+    for (
+      let word = this.lowestWord - (this.lowestWord % wordsPerBlock);
+      word + wordsPerBlock <= bits.length;
+      word += wordsPerBlock
+    ) {
+      let full = true;
+      for (let w = word; w < word + wordsPerBlock; w++) {
+        if (bits[w] !== 0xffffffff) {
+          full = false;
+          break;
+        }
+      }
+      if (!full) continue;
+      bits.fill(0, word, word + wordsPerBlock);
+      // The block is half of one summary word: those 16 words are empty now.
+      this.summary[word >>> 5]! &= ~(0xffff << (word & 31));
+      this.freeCount -= BLOCK_FRAMES;
+      return word * 32;
+    }
+    return -1;
   }
 
   /** Removes and returns the lowest frame, or -1 when the set is empty. */

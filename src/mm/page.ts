@@ -4,7 +4,11 @@
  * Deliberate differences from the kernel:
  * - `mapcount` holds the number of mappings (the kernel's `_mapcount` is that minus one).
  * - `PG_anon` is a flag; the kernel keeps it as the low bit of `page->mapping`.
- * - No compound pages: every page is order 0, so PageCompound and PageTransCompound are false.
+ * - Compound pages are of order 0 or HPAGE_PMD_ORDER (9) only, naturally aligned, so compound_head
+ *   needs no per-page pointer: a PG_tail page's head is the 512-aligned pfn below it. The large
+ *   folio's refcount, PG_lru, PG_locked, PG_dirty, mapping and index live on the head; a tail's
+ *   refcount and mapcount stay 0. `entireMapcount` (folio->_entire_mapcount, plus one) counts PMD
+ *   mappings, one slot per 512 frames.
  * - `heldRefs` is the model's ledger of references held by kernel threads and drivers (everything
  *   except page-table mappings, the page cache, LRU add batches and GUP), so the invariant checker can
  *   tell a leaked reference from a legitimate one. The kernel keeps no such count.
@@ -51,6 +55,16 @@ export const PG_memcg_moved = 1 << 12;
  */
 export const PG_device_coherent = 1 << 13;
 
+/** PG_head: the first page of a compound page (folio_test_large on the folio). */
+export const PG_head = 1 << 14;
+/** PageTail: a page of a compound page other than its first. */
+export const PG_tail = 1 << 15;
+
+/** HPAGE_PMD_ORDER: the order of a PMD-sized transparent huge page (2 MiB of 4 KiB pages). */
+export const HPAGE_PMD_ORDER = 9;
+/** HPAGE_PMD_NR: pages in a PMD-sized folio. */
+export const HPAGE_PMD_NR = 1 << HPAGE_PMD_ORDER;
+
 const flagNames: readonly [number, string][] = [
   [PG_locked, "locked"],
   [PG_referenced, "referenced"],
@@ -66,6 +80,8 @@ const flagNames: readonly [number, string][] = [
   [PG_anon_exclusive, "anon_exclusive"],
   [PG_memcg_moved, "memcg_moved"],
   [PG_device_coherent, "device_coherent"],
+  [PG_head, "head"],
+  [PG_tail, "tail"],
 ];
 
 /** The names of the PG_* flags set in `flags`, joined with `|` ("none" when none is set). */
@@ -141,6 +157,11 @@ export class PageArrays {
   zoneDeviceData: Float64Array;
   /** Index of the dev_pagemap for ZONE_DEVICE pages; 0 for RAM. */
   pgmapId: Uint16Array;
+  /**
+   * folio->_entire_mapcount + 1 of the large folio whose head is at pfn `i * 512`: how many PMDs map it
+   * whole. Zero for every slot whose first frame is not a head.
+   */
+  entireMapcount: Int32Array;
   readonly badPages: BadPageReport[] = [];
   freer: PageFreer | null = null;
   /** The explorer's footprint of the running step (Kernel.recordFootprints); null when not recording. */
@@ -163,6 +184,7 @@ export class PageArrays {
     this.lruList = new Int8Array(0);
     this.zoneDeviceData = new Float64Array(0);
     this.pgmapId = new Uint16Array(0);
+    this.entireMapcount = new Int32Array(0);
     this.allocate(capacity, 0);
   }
 
@@ -223,6 +245,11 @@ export class PageArrays {
     this.lruPrev = lruPrev;
     this.pgmapId = pgmapId;
     this.lruList = lruList;
+    const entireMapcount = new Int32Array(Math.ceil(capacity / HPAGE_PMD_NR));
+    entireMapcount.set(
+      this.entireMapcount.subarray(0, Math.min(this.entireMapcount.length, entireMapcount.length)),
+    );
+    this.entireMapcount = entireMapcount;
   }
 
   /** Extends the arrays to `capacity` frames (memremap_pages adding a device range). */
@@ -260,6 +287,63 @@ export class PageArrays {
   /** is_device_coherent_page: ZONE_DEVICE memory the CPU maps and reads like RAM. */
   isDeviceCoherent(pfn: number): boolean {
     return (this.flags[pfn]! & PG_device_coherent) !== 0;
+  }
+
+  /** compound_head: the head page of the compound page `pfn` belongs to (pfn itself when order 0 or a head). */
+  compoundHead(pfn: number): number {
+    return (this.flags[pfn]! & PG_tail) === 0 ? pfn : pfn - (pfn % HPAGE_PMD_NR);
+  }
+
+  /** folio_test_large of the folio headed at `pfn`: a compound page's first frame. */
+  isLargeHead(pfn: number): boolean {
+    return (this.flags[pfn]! & PG_head) !== 0;
+  }
+
+  /** folio_nr_pages of the folio headed at `pfn` (a head or an order-0 page). */
+  folioNrPages(pfn: number): number {
+    return (this.flags[pfn]! & PG_head) !== 0 ? HPAGE_PMD_NR : 1;
+  }
+
+  /**
+   * folio_mapcount of the folio headed at `pfn`: its PMD mappings plus every page's PTE mappings (a large
+   * folio's pages are mapped by PTEs only after a split in hmmsim, so one of the two is zero).
+   */
+  folioMapcount(pfn: number): number {
+    if ((this.flags[pfn]! & PG_head) === 0) return this.mapcount[pfn]!;
+    let count = this.entireMapcount[pfn / HPAGE_PMD_NR]!;
+    for (let i = 0; i < HPAGE_PMD_NR; i++) count += this.mapcount[pfn + i]!;
+    return count;
+  }
+
+  /**
+   * prep_compound_page for an order-9 block at the aligned `head`: PG_head on the first frame, PG_tail
+   * on the rest. The allocator has given the head its one reference.
+   */
+  makeCompound(head: number): void {
+    assertPage(
+      head % HPAGE_PMD_NR === 0 && head + HPAGE_PMD_NR <= this.capacity,
+      "compound page not aligned",
+      this,
+      head,
+    );
+    this.flags[head]! |= PG_head;
+    for (let pfn = head + 1; pfn < head + HPAGE_PMD_NR; pfn++) {
+      assertPage(this.refcount[pfn] === 0 && this.mapcount[pfn] === 0, "tail page in use", this, pfn);
+      this.flags[pfn]! |= PG_tail;
+    }
+    this.entireMapcount[head / HPAGE_PMD_NR] = 0;
+  }
+
+  /** Clears PG_head and PG_tail over the folio headed at `head`: the frames are order-0 pages again. */
+  clearCompound(head: number): void {
+    assertPage(this.isLargeHead(head), "not the head of a compound page", this, head);
+    assertPage(
+      this.entireMapcount[head / HPAGE_PMD_NR] === 0,
+      "splitting a folio still mapped by a PMD",
+      this,
+      head,
+    );
+    for (let pfn = head; pfn < head + HPAGE_PMD_NR; pfn++) this.flags[pfn]! &= ~(PG_head | PG_tail);
   }
 
   /** PageAnon: the page is anonymous memory (page->mapping is an anon_vma). */
@@ -333,7 +417,7 @@ export class PageArrays {
   /** The last reference is gone: checks what free_pages_check would, then hands the page back. */
   private release(pfn: number): void {
     // One test for the three bad states; the reports are out of line.
-    if ((this.flags[pfn]! & (PG_reserved | PG_locked)) !== 0 || this.mapcount[pfn] !== 0) {
+    if ((this.flags[pfn]! & (PG_reserved | PG_locked | PG_head)) !== 0 || this.mapcount[pfn] !== 0) {
       if (!this.reportBadRelease(pfn)) return;
     }
     assert(this.freer !== null, "page arrays have no allocator");
@@ -347,6 +431,8 @@ export class PageArrays {
       return false;
     }
     if (this.mapcount[pfn] !== 0) this.reportBad(pfn, `freed while mapped ${this.mapcount[pfn]} times`);
+    if (this.isLargeHead(pfn) && this.folioMapcount(pfn) !== 0)
+      this.reportBad(pfn, `large folio freed while mapped ${this.folioMapcount(pfn)} times`);
     if (this.has(pfn, PG_locked)) this.reportBad(pfn, "freed while locked");
     return true;
   }
@@ -360,7 +446,8 @@ export class PageArrays {
   describe(pfn: number): string {
     return (
       `pfn ${pfn} flags ${describeFlags(this.flags[pfn]!)} refcount ${this.refcount[pfn]} ` +
-      `mapcount ${this.mapcount[pfn]} held ${this.heldRefs[pfn]}`
+      `mapcount ${this.mapcount[pfn]} held ${this.heldRefs[pfn]}` +
+      (this.isLargeHead(pfn) ? ` entire_mapcount ${this.entireMapcount[pfn / HPAGE_PMD_NR]}` : "")
     );
   }
 }

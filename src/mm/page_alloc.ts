@@ -5,7 +5,9 @@
  * in bulk: freed buddies merge into large blocks, and __rmqueue_smallest with expand() splits a block by
  * returning its first page and putting the upper halves back, so a run of allocations walks up through
  * physical memory. Deliberate differences: no per-cpu page lists (which hand back the last few hundred
- * pages freed on that CPU first), no orders above 0 (hmmsim has no THP yet), no migratetypes. The order
+ * pages freed on that CPU first), only orders 0 and 9 (HPAGE_PMD_ORDER, for transparent huge pages), no
+ * migratetypes, and a freed order-9 block does not merge with its neighbours into larger ones (there is
+ * nothing larger to allocate). The order
  * matters beyond fidelity: frames of the bytes store are host memory, where copying 1 GiB in 4 KiB pages
  * took 90 ms with both sides ascending and 145 to 185 ms with either side descending on the development
  * VM (`npm run bench` prints the descending case next to the memcpy baseline). Pfn 0 is the shared zero
@@ -15,11 +17,13 @@ import { assert, assertAbout } from "../base/assert.js";
 import { FreeFrames } from "../base/free_frames.js";
 import {
   assertPage,
+  HPAGE_PMD_NR,
   type PageArrays,
   PG_anon,
   PG_anon_exclusive,
   PG_buddy,
   PG_dirty,
+  PG_head,
   PG_memcg_moved,
   PG_referenced,
   PG_reserved,
@@ -45,6 +49,11 @@ export class PageAllocator {
   private allocatedCount = 0;
   /** When non-zero, the next allocations fail (fault injection for tests and scenarios). */
   failNext = 0;
+  /**
+   * When non-zero, the next order-9 allocations fail while order-0 ones still succeed: fragmented memory,
+   * the case THP faults and migrations fall back to 4 KiB pages for.
+   */
+  failNextLarge = 0;
 
   constructor(
     private readonly pages: PageArrays,
@@ -100,6 +109,67 @@ export class PageAllocator {
     pages.initAllocated(pfn);
     this.allocatedCount++;
     return pfn;
+  }
+
+  /**
+   * alloc_pages(GFP_TRANSHUGE, HPAGE_PMD_ORDER) with prep_compound_page: the lowest free 512-aligned
+   * block of 512 frames as one compound page, its head holding one reference for the caller; -1 when no
+   * such block is free. Contents are not cleared.
+   */
+  allocFolioPmd(): number {
+    if (this.failNext > 0 || this.failNextLarge > 0) {
+      if (this.failNext > 0) this.failNext--;
+      else this.failNextLarge--;
+      return -1;
+    }
+    let head = this.free.size >= HPAGE_PMD_NR ? this.free.takeLowestBlock() : -1;
+    if (head < 0) {
+      // From never-allocated memory: the frames skipped to reach alignment become free ones.
+      const aligned = Math.ceil(this.highWater / HPAGE_PMD_NR) * HPAGE_PMD_NR;
+      if (aligned + HPAGE_PMD_NR > this.ramPages) return -1;
+      for (let pfn = this.highWater; pfn < aligned; pfn++) this.pages.set(pfn, PG_buddy);
+      this.free.addRange(this.highWater, aligned);
+      this.highWater = aligned + HPAGE_PMD_NR;
+      head = aligned;
+    }
+    const pages = this.pages;
+    for (let pfn = head; pfn < head + HPAGE_PMD_NR; pfn++) {
+      assertPage(
+        pages.refcount[pfn] === 0 && pages.mapcount[pfn] === 0,
+        "allocating a page in use",
+        pages,
+        pfn,
+      );
+      pages.clear(pfn, PG_buddy);
+    }
+    pages.initAllocated(head);
+    pages.makeCompound(head);
+    this.allocatedCount += HPAGE_PMD_NR;
+    return head;
+  }
+
+  /** __free_pages of an order-9 folio: its 512 frames return to the free pool as order-0 frames. */
+  freeFolio(head: number): void {
+    const pages = this.pages;
+    assertAbout(
+      this.isRam(head) &&
+        head % HPAGE_PMD_NR === 0 &&
+        head + HPAGE_PMD_NR <= this.highWater &&
+        pages.has(head, PG_head),
+      "freeing a large folio that is not allocated RAM",
+      String,
+      head,
+    );
+    pages.clearCompound(head);
+    for (let pfn = head; pfn < head + HPAGE_PMD_NR; pfn++) {
+      pages.clear(pfn, FLAGS_CLEARED_AT_FREE);
+      pages.set(pfn, PG_buddy);
+      pages.mapping[pfn] = 0;
+      pages.index[pfn] = 0;
+      pages.heldRefs[pfn] = 0;
+    }
+    this.free.addRange(head, head + HPAGE_PMD_NR);
+    this.allocatedCount -= HPAGE_PMD_NR;
   }
 
   /** __free_pages: the last reference is gone; the frame returns to the free pool. */

@@ -33,6 +33,13 @@ export interface PageStore {
   copy(dstPfn: number, srcPfn: number): void;
   /** clear_highpage. */
   zero(pfn: number): void;
+  /**
+   * folio_copy of a naturally aligned block of `nr` frames (a power of two up to 512): one memmove,
+   * since such a block never straddles a slab.
+   */
+  copyFolio(dstPfn: number, srcPfn: number, nr: number): void;
+  /** folio_zero_user of a naturally aligned block of `nr` frames (see copyFolio). */
+  zeroFolio(pfn: number, nr: number): void;
   /** Fills the frame with a 32-bit value (bytes: every word; tokens: the version). */
   fill(pfn: number, value: number): void;
   /** True when the frame holds exactly what fill(pfn, value) left. */
@@ -50,6 +57,16 @@ export interface PageStore {
 }
 
 const SLAB_PAGES = 2 ** 18; // 1 GiB of 4 KiB frames
+const FOLIO_PAGES_MAX = 512;
+
+/** A folio's frames: `nr` a power of two up to 512 and `pfn` a multiple of it. */
+function assertBlock(pfn: number, nr: number): void {
+  assert(
+    nr > 0 && nr <= FOLIO_PAGES_MAX && (nr & (nr - 1)) === 0 && pfn >= 0 && pfn % nr === 0,
+    "folio frames not naturally aligned",
+    () => `pfn ${pfn} nr ${nr}`,
+  );
+}
 const WORDS_PER_PAGE = PAGE_SIZE / 4;
 
 /** The page store with real bytes: 4 KiB frames in ArrayBuffer slabs allocated when first touched. */
@@ -132,6 +149,28 @@ export class BytesStore implements PageStore {
     this.frame(pfn).fill(0);
   }
 
+  copyFolio(dstPfn: number, srcPfn: number, nr: number): void {
+    assertBlock(dstPfn, nr);
+    assertBlock(srcPfn, nr);
+    // Touching the last frame first makes the slab cover the whole block.
+    this.slab(dstPfn + nr - 1);
+    this.slab(srcPfn + nr - 1);
+    const dstSlab = this.slab(dstPfn);
+    const srcSlab = this.slab(srcPfn);
+    const dstAt = (dstPfn % SLAB_PAGES) * PAGE_SIZE;
+    const srcAt = (srcPfn % SLAB_PAGES) * PAGE_SIZE;
+    const bytes = nr * PAGE_SIZE;
+    if (dstSlab === srcSlab) dstSlab.copyWithin(dstAt, srcAt, srcAt + bytes);
+    else dstSlab.set(srcSlab.subarray(srcAt, srcAt + bytes), dstAt);
+  }
+
+  zeroFolio(pfn: number, nr: number): void {
+    assertBlock(pfn, nr);
+    this.slab(pfn + nr - 1);
+    const at = (pfn % SLAB_PAGES) * PAGE_SIZE;
+    this.slab(pfn).fill(0, at, at + nr * PAGE_SIZE);
+  }
+
   fill(pfn: number, value: number): void {
     this.frameWords(pfn).fill(value >>> 0);
   }
@@ -192,6 +231,17 @@ export class TokensStore implements PageStore {
 
   zero(pfn: number): void {
     this.versions[pfn] = 0;
+  }
+
+  copyFolio(dstPfn: number, srcPfn: number, nr: number): void {
+    assertBlock(dstPfn, nr);
+    assertBlock(srcPfn, nr);
+    this.versions.copyWithin(dstPfn, srcPfn, srcPfn + nr);
+  }
+
+  zeroFolio(pfn: number, nr: number): void {
+    assertBlock(pfn, nr);
+    this.versions.fill(0, pfn, pfn + nr);
   }
 
   fill(pfn: number, value: number): void {

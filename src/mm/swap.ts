@@ -7,7 +7,7 @@
  */
 import { assert } from "../base/assert.js";
 import type { Kernel } from "./kernel.js";
-import { assertPage, PG_active, PG_lru, PG_memcg_moved, PG_swapbacked } from "./page.js";
+import { assertPage, PG_active, PG_head, PG_lru, PG_memcg_moved, PG_swapbacked } from "./page.js";
 
 /** LRU_INACTIVE_ANON: the inactive list of anonymous pages. */
 export const LRU_INACTIVE_ANON = 0;
@@ -64,6 +64,27 @@ function addToList(k: Kernel, pfn: number): void {
   pages.set(pfn, PG_lru);
 }
 
+/**
+ * lru_add_split_folio: links `pfn`, a page just split off a large folio, right after `prev` on prev's
+ * list, with PG_lru set.
+ */
+export function lruAddAfter(k: Kernel, prev: number, pfn: number): void {
+  const pages = k.pages;
+  const lru = k.lru;
+  const list = pages.lruList[prev]!;
+  assertPage(list >= 0, "adding after a page not on an LRU list", pages, prev);
+  assertPage(!pages.has(pfn, PG_lru) && pages.lruList[pfn] === -1, "page already on an LRU list", pages, pfn);
+  const next = pages.lruNext[prev]!;
+  pages.lruPrev[pfn] = prev;
+  pages.lruNext[pfn] = next;
+  pages.lruNext[prev] = pfn;
+  if (next >= 0) pages.lruPrev[next] = pfn;
+  else lru.tail[list] = pfn;
+  lru.sizes[list]!++;
+  pages.lruList[pfn] = list;
+  pages.set(pfn, PG_lru);
+}
+
 /** del_page_from_lru_list: unlinks the page and clears PG_lru. */
 export function lruDel(k: Kernel, pfn: number): void {
   const pages = k.pages;
@@ -85,7 +106,8 @@ export function lruDel(k: Kernel, pfn: number): void {
 
 /**
  * folio_add_lru / lru_cache_add: queues the page on this CPU's batch with a reference of its own; the
- * page reaches its list when the batch fills or is drained.
+ * page reaches its list when the batch fills or is drained. A large folio drains the batch at once
+ * (folio_add_lru: `folio_test_large(folio)` moves the batch to the LRU), so it never waits in one.
  */
 export function lruCacheAdd(k: Kernel, pfn: number, cpu: number): void {
   const pages = k.pages;
@@ -93,7 +115,7 @@ export function lruCacheAdd(k: Kernel, pfn: number, cpu: number): void {
   pages.getStructural(pfn);
   const batch = k.lru.addBatches[cpu]!;
   batch.push(pfn);
-  if (batch.length >= PAGEVEC_SIZE) drainBatch(k, batch);
+  if (batch.length >= PAGEVEC_SIZE || pages.has(pfn, PG_head)) drainBatch(k, batch);
 }
 
 function drainBatch(k: Kernel, batch: number[]): void {
