@@ -4,8 +4,11 @@
  *
  * A PTE is one number: `frame * 1024 + bits`, where frame is a pfn (present entries) or a swap offset
  * (swap-type entries: migration, device-private, device-exclusive), and bits are below.
- * Deliberate differences: bit positions are hmmsim's own; huge PMD/PUD mappings do not exist (no THP);
- * page-table pages are freed when the mm goes away, not by free_pgtables at munmap.
+ * A huge PMD (pmd_trans_huge: a PMD-mapped transparent huge page or the huge zero page) is a PMD slot
+ * with no PTE table below it and a leaf word in `pmdLeaves`, encoded as a PTE of the folio's head.
+ * Deliberate differences: bit positions are hmmsim's own; no huge PUDs; no page table is deposited
+ * with a huge PMD (split_huge_pmd allocates the PTE table it fills); page-table pages are freed when
+ * the mm goes away, not by free_pgtables at munmap.
  */
 import { assert, assertAbout } from "../base/assert.js";
 import { PTRS_PER_TABLE } from "../base/units.js";
@@ -274,6 +277,13 @@ const INITIAL_TABLES = 4;
  */
 export class PageTables {
   private dirs: Int32Array;
+  /**
+   * Huge PMD leaves, parallel to `dirs`: non-zero only in PMD-level nodes, at a slot whose `dirs` entry
+   * is 0 (no PTE table). A slot's index (node * 512 + slot) is also its PMD lock's key.
+   */
+  private pmdLeaves: Float64Array;
+  /** Huge PMD leaves present, so that walkers of a system without THP skip looking. */
+  private leafCount = 0;
   private dirCount = 0;
   private readonly dirFree: number[] = [];
   /** PTE words of every PTE table: table t, slot i is at t * 512 + i. */
@@ -285,6 +295,7 @@ export class PageTables {
     // Room for a few tables; the pools double as address spaces grow. A small system (the explorer
     // builds thousands a second) never pays for more than it maps.
     this.dirs = new Int32Array(PTRS_PER_TABLE * INITIAL_TABLES);
+    this.pmdLeaves = new Float64Array(PTRS_PER_TABLE * INITIAL_TABLES);
     this.entries = new Float64Array(PTRS_PER_TABLE * INITIAL_TABLES);
   }
 
@@ -314,6 +325,9 @@ export class PageTables {
       const grown = new Int32Array(this.dirs.length * 2);
       grown.set(this.dirs);
       this.dirs = grown;
+      const leaves = new Float64Array(this.dirs.length);
+      leaves.set(this.pmdLeaves);
+      this.pmdLeaves = leaves;
     }
     return index;
   }
@@ -344,11 +358,122 @@ export class PageTables {
     return dirs[pmd * PTRS_PER_TABLE + (Math.floor(vpn * (1 / LEVEL_SPAN_PMD)) & 511)]! - 1;
   }
 
-  /** pte_alloc: the PTE table that covers vpn, creating missing levels. */
+  /** pte_alloc: the PTE table that covers vpn, creating missing levels. The PMD must not be huge. */
   ensureTable(root: number, vpn: number): number {
     const pud = this.ensureChild(root, Math.floor(vpn / LEVEL_SPAN_PGD) & 511, false);
     const pmd = this.ensureChild(pud, Math.floor(vpn / LEVEL_SPAN_PUD) & 511, false);
-    return this.ensureChild(pmd, Math.floor(vpn / LEVEL_SPAN_PMD) & 511, true);
+    const slot = Math.floor(vpn / LEVEL_SPAN_PMD) & 511;
+    assert(this.pmdLeaves[pmd * PTRS_PER_TABLE + slot] === 0, "pte_alloc under a huge PMD", () =>
+      describePte(this.pmdLeaves[pmd * PTRS_PER_TABLE + slot]!),
+    );
+    return this.ensureChild(pmd, slot, true);
+  }
+
+  /** Huge PMD leaves present in every mm. */
+  get hugePmds(): number {
+    return this.leafCount;
+  }
+
+  /**
+   * pmd_offset: the key of the PMD slot that covers vpn (its node * 512 + slot), or -1 when a level
+   * above is empty. The key indexes pmdLeaf, and is the PMD's lock key (pmd_lock).
+   */
+  lookupPmd(root: number, vpn: number): number {
+    const dirs = this.dirs;
+    const pud = dirs[root * PTRS_PER_TABLE + (Math.floor(vpn * (1 / LEVEL_SPAN_PGD)) & 511)]! - 1;
+    if (pud < 0) return -1;
+    const pmd = dirs[pud * PTRS_PER_TABLE + (Math.floor(vpn * (1 / LEVEL_SPAN_PUD)) & 511)]! - 1;
+    if (pmd < 0) return -1;
+    return pmd * PTRS_PER_TABLE + (Math.floor(vpn * (1 / LEVEL_SPAN_PMD)) & 511);
+  }
+
+  /** pmd_alloc: the key of the PMD slot that covers vpn, creating the levels above it. */
+  ensurePmd(root: number, vpn: number): number {
+    const pud = this.ensureChild(root, Math.floor(vpn / LEVEL_SPAN_PGD) & 511, false);
+    const pmd = this.ensureChild(pud, Math.floor(vpn / LEVEL_SPAN_PUD) & 511, false);
+    return pmd * PTRS_PER_TABLE + (Math.floor(vpn / LEVEL_SPAN_PMD) & 511);
+  }
+
+  /** pmd_none at a PMD key: neither a PTE table nor a huge leaf. */
+  pmdNone(pmdKey: number): boolean {
+    return this.dirs[pmdKey] === 0 && this.pmdLeaves[pmdKey] === 0;
+  }
+
+  /** The huge leaf word at a PMD key (a PTE-encoded entry of the folio's head), 0 when none. */
+  pmdLeaf(pmdKey: number): number {
+    return this.pmdLeaves[pmdKey]!;
+  }
+
+  /** The huge leaf covering vpn, 0 when there is none (no table levels, a PTE table, or pmd_none). */
+  readPmdLeaf(root: number, vpn: number): number {
+    if (this.leafCount === 0) return 0;
+    const key = this.lookupPmd(root, vpn);
+    return key < 0 ? 0 : this.pmdLeaves[key]!;
+  }
+
+  /** set_pmd_at / pmdp_huge_get_and_clear: stores a huge leaf (0 clears it). The slot has no PTE table. */
+  setPmdLeaf(pmdKey: number, leaf: number): void {
+    assert(this.dirs[pmdKey] === 0, "huge PMD over a PTE table", () => String(pmdKey));
+    const old = this.pmdLeaves[pmdKey]!;
+    if (old === 0 && leaf !== 0) this.leafCount++;
+    else if (old !== 0 && leaf === 0) this.leafCount--;
+    this.pmdLeaves[pmdKey] = leaf;
+  }
+
+  /**
+   * pte_alloc at a PMD key, for split_huge_pmd after its leaf is cleared: the new (empty) PTE table's
+   * index.
+   */
+  tableForPmd(pmdKey: number): number {
+    assert(this.pmdLeaves[pmdKey] === 0 && this.dirs[pmdKey] === 0, "PTE table over a mapped PMD", () =>
+      String(pmdKey),
+    );
+    const table = this.allocTable();
+    this.dirs[pmdKey] = table + 1;
+    return table;
+  }
+
+  /** Calls `visit(pmdKey, leaf)` for every huge leaf of every mm, by key (for state fingerprints). */
+  forEachHugeLeaf(visit: (pmdKey: number, leaf: number) => void): void {
+    if (this.leafCount === 0) return;
+    const used = this.dirCount * PTRS_PER_TABLE;
+    for (let key = 0; key < used; key++) if (this.pmdLeaves[key] !== 0) visit(key, this.pmdLeaves[key]!);
+  }
+
+  /**
+   * Calls `visit(pmdKey, firstVpn, leaf)` for every huge leaf under root whose span meets [startVpn,
+   * endVpn), in address order. Nothing is visited when no mm has a huge PMD.
+   */
+  forEachPmdLeaf(
+    root: number,
+    startVpn: number,
+    endVpn: number,
+    visit: (pmdKey: number, firstVpn: number, leaf: number) => void,
+  ): void {
+    if (this.leafCount === 0) return;
+    // The tree spans 512^4 pages; past that there is nothing to visit.
+    const end = Math.min(endVpn, LEVEL_SPAN_PGD * PTRS_PER_TABLE);
+    let vpn = startVpn - (startVpn % LEVEL_SPAN_PMD);
+    while (vpn < end) {
+      // Read this.dirs afresh: a visit that splits a PMD may grow (reallocate) it.
+      const dirs = this.dirs;
+      const pud = dirs[root * PTRS_PER_TABLE + (Math.floor(vpn / LEVEL_SPAN_PGD) & 511)]! - 1;
+      if (pud < 0) {
+        // No PUD table: skip to the next PGD slot.
+        vpn = (Math.floor(vpn / LEVEL_SPAN_PGD) + 1) * LEVEL_SPAN_PGD;
+        continue;
+      }
+      const pmd = dirs[pud * PTRS_PER_TABLE + (Math.floor(vpn / LEVEL_SPAN_PUD) & 511)]! - 1;
+      if (pmd < 0) {
+        // No PMD table: skip to the next PUD slot.
+        vpn = (Math.floor(vpn / LEVEL_SPAN_PUD) + 1) * LEVEL_SPAN_PUD;
+        continue;
+      }
+      const key = pmd * PTRS_PER_TABLE + (Math.floor(vpn / LEVEL_SPAN_PMD) & 511);
+      const leaf = this.pmdLeaves[key]!;
+      if (leaf !== 0) visit(key, vpn, leaf);
+      vpn += LEVEL_SPAN_PMD;
+    }
   }
 
   private ensureChild(dir: number, slot: number, leaf: boolean): number {
@@ -366,10 +491,15 @@ export class PageTables {
     return table * PTRS_PER_TABLE + (vpn & 511);
   }
 
-  /** The PTE for vpn, 0 when there is no table. */
+  /**
+   * The PTE for vpn, 0 when there is no table. Under a huge PMD, the entry the MMU sees for this 4 KiB
+   * page: the leaf's bits with the pfn of the page within the folio.
+   */
   read(root: number, vpn: number): number {
     const table = this.lookupTable(root, vpn);
-    return table < 0 ? 0 : this.entries[PageTables.slot(table, vpn)]!;
+    if (table >= 0) return this.entries[PageTables.slot(table, vpn)]!;
+    const leaf = this.readPmdLeaf(root, vpn);
+    return leaf === 0 ? 0 : leaf + (vpn % LEVEL_SPAN_PMD) * BITS_SCALE;
   }
 
   /**
@@ -402,6 +532,11 @@ export class PageTables {
         const pmd = dirs[pud * PTRS_PER_TABLE + u]! - 1;
         if (pmd < 0) continue;
         for (let m = 0; m < PTRS_PER_TABLE; m++) {
+          assert(
+            this.pmdLeaves[pmd * PTRS_PER_TABLE + m] === 0,
+            "freeing a page table that still maps a huge PMD",
+            () => describePte(this.pmdLeaves[pmd * PTRS_PER_TABLE + m]!),
+          );
           const table = dirs[pmd * PTRS_PER_TABLE + m]! - 1;
           if (table < 0) continue;
           for (let i = 0; i < PTRS_PER_TABLE; i++) {

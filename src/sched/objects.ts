@@ -17,6 +17,9 @@ export const OBJ_MIRROR = 5;
 /** Anything else a model or a user driver names through Scheduler.nameObject. */
 export const OBJ_NAMED = 6;
 
+/** A PMD slot (by its PageTables key): its huge leaf, whether a PTE table hangs there, and its PMD lock. */
+export const OBJ_PMD = 7;
+
 const KIND_SCALE = 2 ** 32;
 
 /** The object number of the `index`th object of `kind` (an OBJ_* value). */
@@ -42,6 +45,11 @@ export function pageObject(pfn: number): number {
 /** The object of PTE table `table` (OBJ_PTE_TABLE). */
 export function pteTableObject(table: number): number {
   return OBJ_PTE_TABLE * KIND_SCALE + table;
+}
+
+/** The object of the PMD slot with PageTables key `pmdKey` (OBJ_PMD). */
+export function pmdObject(pmdKey: number): number {
+  return OBJ_PMD * KIND_SCALE + pmdKey;
 }
 
 /** The object of the TLB entries of mm `mmId` (OBJ_TLB). */

@@ -9,6 +9,7 @@ import {
   OBJ_LOCK,
   OBJ_NAMED,
   OBJ_PAGE,
+  OBJ_PMD,
   OBJ_PTE_TABLE,
   OBJ_TLB,
   objectId,
@@ -207,6 +208,8 @@ export class Scheduler {
         return `pfn ${index}`;
       case OBJ_TLB:
         return `TLBs of mm ${index}`;
+      case OBJ_PMD:
+        return `PMD ${index}`;
       default:
         return object === 0 ? "nothing shared" : `object ${object}`;
     }
