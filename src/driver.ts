@@ -21,7 +21,7 @@
  *   them; a flag an era lacks is 0), the layouts of each era, MIGRATE_VMA_SELECT_*, migratePfn,
  *   migratePfnToPfn, hasFlag, setFlag, clearFlag;
  * - mirroring (mm/hmm): HmmRange, hmmRangeFault, HMM_PFN_* (VALID, WRITE, ERROR, REQ_FAULT,
- *   REQ_WRITE), hmmPfnToPfn, hmmPfnFlags;
+ *   REQ_WRITE), hmmPfnToPfn, hmmPfnFlags, hmmPfnToMapOrder (9 where a huge PMD maps the page);
  * - MMU interval notifiers (mm/mmu_notifier): mmuIntervalNotifierInsert / Remove, ReadBegin,
  *   ReadRetry, SetSeq, MmuIntervalNotifierOps, MmuNotifierRange, the MMU_NOTIFY_* events;
  * - the fault path: VM_FAULT_* (what migrate_to_ram returns), FAULT_FLAG_*;
@@ -95,6 +95,7 @@ export {
   HMM_PFN_WRITE,
   type HmmRange,
   hmmPfnFlags,
+  hmmPfnToMapOrder,
   hmmPfnToPfn,
   hmmRangeFault,
 } from "./mm/hmm.js";

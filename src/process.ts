@@ -19,7 +19,7 @@
 import { isByteBuffer, isRegisterValue, storedInteger, ulongArg } from "./base/abi.js";
 import { assert } from "./base/assert.js";
 import { checkReturn, EFAULT, EINVAL, ENOMEM, ESRCH, KernelError } from "./base/errno.js";
-import { PAGE_SIZE, TASK_SIZE } from "./base/units.js";
+import { PAGE_SIZE, PAGES_PER_PMD, TASK_SIZE } from "./base/units.js";
 import { DeviceFile, FileTable } from "./device.js";
 import { MAX_RW_COUNT } from "./mm/filemap.js";
 import { dupMm, exitMmap } from "./mm/fork.js";
@@ -57,7 +57,7 @@ import {
   pteProtNone,
   pteSpecial,
 } from "./mm/pgtable.js";
-import { pageObject, pteTableObject, tlbObject } from "./sched/objects.js";
+import { pageObject, pmdObject, pteTableObject, tlbObject } from "./sched/objects.js";
 import { LivelockError } from "./sched/scheduler.js";
 import type { Kfn } from "./sched/thread.js";
 import type { System, TmpFile } from "./system.js";
@@ -308,8 +308,9 @@ export class Process {
     }
     const table = k.pt.lookupTable(this.mm.root, vpn);
     if (table < 0) {
-      if (cached >= 0) k.tlb.invalidateLocal(cpu, mmId, vpn);
-      return -1;
+      const huge = k.pt.hugePmds > 0 ? this.translateHuge(vpn, write, cpu) : -1;
+      if (huge < 0 && cached >= 0) k.tlb.invalidateLocal(cpu, mmId, vpn);
+      return huge;
     }
     sched.touch(pteTableObject(table));
     const slot = PageTables.slot(table, vpn);
@@ -330,11 +331,38 @@ export class Process {
     return pfn;
   }
 
+  /**
+   * translate's walk through a huge PMD: the pfn of the 4 KiB page at vpn within the folio when the leaf
+   * allows the access (setting its accessed and dirty bits, and filling the TLB for that page), else -1.
+   */
+  private translateHuge(vpn: number, write: boolean, cpu: number): number {
+    const k = this.k;
+    const pmdKey = k.pt.lookupPmd(this.mm.root, vpn);
+    if (pmdKey < 0) return -1;
+    k.sched.touch(pmdObject(pmdKey));
+    let leaf = k.pt.pmdLeaf(pmdKey);
+    const need = write ? PRESENT_OK_WRITE : 1;
+    if ((leaf & need) !== need || pteProtNone(leaf)) return -1;
+    const bits = _PAGE_ACCESSED | (write ? _PAGE_DIRTY : 0);
+    if ((leaf & bits) !== bits) {
+      leaf = leaf - (leaf & bits) + bits;
+      k.pt.setPmdLeaf(pmdKey, leaf);
+    }
+    const pfn = pteFrame(leaf) + (vpn % PAGES_PER_PMD);
+    k.tlb.fill(cpu, this.mm.id, vpn, pfn, (leaf & _PAGE_RW) !== 0, (leaf & _PAGE_DIRTY) !== 0);
+    k.sched.touch(pageObject(pfn));
+    return pfn;
+  }
+
   /** Whether the PTE at vpn now allows the access (the retry's walk would succeed), TLB aside. */
   private pteAllows(vpn: number, write: boolean): boolean {
     const k = this.k;
     const table = k.pt.lookupTable(this.mm.root, vpn);
-    if (table < 0) return false;
+    if (table < 0) {
+      const leaf = k.pt.readPmdLeaf(this.mm.root, vpn);
+      const need = write ? PRESENT_OK_WRITE : 1;
+      return leaf !== 0 && (leaf & need) === need && !pteProtNone(leaf);
+    }
     k.sched.touch(pteTableObject(table));
     const pte = k.pt.entries[PageTables.slot(table, vpn)]!;
     const need = write ? PRESENT_OK_WRITE : 1;

@@ -12,7 +12,7 @@ import { checkInvariants } from "./explore/invariants.js";
 import { GupTestFile } from "./gup_test.js";
 import { sysPread64, sysPwrite64, TMPFS_MAX_BYTES } from "./mm/filemap.js";
 import { GupLedger } from "./mm/gup.js";
-import { Kernel, type ProtocolVersion } from "./mm/kernel.js";
+import { Kernel, type ProtocolVersion, type ThpSettings } from "./mm/kernel.js";
 import type { FaultContext, FaultPathSwitches } from "./mm/memory.js";
 import { MEMORY_DEVICE_COHERENT, MEMORY_DEVICE_PRIVATE, type MemoryType, Pagemaps } from "./mm/memremap.js";
 import type { MigrateContext } from "./mm/migrate_device.js";
@@ -62,6 +62,12 @@ export interface SystemOptions {
   migrateSwitches?: Partial<Omit<MigrateSwitches, "protocol">>;
   /** Single fault-path switches to override (see mm/memory.ts FaultPathSwitches). */
   faultSwitches?: Partial<FaultPathSwitches>;
+  /**
+   * /sys/kernel/mm/transparent_hugepage: `enabled` "always", "madvise" (the default: only ranges given
+   * MADV_HUGEPAGE get THPs, as hmm-tests' THP tests ask) or "never", and `useZeroPage` (default true: a
+   * read fault in a THP range maps the huge zero page). Changeable later with setTransparentHugepage.
+   */
+  thp?: Partial<ThpSettings>;
   /**
    * false turns off the migration core's shortcuts for the common case (default true). They change
    * speed, never the resulting state: a test or a doubtful user can compare.
@@ -129,6 +135,27 @@ export type DriverLoader<T> = (ctx: DriverContext) => T;
 
 /** A device's memory limit when SystemOptions.devices does not say. */
 const DEFAULT_DEVICE_MEMORY = "1GiB";
+
+/**
+ * THP settings checked as a write to the sysfs files is (EINVAL for anything but "always", "madvise" or
+ * "never", and for a use_zero_page that is not a boolean), on top of `current`.
+ */
+function checkedThpSettings(settings: unknown, current: ThpSettings): ThpSettings {
+  if (typeof settings !== "object" || settings === null)
+    throw new KernelError(EINVAL, "transparent_hugepage: the settings must be an object");
+  const { enabled = current.enabled, useZeroPage = current.useZeroPage } = settings as Partial<ThpSettings>;
+  if (enabled !== "always" && enabled !== "madvise" && enabled !== "never")
+    throw new KernelError(
+      EINVAL,
+      `transparent_hugepage/enabled: ${String(enabled)} is not always, madvise or never`,
+    );
+  if (typeof useZeroPage !== "boolean")
+    throw new KernelError(
+      EINVAL,
+      `transparent_hugepage/use_zero_page: ${String(useZeroPage)} is not a boolean`,
+    );
+  return { enabled, useZeroPage };
+}
 
 /** The pagemap type of a DeviceSpec, checked: EINVAL for an unknown kind or one the protocol lacks. */
 function deviceMemoryType(type: unknown, minor: number, protocol: ProtocolVersion): MemoryType {
@@ -214,6 +241,7 @@ export class System {
       cpus: options.cpus ?? 2,
       scheduler: options.chooser === undefined ? {} : { chooser: options.chooser },
       fastPaths: options.fastPaths ?? true,
+      thp: checkedThpSettings(options.thp ?? {}, { enabled: "madvise", useZeroPage: true }),
       // Each device's first chunk (2 MiB, or all its memory when less) lies above RAM, aligned to 2 MiB.
       pfnCapacityHint: Math.ceil(ramPages / 512) * 512 + (options.devices?.length ?? 2) * 512,
     });
@@ -261,6 +289,21 @@ export class System {
     // mm/gup_test.c came with 5.11 (mm/gup_benchmark.c before it had no such file).
     if (this.protocol !== "modern") throw new KernelError(ENOENT, "open gup_test: no such file before 5.11");
     return new GupTestFile(this, process);
+  }
+
+  /**
+   * Writes /sys/kernel/mm/transparent_hugepage/enabled and use_zero_page: the settings given change, the
+   * others stay; EINVAL (and nothing changes) for a bad value. Existing huge pages stay as they are.
+   */
+  setTransparentHugepage(settings: Partial<ThpSettings>): void {
+    const checked = checkedThpSettings(settings, this.kernel.thp);
+    this.kernel.thp.enabled = checked.enabled;
+    this.kernel.thp.useZeroPage = checked.useZeroPage;
+  }
+
+  /** The current /sys/kernel/mm/transparent_hugepage settings. */
+  get transparentHugepage(): Readonly<ThpSettings> {
+    return { ...this.kernel.thp };
   }
 
   /** A new process with an empty address space. */

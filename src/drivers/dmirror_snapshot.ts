@@ -11,6 +11,7 @@ import {
   HMM_PFN_WRITE,
   type HmmRange,
   hmmPfnFlags,
+  hmmPfnToMapOrder,
   hmmPfnToPfn,
   hmmRangeFault,
 } from "../mm/hmm.js";
@@ -23,6 +24,7 @@ import {
   mmuIntervalSetSeq,
   notifierObject,
 } from "../mm/mmu_notifier.js";
+import { HPAGE_PMD_ORDER } from "../mm/page.js";
 import { ZERO_PFN } from "../mm/page_alloc.js";
 import type { Kfn } from "../sched/thread.js";
 import type { Dmirror } from "./dmirror.js";
@@ -34,6 +36,7 @@ import {
   HMM_DMIRROR_PROT_DEV_PRIVATE_REMOTE,
   HMM_DMIRROR_PROT_ERROR,
   HMM_DMIRROR_PROT_NONE,
+  HMM_DMIRROR_PROT_PMD,
   HMM_DMIRROR_PROT_READ,
   HMM_DMIRROR_PROT_WRITE,
   HMM_DMIRROR_PROT_ZERO,
@@ -56,7 +59,10 @@ function mkEntry(mirror: Dmirror, word: number): number {
   } else if (pfn === ZERO_PFN) {
     code = HMM_DMIRROR_PROT_ZERO;
   }
-  return code | ((flags & HMM_PFN_WRITE) !== 0 ? HMM_DMIRROR_PROT_WRITE : HMM_DMIRROR_PROT_READ);
+  code |= (flags & HMM_PFN_WRITE) !== 0 ? HMM_DMIRROR_PROT_WRITE : HMM_DMIRROR_PROT_READ;
+  // hmm_pfn_to_map_order(entry) + PAGE_SHIFT == PMD_SHIFT: a huge PMD maps the page.
+  if (hmmPfnToMapOrder(word) === HPAGE_PMD_ORDER) code |= HMM_DMIRROR_PROT_PMD;
+  return code;
 }
 
 /**

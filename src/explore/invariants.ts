@@ -4,6 +4,7 @@
  */
 
 import type { OpenFile } from "../device.js";
+import type { Kernel } from "../mm/kernel.js";
 import { GUP_PIN_COUNTING_BIAS } from "../mm/memory.js";
 import {
   AddressSpace,
@@ -13,7 +14,16 @@ import {
   VM_NOHUGEPAGE,
   VM_WRITE,
 } from "../mm/mm_types.js";
-import { PG_anon, PG_anon_exclusive, PG_buddy, PG_locked, PG_lru } from "../mm/page.js";
+import {
+  HPAGE_PMD_NR,
+  PG_anon,
+  PG_anon_exclusive,
+  PG_buddy,
+  PG_head,
+  PG_locked,
+  PG_lru,
+  PG_tail,
+} from "../mm/page.js";
 import { ZERO_PFN } from "../mm/page_alloc.js";
 import {
   describePte,
@@ -72,6 +82,8 @@ export function checkInvariants(system: System): string[] {
   const mapped = new Int32Array(pages.capacity);
   // Migration entries that carry a page's exclusivity (writable or readable-exclusive), per page.
   const exclusiveEntries = new Map<number, number>();
+  // Huge PMDs mapping each large folio, by head pfn.
+  const pmdMapped = new Map<number, number>();
   for (const mm of k.mms.values()) {
     // hmmsim's RSS counts the PTEs that map a page, present or device-private (migration entries not).
     let anonMapped = 0;
@@ -146,6 +158,36 @@ export function checkInvariants(system: System): string[] {
         }
       }
     });
+    // Huge PMDs: each lies wholly in one private anonymous VMA and maps the huge zero folio (read-only)
+    // or the head of a large RAM folio, which counts 512 anonymous pages of RSS.
+    k.pt.forEachPmdLeaf(mm.root, 0, Number.MAX_SAFE_INTEGER, (_pmdKey, firstVpn, leaf) => {
+      const where = `mm ${mm.id}: huge PMD at vpn 0x${firstVpn.toString(16)} (${describePte(leaf)})`;
+      const vma = mm.findVma(firstVpn);
+      if (vma === null || vma.end < firstVpn + HPAGE_PMD_NR || !vma.isAnonymous) {
+        report(`${where} is not inside one anonymous VMA`);
+        return;
+      }
+      if ((vma.flags & VM_ACCESS_FLAGS) === 0 && !pteProtNone(leaf))
+        report(`${where} accessible in a PROT_NONE VMA`);
+      if (pteWrite(leaf) && (vma.flags & VM_WRITE) === 0) report(`${where} writable in a read-only VMA`);
+      const head = pteFrame(leaf);
+      if (!ptePresent(leaf)) {
+        report(`${where} is not present`);
+        return;
+      }
+      if (head === k.hugeZeroPfn) {
+        if (pteWrite(leaf)) report(`${where}: huge zero folio mapped writable`);
+        return;
+      }
+      if (!k.ram.isRam(head) || !pages.isLargeHead(head)) {
+        report(`${where} maps pfn ${head}, not the head of a large RAM folio`);
+        return;
+      }
+      pmdMapped.set(head, (pmdMapped.get(head) ?? 0) + 1);
+      anonMapped += HPAGE_PMD_NR;
+      if (!pages.isAnon(head)) report(`${where} maps a folio that is not anonymous`);
+      if (pteWrite(leaf)) checkWritableAnon(mm.id, firstVpn, head);
+    });
     if (!mm.exited && (mm.rssAnon !== anonMapped || mm.rssFile !== fileMapped))
       report(
         `mm ${mm.id}: RSS anon ${mm.rssAnon} file ${mm.rssFile} but PTEs map ${anonMapped} anon and ${fileMapped} file pages`,
@@ -173,7 +215,20 @@ export function checkInvariants(system: System): string[] {
     const refcount = pages.refcount[pfn]!;
     const flags = pages.flags[pfn]!;
     const mapcount = pages.mapcount[pfn]!;
-    const mappings = mapped[pfn]!;
+    if ((flags & PG_tail) !== 0) {
+      checkTailPage(k, pfn, flags, mapped[pfn]!, batched.has(pfn), report);
+      continue;
+    }
+    // A large folio's PMD mappings count as mappings of its head (folio_mapcount).
+    const entire = (flags & PG_head) !== 0 ? pages.entireMapcount[pfn / HPAGE_PMD_NR]! : 0;
+    const mappings = mapped[pfn]! + (pmdMapped.get(pfn) ?? 0);
+    if ((flags & PG_head) !== 0) {
+      if (entire !== (pmdMapped.get(pfn) ?? 0))
+        report(`pfn ${pfn}: entire_mapcount ${entire} but ${pmdMapped.get(pfn) ?? 0} huge PMDs map it`);
+      if (mapped[pfn]! > 0 || pages.mapcount[pfn] !== 0)
+        report(`pfn ${pfn}: large folio head mapped by a PTE (hmmsim splits before mapping pages of a THP)`);
+      if (pfn % HPAGE_PMD_NR !== 0) report(`pfn ${pfn}: head of a large folio not 512-aligned`);
+    }
     if (refcount === 0) {
       if (mapcount !== 0 || mappings !== 0)
         report(`pfn ${pfn}: free but mapped (mapcount ${mapcount}, ${mappings} PTEs)`);
@@ -185,7 +240,8 @@ export function checkInvariants(system: System): string[] {
     }
     if (k.ram.isRam(pfn) && (flags & PG_buddy) !== 0)
       report(`pfn ${pfn}: free in the allocator but has ${refcount} references`);
-    if (mapcount !== mappings) report(`pfn ${pfn}: mapcount ${mapcount} but ${mappings} PTEs map it`);
+    if (mapcount + entire !== mappings)
+      report(`pfn ${pfn}: mapcount ${mapcount + entire} but ${mappings} PTEs and PMDs map it`);
     checkExclusivity(pfn, flags, mappings, exclusiveEntries.get(pfn) ?? 0);
     const gets = system.gup.gets.get(pfn) ?? 0;
     const pins = system.gup.pins.get(pfn) ?? 0;
@@ -195,7 +251,8 @@ export function checkInvariants(system: System): string[] {
       (batched.get(pfn) ?? 0) +
       gets +
       pins * GUP_PIN_COUNTING_BIAS +
-      pages.heldRefs[pfn]!;
+      pages.heldRefs[pfn]! +
+      (pfn === k.hugeZeroPfn ? 1 : 0);
     if (refcount !== expected) {
       report(`pfn ${pfn}: refcount ${refcount} but ${expected} references exist (${pages.describe(pfn)})`);
     }
@@ -263,6 +320,29 @@ export function checkInvariants(system: System): string[] {
   system.runInvariantCheckers(report);
   if (unlisted > 0) out.push(`... and ${unlisted} more violations not listed`);
   return out;
+}
+
+/**
+ * A tail page of a large folio: its head (the 512-aligned pfn below) is a large folio's head, so no
+ * split left it orphaned; it holds no reference, mapping, lock or LRU link of its own (the folio's live
+ * on the head).
+ */
+function checkTailPage(
+  k: Kernel,
+  pfn: number,
+  flags: number,
+  mappings: number,
+  batched: boolean,
+  report: (line: string) => void,
+): void {
+  const pages = k.pages;
+  const head = pfn - (pfn % HPAGE_PMD_NR);
+  if (!pages.isLargeHead(head))
+    report(`pfn ${pfn}: tail page whose head ${head} is not a large folio (orphan tail)`);
+  if (pages.refcount[pfn] !== 0 || pages.mapcount[pfn] !== 0 || pages.heldRefs[pfn] !== 0 || mappings !== 0)
+    report(`pfn ${pfn}: tail page with references or mappings of its own (${pages.describe(pfn)})`);
+  if ((flags & (PG_locked | PG_lru | PG_buddy | PG_head)) !== 0 || pages.lruList[pfn] !== -1 || batched)
+    report(`pfn ${pfn}: tail page locked, on an LRU, free or a head (${pages.describe(pfn)})`);
 }
 
 /**

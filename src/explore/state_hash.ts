@@ -9,6 +9,7 @@
 
 import { PTRS_PER_TABLE } from "../base/units.js";
 import type { Kernel } from "../mm/kernel.js";
+import { HPAGE_PMD_NR } from "../mm/page.js";
 
 /** Two independent 32-bit FNV-1a style hashes, as one string key (collisions are negligible). */
 export function stateFingerprint(k: Kernel): string {
@@ -30,7 +31,13 @@ export function stateFingerprint(k: Kernel): string {
     mix(flags);
     mix(pages.lockHolder[pfn]!);
     if (k.store.kind === "tokens") mix(k.store.word(pfn));
+    if (pages.isLargeHead(pfn)) mix(pages.entireMapcount[pfn / HPAGE_PMD_NR]!);
   }
+  k.pt.forEachHugeLeaf((pmdKey, leaf) => {
+    mix(-pmdKey - 1);
+    mix(leaf % 0x100000000);
+    mix(Math.floor(leaf / 0x100000000));
+  });
   const entries = k.pt.entries;
   const used = k.pt.tablesAllocated * PTRS_PER_TABLE;
   for (let slot = 0; slot < used; slot++) {

@@ -13,6 +13,7 @@
 import { assert } from "../base/assert.js";
 import { EAGAIN, EBUSY, EFAULT, EINVAL, ENOMEM } from "../base/errno.js";
 import type { Kfn } from "../sched/thread.js";
+import { splitHugePmd } from "./huge_memory.js";
 import type { Kernel } from "./kernel.js";
 import {
   FAULT_FLAG_UNSHARE,
@@ -144,6 +145,9 @@ function* getUserPagesLocked(
     // follow_page_mask, then faultin_page, until the page is there with the access wanted. Bounded:
     // each fault either installs the entry or reports an error; a racing unmap costs one more pass.
     for (let attempt = 0; attempt < 64 && pfn < 0; attempt++) {
+      // follow_huge_pmd would take the reference on the whole THP; hmmsim splits it first, as
+      // FOLL_SPLIT_PMD does (huge_memory.ts's eager split), and follows the 4 KiB page's PTE.
+      if (k.pt.hugePmds > 0 && k.pt.readPmdLeaf(mm.root, at) !== 0) yield* splitHugePmd(k, vma, at);
       const pte = k.pt.read(mm.root, at);
       const usable =
         ptePresent(pte) && !pteProtNone(pte) && (!write || pteWrite(pte)) && !(write && pteSpecial(pte));

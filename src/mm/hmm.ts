@@ -3,12 +3,13 @@
  * it may be written, faulting pages in first when asked to. Device-private pages are reported only to
  * their owner; anyone else who needs them faults them back to RAM through migrate_to_ram.
  *
- * Deliberate difference: an hmm pfn word is `pfn * 8 + flags` with VALID, WRITE and ERROR in the low
- * bits (the kernel keeps them in bits 63..61 of an unsigned long, which a double cannot hold).
+ * Deliberate difference: an hmm pfn word is `pfn * 256 + order * 8 + flags`, with VALID, WRITE and
+ * ERROR in the low three bits and the mapping order (hmm_pfn_to_map_order) in the five above them (the
+ * kernel keeps flags and order in bits 63..56 of an unsigned long, which a double cannot hold).
  */
 import { assert } from "../base/assert.js";
 import { EBUSY, EFAULT, EPERM } from "../base/errno.js";
-import { pteTableObject } from "../sched/objects.js";
+import { pmdObject, pteTableObject } from "../sched/objects.js";
 import type { Kfn } from "../sched/thread.js";
 import {
   FAULT_FLAG_REMOTE,
@@ -20,6 +21,7 @@ import {
 } from "./memory.js";
 import { type MmStruct, VM_IO, VM_PFNMAP, VM_READ, VM_WRITE, type Vma } from "./mm_types.js";
 import { type MmuIntervalNotifier, mmuIntervalReadRetry, notifierObject } from "./mmu_notifier.js";
+import { HPAGE_PMD_NR, HPAGE_PMD_ORDER } from "./page.js";
 import { ZERO_PFN } from "./page_alloc.js";
 import { walkPageRange } from "./pagewalk.js";
 import {
@@ -40,7 +42,12 @@ export const HMM_PFN_VALID = 1;
 export const HMM_PFN_WRITE = 2;
 /** HMM_PFN_ERROR: the page cannot be accessed (a fault on it would fail). */
 export const HMM_PFN_ERROR = 4;
-const HMM_PFN_SCALE = 8;
+/** The flag bits are the word modulo this; the order is the quotient modulo 32. */
+const HMM_PFN_FLAGS_SCALE = 8;
+const HMM_PFN_ORDER_LIMIT = 32;
+const HMM_PFN_SCALE = HMM_PFN_FLAGS_SCALE * HMM_PFN_ORDER_LIMIT;
+/** The order bits of a PMD-sized mapping (hmm_pfn_flags_order(PMD_SHIFT - PAGE_SHIFT)). */
+const HMM_PFN_ORDER_PMD = HPAGE_PMD_ORDER * HMM_PFN_FLAGS_SCALE;
 /** HMM_PFN_REQ_FAULT: input flag of hmm_range_fault, fault the page in if it is not present. */
 export const HMM_PFN_REQ_FAULT = HMM_PFN_VALID;
 /** HMM_PFN_REQ_WRITE: input flag of hmm_range_fault, fault the page in writable. */
@@ -53,7 +60,12 @@ export function hmmPfnToPfn(word: number): number {
 
 /** The HMM_PFN_* flag bits of an hmm_pfns entry. */
 export function hmmPfnFlags(word: number): number {
-  return word % HMM_PFN_SCALE;
+  return word % HMM_PFN_FLAGS_SCALE;
+}
+
+/** hmm_pfn_to_map_order: the order of the CPU mapping behind the entry (9 for a huge PMD, else 0). */
+export function hmmPfnToMapOrder(word: number): number {
+  return Math.floor(word / HMM_PFN_FLAGS_SCALE) % HMM_PFN_ORDER_LIMIT;
 }
 
 /** struct hmm_range. `start` and `end` are page numbers; hmmPfns has end - start entries. */
@@ -73,7 +85,7 @@ const NEED_WRITE_FAULT = 2;
 
 /** hmm_pte_need_fault. */
 function needFault(range: HmmRange, index: number, cpuFlags: number): number {
-  const req = ((range.hmmPfns[index]! % HMM_PFN_SCALE) & range.pfnFlagsMask) | range.defaultFlags;
+  const req = ((range.hmmPfns[index]! % HMM_PFN_FLAGS_SCALE) & range.pfnFlagsMask) | range.defaultFlags;
   if ((req & HMM_PFN_REQ_FAULT) === 0) return 0;
   if ((req & HMM_PFN_REQ_WRITE) !== 0 && (cpuFlags & HMM_PFN_WRITE) === 0)
     return NEED_FAULT | NEED_WRITE_FAULT;
@@ -141,6 +153,34 @@ function hmmWalkOps(ctx: FaultContext, range: HmmRange, walk: { last: number }) 
       }
       if (need !== 0) return yield* fault(vma, start, end, need);
       fill(start, end, 0);
+      return 0;
+    },
+    /**
+     * hmm_vma_handle_pmd: a huge PMD is reported whole, each page's entry carrying the PMD order; a
+     * PROT_NONE one is not valid. Faults where the request needs more (a write to a read-only PMD).
+     */
+    *pmdHuge(pmdKey: number, leaf: number, start: number, end: number, vma: Vma): Kfn<number> {
+      if (!vmaUsable(vma)) {
+        if (needFaultSpan(range, start, end) !== 0) return -EFAULT;
+        fill(start, end, HMM_PFN_ERROR);
+        return 0;
+      }
+      // pmdp_get_lockless: no PMD lock, as for the PTEs.
+      if (k.sched.contended) yield k.sched.at("hmm_vma_walk_pmd: pmdp_get_lockless", pmdObject(pmdKey));
+      const now = k.pt.pmdLeaf(pmdKey);
+      if (now !== leaf) {
+        walk.last = start;
+        return -EBUSY;
+      }
+      const cpuFlags = pteProtNone(leaf) ? 0 : HMM_PFN_VALID | (pteWrite(leaf) ? HMM_PFN_WRITE : 0);
+      let need = 0;
+      for (let vpn = start; vpn < end; vpn++) need |= needFault(range, vpn - range.start, cpuFlags);
+      if (need !== 0) return yield* fault(vma, start, end, need);
+      const first = pteFrame(leaf) + (start % HPAGE_PMD_NR);
+      for (let vpn = start; vpn < end; vpn++) {
+        range.hmmPfns[vpn - range.start] =
+          cpuFlags === 0 ? 0 : (first + vpn - start) * HMM_PFN_SCALE + HMM_PFN_ORDER_PMD + cpuFlags;
+      }
       return 0;
     },
     *pmdEntry(table: number, start: number, end: number, vma: Vma): Kfn<number> {

@@ -5,11 +5,11 @@
  */
 import { assert, assertAbout } from "../base/assert.js";
 import { KeyedWaitQueues, LockTable, RwSem } from "../sched/locks.js";
-import { OBJ_PTE_TABLE } from "../sched/objects.js";
+import { OBJ_PMD, OBJ_PTE_TABLE } from "../sched/objects.js";
 import { Scheduler, type SchedulerOptions } from "../sched/scheduler.js";
 import type { Thread } from "../sched/thread.js";
 import { AddressSpace, AnonVma, type Mapping, MmStruct } from "./mm_types.js";
-import { PageArrays, type PageFreer, PG_locked, PG_lru } from "./page.js";
+import { PageArrays, type PageFreer, PG_head, PG_locked, PG_lru } from "./page.js";
 import { PageAllocator } from "./page_alloc.js";
 import { createPageStore, type PageStore, type StoreKind } from "./page_store.js";
 import { PageTables } from "./pgtable.js";
@@ -33,11 +33,27 @@ export interface KernelOptions {
   scheduler?: SchedulerOptions;
   /** See Kernel.fastPaths (default true). */
   fastPaths?: boolean;
+  /** /sys/kernel/mm/transparent_hugepage settings (default: enabled "madvise", use_zero_page on). */
+  thp?: Partial<ThpSettings>;
   /**
    * Frames to size the struct-page arrays and the page store for up front (RAM plus the device memory
    * the system will register first), so that a small system is built without growing them.
    */
   pfnCapacityHint?: number;
+}
+
+/**
+ * /sys/kernel/mm/transparent_hugepage/enabled: "always" gives every suitable anonymous VMA PMD-sized
+ * THPs, "madvise" only those with MADV_HUGEPAGE, "never" none. hmmsim defaults to "madvise", which
+ * many distributions choose, so that only ranges that ask for THPs (as hmm-tests' THP tests do) get them;
+ * the kernel's Kconfig default is "always".
+ */
+export type ThpEnabled = "always" | "madvise" | "never";
+/** The THP settings hmmsim models (sysfs transparent_hugepage/enabled and use_zero_page). */
+export interface ThpSettings {
+  enabled: ThpEnabled;
+  /** transparent_hugepage/use_zero_page: a read fault maps the huge zero page (default true). */
+  useZeroPage: boolean;
 }
 
 /** Something that takes back a free ZONE_DEVICE page (memremap.ts registers the pagemaps). */
@@ -56,6 +72,14 @@ export class Kernel implements PageFreer {
   readonly tlb: Tlbs;
   /** Split page-table locks, keyed by PTE table index. */
   readonly ptl: LockTable;
+  /** PMD locks (pmd_lock), keyed by PMD slot (PageTables.lookupPmd). */
+  readonly pmdLock: LockTable;
+  readonly thp: ThpSettings;
+  /**
+   * The huge zero folio's head (huge_zero_folio), allocated by the first read fault that maps it and,
+   * unlike the kernel's (freed by a shrinker when unused), kept for the life of the system; -1 before.
+   */
+  hugeZeroPfn = -1;
   /** Sleepers on page locks, keyed by pfn (folio_waitqueue). */
   readonly pageWaiters = new KeyedWaitQueues();
   readonly lru: LruState;
@@ -88,6 +112,11 @@ export class Kernel implements PageFreer {
     /** User faults that returned VM_FAULT_OOM and were retried, and processes the OOM killer killed. */
     oomRetries: 0,
     oomKills: 0,
+    /** THP events (/proc/vmstat thp_fault_alloc, thp_fault_fallback, thp_split_pmd, thp_split_page). */
+    thpFaultAlloc: 0,
+    thpFaultFallback: 0,
+    thpSplitPmd: 0,
+    thpSplitPage: 0,
   };
 
   constructor(options: KernelOptions) {
@@ -102,6 +131,8 @@ export class Kernel implements PageFreer {
     this.store = createPageStore(options.store, capacity);
     this.ram = new PageAllocator(this.pages, options.ramPages);
     this.ptl = new LockTable(this.sched, "page-table lock of PTE table", OBJ_PTE_TABLE);
+    this.pmdLock = new LockTable(this.sched, "PMD lock of PMD", OBJ_PMD);
+    this.thp = { enabled: options.thp?.enabled ?? "madvise", useZeroPage: options.thp?.useZeroPage ?? true };
     this.lru = new LruState(this.sched.cpus);
     this.tlb = new Tlbs(this.sched, this.sched.cpus);
     this.protocol = options.protocol;
@@ -150,7 +181,8 @@ export class Kernel implements PageFreer {
       this.devicePageFreer.freeDevicePage(pfn);
       return;
     }
-    this.ram.freePage(pfn);
+    if (this.pages.has(pfn, PG_head)) this.ram.freeFolio(pfn);
+    else this.ram.freePage(pfn);
   }
 
   /** Grows the pfn space so that frames below `capacity` exist (memremap_pages). */

@@ -14,6 +14,15 @@ import type { Kfn } from "../sched/thread.js";
 import { removeDeviceExclusiveEntry, restoreExclusivePte } from "./device_exclusive.js";
 import { filemapGetPage, trylockPage, unlockPage, waitOnPageLocked } from "./filemap.js";
 import type { GupLedger } from "./gup.js";
+import {
+  hugePmdFault,
+  pmdLock,
+  splitHugePmd,
+  splitHugePmdsIn,
+  thpVmaSuitable,
+  VM_FAULT_FALLBACK,
+  zapHugePmd,
+} from "./huge_memory.js";
 import type { Kernel } from "./kernel.js";
 import type { Pagemaps } from "./memremap.js";
 import type { Vma } from "./mm_types.js";
@@ -139,6 +148,11 @@ export function* handleMmFault(ctx: FaultContext, vma: Vma, vpn: number, flags: 
   assertAbout(vma.contains(vpn), "fault outside its VMA", describeVma, vma);
   assertAbout(vma.mm.mmapLock.heldBy(k.sched.current()), "fault without mmap_lock", describeVma, vma);
   k.stats.faults++;
+  // __handle_mm_fault's PMD level: a none PMD in a VMA that allows THPs, or a huge PMD.
+  if (k.pt.hugePmds > 0 || thpVmaSuitable(k, vma, vpn)) {
+    const huge = yield* hugePmdFault(k, vma, vpn, (flags & FAULT_FLAG_WRITE) !== 0);
+    if (huge !== VM_FAULT_FALLBACK) return huge;
+  }
   const table = k.pt.ensureTable(vma.mm.root, vpn);
   const slot = PageTables.slot(table, vpn);
   // handle_pte_fault reads vmf->orig_pte without the PTE lock; every path below rechecks it under the
@@ -517,7 +531,21 @@ export function* zapPageRange(
   let vpn = start;
   while (vpn < end) {
     const tableEnd = Math.min(end, (Math.floor(vpn / 512) + 1) * 512);
-    const table = k.pt.lookupTable(mm.root, vpn);
+    let table = k.pt.lookupTable(mm.root, vpn);
+    if (table < 0 && k.pt.hugePmds > 0 && k.pt.readPmdLeaf(mm.root, vpn) !== 0) {
+      // zap_pmd_range: a huge PMD wholly in the range goes at once (zap_huge_pmd); one only partly in
+      // it is split first (__split_huge_pmd) and its PTEs zapped below.
+      if (vpn % 512 === 0 && tableEnd - vpn === 512) {
+        const pmdKey = k.pt.lookupPmd(mm.root, vpn);
+        yield* pmdLock(k, pmdKey, "zap_huge_pmd: __pmd_trans_huge_lock");
+        if (k.pt.pmdLeaf(pmdKey) !== 0) zapHugePmd(k, vma, pmdKey, vpn);
+        k.pmdLock.unlock(pmdKey);
+        vpn = tableEnd;
+        continue;
+      }
+      yield* splitHugePmd(k, vma, vpn);
+      table = k.pt.lookupTable(mm.root, vpn);
+    }
     if (table >= 0) {
       yield* ptlLock(k, table, "zap_pte_range: pte_offset_map_lock");
       // The mmu_gather's range: only present entries extend it (tlb_remove_tlb_entry); a migration or
@@ -572,6 +600,9 @@ function isCowMapping(vma: Vma): boolean {
 export function* copyPageRange(k: Kernel, dst: Vma, src: Vma): Kfn<number> {
   assert(dst.start === src.start && dst.end === src.end, "fork copies a VMA to the same range");
   const cow = isCowMapping(src);
+  // copy_huge_pmd would share the THP with the child; hmmsim splits it first (huge_memory.ts's eager
+  // split), so the PTE loop below copies its pages.
+  yield* splitHugePmdsIn(k, src, src.start, src.end);
   let vpn = src.start as number;
   while (vpn < src.end) {
     const tableEnd = Math.min(src.end, (Math.floor(vpn / 512) + 1) * 512);

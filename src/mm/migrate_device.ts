@@ -19,6 +19,7 @@ import { PAGE_SIZE } from "../base/units.js";
 import { pageObject, tlbObject } from "../sched/objects.js";
 import type { Kfn } from "../sched/thread.js";
 import { lockPage, trylockPage, unlockPage } from "./filemap.js";
+import { isHugeZeroPmd, splitHugePmd } from "./huge_memory.js";
 import type { Kernel } from "./kernel.js";
 import { type FaultContext, ptlLock } from "./memory.js";
 import { isDevicePrivatePage, MEMORY_DEVICE_PRIVATE } from "./memremap.js";
@@ -404,11 +405,23 @@ export function* migrateVmaCollect(ctx: MigrateContext, m: MigrateVma): Kfn<void
     );
     yield* mmuNotifierInvalidateRangeStart(k, range);
   }
+  // A huge PMD: the seed's collect_pmd takes it for a hole (pmd_trans_unstable, "FIXME support THP");
+  // 4.14 and later split it (split_huge_pmd of the huge zero folio, split_huge_page of a THP), which
+  // the walk does for them, and collect its pages. hmmsim has no MIGRATE_VMA_SELECT_COMPOUND yet.
+  const seedHuge =
+    sw.protocol === "seed"
+      ? {
+          *pmdHuge(_pmdKey: number, _leaf: number, start: number, end: number, walkVma: Vma): Kfn<number> {
+            return collectHole(ctx, m, start, end, walkVma);
+          },
+        }
+      : {};
   yield* walkPageRange(k, vma.mm, m.start, m.end, {
     pmdEntry: (table, start, end, walkVma) => collectPmd(ctx, m, table, start, end, walkVma),
     *pteHole(start, end, walkVma) {
       return collectHole(ctx, m, start, end, walkVma);
     },
+    ...seedHuge,
   });
   if (range !== null) mmuNotifierInvalidateRangeEnd(k, range);
   m.end = m.start + m.npages;
@@ -645,6 +658,13 @@ function* insertPage(ctx: MigrateContext, vma: Vma, vpn: number, newPfn: number)
   const k = ctx.k;
   const pages = k.pages;
   if (!vma.isAnonymous) return false;
+  const leaf = k.pt.hugePmds > 0 ? k.pt.readPmdLeaf(vma.mm.root, vpn) : 0;
+  if (leaf !== 0) {
+    // A huge PMD appeared since collect (a racing fault): 4.14 aborts on pmd_trans_huge; 6.19 splits
+    // the huge zero folio's PMD and aborts on a THP.
+    if (ctx.migrate.protocol !== "modern" || !isHugeZeroPmd(k, leaf)) return false;
+    yield* splitHugePmd(k, vma, vpn);
+  }
   const table = k.pt.ensureTable(vma.mm.root, vpn);
   anonVmaPrepare(k, vma);
   yield* ptlLock(k, table, "migrate_vma_insert_page: pte_offset_map_lock");

@@ -18,6 +18,7 @@ import { assert } from "../base/assert.js";
 import { EBADF, EEXIST, EINVAL, ENODEV, ENOMEM, EOPNOTSUPP, EOVERFLOW, EPERM } from "../base/errno.js";
 import { PAGE_SIZE, TASK_SIZE, type Vpn } from "../base/units.js";
 import type { Kfn } from "../sched/thread.js";
+import { splitHugePmdsAround } from "./huge_memory.js";
 import type { Kernel } from "./kernel.js";
 import { zapPageRange } from "./memory.js";
 import {
@@ -172,6 +173,7 @@ export function isolateRange(mm: MmStruct, start: number, end: number): Vma[] {
 
 /** do_vmi_munmap with mmap_lock held for write, on a range the caller has checked. */
 export function* doMunmap(k: Kernel, mm: MmStruct, start: number, end: number): Kfn<void> {
+  yield* splitHugePmdsAround(k, mm, start, end);
   for (const vma of isolateRange(mm, start, end)) {
     yield* zapPageRange(k, vma, vma.start, vma.end, MMU_NOTIFY_UNMAP);
     mm.removeVma(vma);

@@ -13,6 +13,7 @@
 import { minU64, ulongArg } from "../base/abi.js";
 import { EACCES, EINVAL, ENOMEM } from "../base/errno.js";
 import type { Kfn } from "../sched/thread.js";
+import { pmdLock, splitHugePmdsAround } from "./huge_memory.js";
 import type { Kernel } from "./kernel.js";
 import {
   type MmStruct,
@@ -117,9 +118,19 @@ export function* sysMprotect(
  */
 function* mprotectFixup(k: Kernel, vma: Vma, start: number, end: number, newFlags: number): Kfn<void> {
   if (newFlags === vma.flags) return;
+  yield* splitHugePmdsAround(k, vma.mm, start, end);
   const piece = isolateVma(vma, start, end);
   piece.flags = newFlags;
   yield* changeProtection(k, piece, (newFlags & (VM_READ | VM_WRITE | VM_EXEC)) === 0);
+}
+
+/**
+ * A present entry (PTE or huge PMD) under the VMA's new protection: write access the VMA no longer grants
+ * goes, PROT_NONE makes it inaccessible and access coming back makes it accessible again.
+ */
+function protectedPresentEntry(entry: number, writable: boolean, noAccess: boolean): number {
+  const clear = (writable ? 0 : _PAGE_RW) | (noAccess ? 0 : _PAGE_PROTNONE);
+  return pteWithBits(entry, noAccess ? _PAGE_PROTNONE : 0, clear | (noAccess ? _PAGE_RW : 0));
 }
 
 /**
@@ -139,6 +150,19 @@ function* changeProtection(k: Kernel, vma: Vma, noAccess: boolean): Kfn<void> {
   while (vpn < vma.end) {
     const tableEnd = Math.min(vma.end, (Math.floor(vpn / 512) + 1) * 512);
     const table = k.pt.lookupTable(mm.root, vpn);
+    if (table < 0 && k.pt.hugePmds > 0 && k.pt.readPmdLeaf(mm.root, vpn) !== 0) {
+      // change_huge_pmd: the VMA was split at PMD boundaries (or its huge PMDs split), so this huge
+      // PMD lies wholly inside it and changes as one entry.
+      const pmdKey = k.pt.lookupPmd(mm.root, vpn);
+      yield* pmdLock(k, pmdKey, "change_huge_pmd: __pmd_trans_huge_lock");
+      const leaf = k.pt.pmdLeaf(pmdKey);
+      const changed = leaf === 0 ? 0 : protectedPresentEntry(leaf, writable, noAccess);
+      if (changed !== leaf) {
+        k.pt.setPmdLeaf(pmdKey, changed);
+        changedPresent = true;
+      }
+      k.pmdLock.unlock(pmdKey);
+    }
     if (table >= 0) {
       if (k.sched.contended || !k.ptl.tryLock(table))
         yield* k.ptl.lock(table, "change_pte_range: pte_offset_map_lock");
@@ -147,8 +171,7 @@ function* changeProtection(k: Kernel, vma: Vma, noAccess: boolean): Kfn<void> {
         const pte = k.pt.entries[slot]!;
         if (pte === 0) continue;
         if (ptePresent(pte)) {
-          const clear = (writable ? 0 : _PAGE_RW) | (noAccess ? 0 : _PAGE_PROTNONE);
-          const changed = pteWithBits(pte, noAccess ? _PAGE_PROTNONE : 0, clear | (noAccess ? _PAGE_RW : 0));
+          const changed = protectedPresentEntry(pte, writable, noAccess);
           if (changed !== pte) changedPresent = true;
           k.pt.entries[slot] = changed;
         } else if (isWritableDevicePrivateEntry(pte)) {

@@ -26,6 +26,7 @@ import { minU64, ulongArg } from "../base/abi.js";
 import { EFAULT, EINVAL, ENOMEM, EPERM } from "../base/errno.js";
 import { PAGE_SIZE, type Vpn } from "../base/units.js";
 import type { Kfn } from "../sched/thread.js";
+import { pmdLock, splitHugePmd, splitHugePmdsAround } from "./huge_memory.js";
 import type { Kernel } from "./kernel.js";
 import {
   type MmStruct,
@@ -53,6 +54,7 @@ import {
   mmuNotifierInvalidateRangeStart,
   notifierRange,
 } from "./mmu_notifier.js";
+import { HPAGE_PMD_NR } from "./page.js";
 import { PageTables, ptePresent } from "./pgtable.js";
 import { anonVmaClone, unlinkAnonVmas } from "./rmap.js";
 
@@ -258,7 +260,11 @@ function* moveVma(k: Kernel, mm: MmStruct, remap: Remap): Kfn<number> {
   anonVmaClone(moved, vma);
   if (moved.file !== null) moved.file.mmaps.add(moved);
   mm.insertVma(moved);
-  if (oldPages > 0) yield* movePageTables(k, vma, oldStart, newStart, oldPages);
+  if (oldPages > 0) {
+    // vma_adjust_trans_huge where the old range's ends cut a huge PMD.
+    yield* splitHugePmdsAround(k, mm, oldStart, oldStart + oldPages);
+    yield* movePageTables(k, vma, oldStart, newStart, oldPages);
+  }
   if (remap.dontUnmap) {
     dontUnmapComplete(vma, oldStart, oldStart + oldPages);
   } else if (oldPages > 0) {
@@ -326,6 +332,30 @@ function* remapMove(k: Kernel, mm: MmStruct, remap: Remap): Kfn<number> {
 }
 
 /**
+ * move_huge_pmd: a huge PMD at `from` (a PMD boundary) moves whole when `to` is one too, the whole 2 MiB
+ * is in the move and nothing is mapped at `to` yet. False when it cannot (the caller splits it).
+ */
+function* moveHugePmd(k: Kernel, vma: Vma, from: number, to: number, pagesLeft: number): Kfn<boolean> {
+  if (from % HPAGE_PMD_NR !== 0 || to % HPAGE_PMD_NR !== 0 || pagesLeft < HPAGE_PMD_NR) return false;
+  const mm = vma.mm;
+  const oldKey = k.pt.lookupPmd(mm.root, from);
+  const newKey = k.pt.ensurePmd(mm.root, to);
+  if (!k.pt.pmdNone(newKey)) return false;
+  yield* pmdLock(k, oldKey, "move_huge_pmd: pmd_lock (old)");
+  if (newKey !== oldKey) yield* pmdLock(k, newKey, "move_huge_pmd: pmd_lock (new)");
+  const leaf = k.pt.pmdLeaf(oldKey);
+  const moved = leaf !== 0 && k.pt.pmdNone(newKey);
+  if (moved) {
+    k.pt.setPmdLeaf(oldKey, 0);
+    k.pt.setPmdLeaf(newKey, leaf);
+    k.tlb.flushRange(mm.id, from, from + HPAGE_PMD_NR);
+  }
+  if (newKey !== oldKey) k.pmdLock.unlock(newKey);
+  k.pmdLock.unlock(oldKey);
+  return moved;
+}
+
+/**
  * move_page_tables: moves every PTE of [oldStart, oldStart + pages) to newStart. Pages keep their
  * rmap index, which the moved VMA's vm_pgoff still translates.
  */
@@ -336,7 +366,15 @@ function* movePageTables(k: Kernel, vma: Vma, oldStart: number, newStart: number
     : null;
   if (range !== null) yield* mmuNotifierInvalidateRangeStart(k, range);
   for (let i = 0; i < pages; i++) {
-    const from = k.pt.lookupTable(mm.root, oldStart + i);
+    let from = k.pt.lookupTable(mm.root, oldStart + i);
+    if (from < 0 && k.pt.hugePmds > 0 && k.pt.readPmdLeaf(mm.root, oldStart + i) !== 0) {
+      if (yield* moveHugePmd(k, vma, oldStart + i, newStart + i, pages - i)) {
+        i += HPAGE_PMD_NR - 1;
+        continue;
+      }
+      yield* splitHugePmd(k, vma, oldStart + i);
+      from = k.pt.lookupTable(mm.root, oldStart + i);
+    }
     if (from < 0) continue;
     const fromSlot = PageTables.slot(from, oldStart + i);
     const pte = k.pt.entries[fromSlot]!;

@@ -4,10 +4,15 @@
  * table exists there or no VMA covers it (`vma` null). A callback returning non-zero stops the walk,
  * and the walk returns that value.
  *
- * Deliberate differences: no PUD/PMD leaf callbacks (no huge pages); no test_walk hook (callers check
- * their VMAs themselves); the caller holds mmap_lock.
+ * A huge PMD goes to `pmdHuge` when the caller gives one (pmd_entry seeing pmd_trans_huge); otherwise
+ * the walk splits it first (split_huge_pmd, as walk_pmd_range does for walkers with only PTE
+ * callbacks) and calls `pmdEntry` with the new PTE table.
+ *
+ * Deliberate differences: no PUD leaves (no huge PUDs); no test_walk hook (callers check their VMAs
+ * themselves); the caller holds mmap_lock.
  */
 import type { Kfn } from "../sched/thread.js";
+import { splitHugePmd } from "./huge_memory.js";
 import type { Kernel } from "./kernel.js";
 import type { MmStruct, Vma } from "./mm_types.js";
 
@@ -23,6 +28,11 @@ export interface MmWalkOps {
    * walk.
    */
   pteHole(start: number, end: number, vma: Vma | null): Kfn<number>;
+  /**
+   * pmd_entry of a huge PMD (PMD key and leaf word) covering [start, end) inside `vma`; a non-zero return
+   * stops the walk. Without it the walk splits the PMD and calls pmdEntry.
+   */
+  pmdHuge?(pmdKey: number, leaf: number, start: number, end: number, vma: Vma): Kfn<number>;
 }
 
 /**
@@ -51,7 +61,21 @@ export function* walkPageRange(
     const vmaEnd = Math.min(end, vma.end);
     while (vpn < vmaEnd) {
       const spanEnd = Math.min(vmaEnd, (Math.floor(vpn / 512) + 1) * 512);
-      const table = k.pt.lookupTable(mm.root, vpn);
+      let table = k.pt.lookupTable(mm.root, vpn);
+      if (table < 0 && k.pt.hugePmds > 0) {
+        const pmdKey = k.pt.lookupPmd(mm.root, vpn);
+        const leaf = pmdKey < 0 ? 0 : k.pt.pmdLeaf(pmdKey);
+        if (leaf !== 0 && ops.pmdHuge !== undefined) {
+          const ret = yield* ops.pmdHuge(pmdKey, leaf, vpn, spanEnd, vma);
+          if (ret !== 0) return ret;
+          vpn = spanEnd;
+          continue;
+        }
+        if (leaf !== 0) {
+          yield* splitHugePmd(k, vma, vpn);
+          table = k.pt.lookupTable(mm.root, vpn);
+        }
+      }
       const ret =
         table < 0 ? yield* ops.pteHole(vpn, spanEnd, vma) : yield* ops.pmdEntry(table, vpn, spanEnd, vma);
       if (ret !== 0) return ret;

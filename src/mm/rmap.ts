@@ -190,6 +190,8 @@ export function pteMapsPfn(pte: number, pfn: number): boolean {
 export function* tryToMigrate(k: Kernel, pfn: number): Kfn<void> {
   const pages = k.pages;
   assertPage(pages.refcount[pfn]! > 0, "unmapping a free page", pages, pfn);
+  // Large folios reach migration only split (huge_memory.ts's eager split): this walk knows PTEs only.
+  assertPage(!pages.isLargeHead(pfn), "try_to_migrate of a large folio", pages, pfn);
   yield* rmapWalk(k, pfn, (vma, vpn) => tryToMigrateOne(k, pfn, vma, vpn));
 }
 
@@ -260,6 +262,7 @@ function unmapForMigrationLocked(k: Kernel, pfn: number, vma: Vma, vpn: number, 
 export function* removeMigrationPtes(k: Kernel, src: number, dst: number): Kfn<void> {
   const pages = k.pages;
   assertPage(pages.refcount[dst]! > 0, "remapping to a free page", pages, dst);
+  assertPage(!pages.isLargeHead(dst), "remove_migration_ptes of a large folio", pages, dst);
   yield* rmapWalk(k, dst, function* (vma, vpn) {
     const table = k.pt.lookupTable(vma.mm.root, vpn);
     if (table < 0) return true;

@@ -58,3 +58,14 @@ export function bytes(...values: number[]): Uint8Array {
 export function pageOf(value: number, pages = 1): Uint8Array {
   return new Uint8Array(pages * PAGE_SIZE).fill(value);
 }
+
+/**
+ * Asserts that actual holds exactly expected's bytes, naming the first offset that differs. For
+ * megabytes, where toEqual's element-by-element diff takes seconds.
+ */
+export function expectBytes(actual: Uint8Array, expected: Uint8Array, what = "bytes"): void {
+  expect(actual.length, `${what}: length`).toBe(expected.length);
+  if (Buffer.compare(actual, expected) === 0) return;
+  const at = actual.findIndex((byte, i) => byte !== expected[i]);
+  expect(actual[at], `${what}: byte at offset 0x${at.toString(16)}`).toBe(expected[at]);
+}

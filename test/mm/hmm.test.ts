@@ -9,6 +9,7 @@ import {
   HMM_PFN_WRITE,
   type HmmRange,
   hmmPfnFlags,
+  hmmPfnToMapOrder,
   hmmPfnToPfn,
   hmmRangeFault,
 } from "../../src/mm/hmm.js";
@@ -284,10 +285,12 @@ describe("hmm_range_fault: errors", () => {
 });
 
 describe("hmm pfn words", () => {
-  it("encode a pfn above 2^32 with its flags", () => {
-    const word = 2 ** 36 * 8 + HMM_PFN_VALID + HMM_PFN_WRITE;
+  it("encode a pfn above 2^32 with its flags and mapping order", () => {
+    const word = 2 ** 36 * 256 + 9 * 8 + HMM_PFN_VALID + HMM_PFN_WRITE;
     expect(hmmPfnToPfn(word)).toBe(2 ** 36);
     expect(hmmPfnFlags(word)).toBe(HMM_PFN_VALID | HMM_PFN_WRITE);
+    expect(hmmPfnToMapOrder(word)).toBe(9);
+    expect(hmmPfnToMapOrder(2 ** 36 * 256 + HMM_PFN_VALID)).toBe(0);
     expect(hmmPfnFlags(HMM_PFN_ERROR)).toBe(HMM_PFN_ERROR);
   });
 });
