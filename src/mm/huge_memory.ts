@@ -209,18 +209,27 @@ function* doHugePmdWpPage(k: Kernel, vma: Vma, vpn: number, pmdKey: number, leaf
     const folio = k.ram.allocFolioPmd();
     if (folio >= 0) {
       k.store.zeroFolio(folio, HPAGE_PMD_NR);
+      // do_huge_zero_wp_pmd brackets the replacement with an MMU_NOTIFY_CLEAR invalidation of the
+      // 2 MiB, so a device mirroring the zero folio drops it before the new THP is written.
+      const first = hugeStart(vpn);
+      const mm = vma.mm;
+      const range = hasNotifiers(mm, first, first + HPAGE_PMD_NR)
+        ? notifierRange(mm, vma, first, first + HPAGE_PMD_NR, MMU_NOTIFY_CLEAR)
+        : null;
+      if (range !== null) yield* mmuNotifierInvalidateRangeStart(k, range);
       yield* pmdLock(k, pmdKey, "do_huge_zero_wp_pmd: pmd_lock, pmd_same recheck");
       if (k.pt.pmdLeaf(pmdKey) !== leaf) {
         k.pmdLock.unlock(pmdKey);
+        if (range !== null) mmuNotifierInvalidateRangeEnd(k, range);
         k.pages.put(folio);
         return 0;
       }
       // pmdp_huge_clear_flush, then map_anon_folio_pmd.
       k.pt.setPmdLeaf(pmdKey, 0);
-      const first = hugeStart(vpn);
-      k.tlb.flushRange(vma.mm.id, first, first + HPAGE_PMD_NR);
+      k.tlb.flushRange(mm.id, first, first + HPAGE_PMD_NR);
       mapAnonFolioPmd(k, vma, pmdKey, first, folio);
       k.pmdLock.unlock(pmdKey);
+      if (range !== null) mmuNotifierInvalidateRangeEnd(k, range);
       k.stats.thpFaultAlloc++;
       return 0;
     }

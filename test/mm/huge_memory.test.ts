@@ -138,6 +138,21 @@ describe("THP faults (do_huge_pmd_anonymous_page)", () => {
     expectClean(system);
   });
 
+  it("a device mirroring the huge zero folio reads the CPU's write once a THP replaces it", () => {
+    const { system, proc, addr } = hugeRange();
+    const fd = system.device(0).open(proc);
+    proc.read(addr, 1);
+    const before = new Uint8Array(P).fill(0xff);
+    expect(fd.read(addr, 1, before).cpages).toBe(1);
+    expect(before.every((b) => b === 0)).toBe(true);
+    // do_huge_zero_wp_pmd's MMU_NOTIFY_CLEAR drops the mirror's entries for the zero folio.
+    proc.write(addr, Uint8Array.of(42));
+    const after = new Uint8Array(P);
+    fd.read(addr, 1, after);
+    expect(after[0]).toBe(42);
+    expectClean(system);
+  });
+
   it("with no 2 MiB block free the fault falls back to a 4 KiB page (thp_fault_fallback), data intact", () => {
     const { system, proc, addr } = hugeRange();
     const k = system.kernel;
