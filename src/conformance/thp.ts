@@ -3,13 +3,16 @@
  * PMD-aligned range given MADV_HUGEPAGE (or, in the loops, MADV_NOHUGEPAGE), and the CPU faulting it
  * back whole, after MADV_FREE, after a partial munmap and after mremap to another place.
  *
- * hmmsim has no transparent huge pages yet: MADV_HUGEPAGE succeeds and the range stays in 4 KiB pages,
- * as on a kernel whose /sys/kernel/mm/transparent_hugepage/enabled is "never". These tests assert only
- * what such a kernel also gives (cpages, the bytes, the return codes), so they pass there as here; what
- * they would add with THP (collecting a huge PMD, a device-private THP, splitting it on the partial
- * munmap or the mremap) comes with THP. migrate_anon_huge_err and migrate_anon_huge_zero_err are not
- * ported: with 4 KiB pages their forced allocation failure leaves a page unmigrated and READ-back fails
- * with -ENOENT, on the kernel as here; they need the large allocation to fail and fall back.
+ * The ranges are real THPs here (transparent_hugepage "madvise", the kernel's default): a write maps
+ * a 2 MiB folio by a huge PMD, a read the huge zero folio. hmmsim has no device-private THP yet
+ * (MIGRATE_VMA_SELECT_COMPOUND): migrate_vma_collect splits the THP, or the huge zero PMD, and migrates
+ * 512 pages, as kernels before 6.19 do and as 6.19 does for a THP it cannot take whole. These tests
+ * assert only what the kernel test asserts (cpages, the bytes, the return codes), which holds on both
+ * paths; what device THPs add (one device folio, its PMD entry, splitting it on the partial munmap or
+ * the mremap) comes with them. migrate_anon_huge_err and migrate_anon_huge_zero_err are not ported:
+ * their HMM_DMIRROR_FLAG_FAIL_ALLOC fails the large device (or system) allocation so that test_hmm.c
+ * falls back to 4 KiB pages; with 4 KiB migration it fails a 4 KiB page instead, that page is not
+ * migrated and the READ-back fails with -ENOENT, on the kernel as here.
  */
 import { PAGE_SIZE } from "../base/units.js";
 import {
@@ -67,6 +70,16 @@ function migrateWhole(f: Fixture, ptr: number): Uint8Array {
   return mirror;
 }
 
+/**
+ * hmmsim's own check, beside the kernel test's: a huge PMD maps the 2 MiB at `ptr` exactly when the
+ * range asked for one (MADV_HUGEPAGE) and was touched, so that the port runs on a THP where the kernel
+ * test does.
+ */
+function expectPmdMapped(f: Fixture, ptr: number, huge: boolean): void {
+  const leaf = f.system.kernel.pt.readPmdLeaf(f.proc.mm.root, ptr / PAGE_SIZE);
+  expectEqual(leaf !== 0, huge, "hmmsim: a huge PMD maps the range");
+}
+
 const SINCE_5_7 = {
   protocol: "modern",
   why: "MREMAP_DONTUNMAP came with 5.7",
@@ -93,6 +106,7 @@ export const thpTests: HmmTest[] = [
       const f = setup(context);
       const { oldPtr, map } = hugeBuffer(f, PROT_READ);
       expectInts(f.proc.read(map, 4), () => 0, "val");
+      expectPmdMapped(f, map, true);
       expectInts(migrateWhole(f, map), () => 0, "mirror");
       expectInts(f.proc.read(map, PMD_PAGE_SIZE), () => 0, "ptr");
       f.proc.munmap(oldPtr, 2 * PMD_PAGE_SIZE);
@@ -110,6 +124,7 @@ export const thpTests: HmmTest[] = [
         map,
         ints(PMD_NINTS, (i) => i),
       );
+      expectPmdMapped(f, map, true);
       expectInts(migrateWhole(f, map), (i) => i, "mirror");
       f.proc.madvise(map, PMD_PAGE_SIZE, MADV_FREE);
       f.proc.munmap(oldPtr, 2 * PMD_PAGE_SIZE);
@@ -126,6 +141,7 @@ export const thpTests: HmmTest[] = [
         map,
         ints(PMD_NINTS, (i) => i),
       );
+      expectPmdMapped(f, map, true);
       expectInts(migrateWhole(f, map), (i) => i, "mirror");
       expectInts(f.proc.read(map, PMD_PAGE_SIZE), (i) => i, "ptr");
       f.proc.munmap(oldPtr, 2 * PMD_PAGE_SIZE);
@@ -148,6 +164,7 @@ export const thpTests: HmmTest[] = [
             map,
             ints(PMD_NINTS, (i) => i),
           );
+          expectPmdMapped(f, map, useThp);
           expectInts(migrateWhole(f, map), (i) => i, "mirror");
           f.proc.munmap(map + offset, ONEMEG);
           if (offset > 0) expectInts(f.proc.read(map, offset), (i) => i, `ptr below ${offset}`);
@@ -188,6 +205,7 @@ export const thpTests: HmmTest[] = [
                 map,
                 ints(PMD_NINTS, (i) => i),
               );
+              expectPmdMapped(f, map, useThp);
               const target = map + PMD_PAGE_SIZE + offset;
               let ptr = map;
               if (before) ptr = f.proc.mremap(map, PMD_PAGE_SIZE, PMD_PAGE_SIZE, flags, target);

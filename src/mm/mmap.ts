@@ -16,7 +16,7 @@
 import { ulongArg } from "../base/abi.js";
 import { assert } from "../base/assert.js";
 import { EBADF, EEXIST, EINVAL, ENODEV, ENOMEM, EOPNOTSUPP, EOVERFLOW, EPERM } from "../base/errno.js";
-import { PAGE_SIZE, TASK_SIZE, type Vpn } from "../base/units.js";
+import { PAGE_SIZE, PTRS_PER_TABLE, TASK_SIZE, type Vpn } from "../base/units.js";
 import type { Kfn } from "../sched/thread.js";
 import { splitHugePmdsAround } from "./huge_memory.js";
 import type { Kernel } from "./kernel.js";
@@ -178,6 +178,19 @@ export function* doMunmap(k: Kernel, mm: MmStruct, start: number, end: number): 
     yield* zapPageRange(k, vma, vma.start, vma.end, MMU_NOTIFY_UNMAP);
     mm.removeVma(vma);
     unlinkAnonVmas(vma);
+    freePgtables(k, mm, vma.start, vma.end);
+  }
+}
+
+/**
+ * free_pgtables at PTE-table granularity, for a VMA gone from the mm and unlinked from its anon_vmas
+ * (so no rmap walk reaches it): frees the PTE table of each 2 MiB span of [start, end) that no other
+ * VMA covers any part of (the kernel's floor and ceiling: a table shared with a neighbouring VMA stays).
+ * A fault there then finds pmd_none, which a THP needs. Bounded by the VMA's size in 2 MiB spans.
+ */
+export function freePgtables(k: Kernel, mm: MmStruct, start: number, end: number): void {
+  for (let span = start - (start % PTRS_PER_TABLE); span < end; span += PTRS_PER_TABLE) {
+    if (mm.vmasIn(span, span + PTRS_PER_TABLE).length === 0) k.pt.freePteTableAt(mm.root, span);
   }
 }
 

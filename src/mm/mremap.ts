@@ -40,6 +40,7 @@ import {
 import { MREMAP_DONTUNMAP, MREMAP_FIXED, MREMAP_MAYMOVE } from "./mman.js";
 import {
   doVmiMunmap,
+  freePgtables,
   getUnmappedArea,
   isolateRange,
   MMAP_MIN_ADDR,
@@ -272,6 +273,7 @@ function* moveVma(k: Kernel, mm: MmStruct, remap: Remap): Kfn<number> {
     for (const source of isolateRange(mm, oldStart, oldStart + oldPages)) {
       mm.removeVma(source);
       unlinkAnonVmas(source);
+      freePgtables(k, mm, source.start, source.end);
     }
   }
   return newStart * PAGE_SIZE;

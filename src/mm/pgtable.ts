@@ -7,8 +7,9 @@
  * A huge PMD (pmd_trans_huge: a PMD-mapped transparent huge page or the huge zero page) is a PMD slot
  * with no PTE table below it and a leaf word in `pmdLeaves`, encoded as a PTE of the folio's head.
  * Deliberate differences: bit positions are hmmsim's own; no huge PUDs; no page table is deposited
- * with a huge PMD (split_huge_pmd allocates the PTE table it fills); page-table pages are freed when
- * the mm goes away, not by free_pgtables at munmap.
+ * with a huge PMD (split_huge_pmd allocates the PTE table it fills); munmap frees the PTE tables of the
+ * 2 MiB spans no VMA covers any more (free_pgtables), while the directory levels above them stay until
+ * the mm goes away.
  */
 import { assert, assertAbout } from "../base/assert.js";
 import { PTRS_PER_TABLE } from "../base/units.js";
@@ -520,6 +521,26 @@ export class PageTables {
         }
       }
     }
+  }
+
+  /**
+   * free_pte_range for the PMD slot that covers vpn: frees its PTE table, whose entries must all be
+   * none, and clears the slot (pmd_clear), so a later fault there finds pmd_none. Nothing when no table
+   * is there.
+   */
+  freePteTableAt(root: number, vpn: number): void {
+    const pmdKey = this.lookupPmd(root, vpn);
+    if (pmdKey < 0) return;
+    const table = this.dirs[pmdKey]! - 1;
+    if (table < 0) return;
+    const base = table * PTRS_PER_TABLE;
+    for (let i = 0; i < PTRS_PER_TABLE; i++) {
+      assert(this.entries[base + i] === 0, "freeing a page table that still maps", () =>
+        describePte(this.entries[base + i]!),
+      );
+    }
+    this.dirs[pmdKey] = 0;
+    this.tableFree.push(table);
   }
 
   /** Frees every node under root and root itself (free_pgtables at exit). All PTEs must be none. */

@@ -180,6 +180,38 @@ describe("THP faults (do_huge_pmd_anonymous_page)", () => {
   });
 });
 
+describe("page tables freed at munmap (free_pgtables)", () => {
+  it("a 2 MiB span mapped by 4 KiB pages and unmapped takes a THP when mapped again", () => {
+    const { system, proc, addr } = hugeRange();
+    proc.madvise(addr, HUGE, MADV_NOHUGEPAGE);
+    proc.write(addr, Uint8Array.of(1));
+    expect(leafAt(proc, addr)).toBe(0);
+    const k = system.kernel;
+    expect(k.pt.lookupTable(proc.mm.root, addr / P)).toBeGreaterThanOrEqual(0);
+    proc.munmap(addr, HUGE);
+    expect(k.pt.lookupTable(proc.mm.root, addr / P)).toBe(-1);
+    proc.mmap(HUGE, { addr, flags: ANON | MAP_FIXED });
+    proc.madvise(addr, HUGE, MADV_HUGEPAGE);
+    proc.write(addr, Uint8Array.of(2));
+    expect(leafAt(proc, addr)).not.toBe(0);
+    expectClean(system);
+  });
+
+  it("a PTE table that a neighbouring VMA still uses stays, with the neighbour's pages", () => {
+    const system = smallSystem({ ram: "32MiB" });
+    const proc = system.spawn();
+    const addr = proc.mmap(8 * P, { addr: FIXED, flags: ANON | MAP_FIXED });
+    proc.fillPages(addr, 4, 1);
+    proc.fillPages(addr + 4 * P, 4, 3);
+    const k = system.kernel;
+    const table = k.pt.lookupTable(proc.mm.root, addr / P);
+    proc.munmap(addr, 4 * P);
+    expect(k.pt.lookupTable(proc.mm.root, addr / P)).toBe(table);
+    expect(proc.checkPages(addr + 4 * P, 4, 3)).toEqual([]);
+    expectClean(system);
+  });
+});
+
 describe("splitting a huge PMD keeps every byte", () => {
   /** A written THP at addr: pages 0..511 hold pattern(512). */
   function writtenThp() {
