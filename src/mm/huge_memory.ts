@@ -5,14 +5,20 @@
  *
  * Deliberate difference, the eager split: hmmsim never leaves a large folio mapped by PTEs. Wherever
  * the kernel splits a huge PMD and leaves the folio large, partially mapped and queued for a deferred
- * split (a partial munmap, mprotect, mremap or MADV_DONTNEED, a VMA split inside the 2 MiB, fork's
- * copy of a huge PMD, GUP, make_device_exclusive, a collect without MIGRATE_VMA_SELECT_COMPOUND),
- * hmmsim splits the folio in the same step (split_folio, as the deferred split or the caller's own
- * split_folio would later). So a large folio is mapped by exactly one huge PMD or not at all, and
- * every PTE maps an order-0 page. What a user observes differs in two ways: the unmapped part of a
- * partially unmapped THP is freed at once rather than when the deferred split runs, and a range the
- * kernel would keep PMD-mapped across fork, mprotect or mremap of the whole 2 MiB is mapped by PTEs
- * afterwards (hmm_range_fault then reports order 0 for it).
+ * split (a partial munmap, mprotect, mremap or MADV_DONTNEED, a VMA split inside the 2 MiB,
+ * make_device_exclusive's FOLL_SPLIT_PMD, a collect without MIGRATE_VMA_SELECT_COMPOUND), hmmsim
+ * splits the folio in the same step (split_folio, as the deferred split or the caller's own split_folio
+ * would later). So a large folio is mapped by exactly one huge PMD or not at all, and every PTE maps an
+ * order-0 page; the unmapped part of a partially unmapped THP is freed at once rather than when the
+ * deferred split runs.
+ *
+ * Three more places split where the kernel keeps the PMD, because a folio may only ever have one PMD
+ * mapping here: fork (copy_huge_pmd shares the PMD write-protected with the child; hmmsim splits it
+ * and copies the PTEs, so both sides keep COW at 4 KiB and hmm_range_fault reports order 0 after a
+ * fork), GUP (follow_huge_pmd takes a reference on the THP; hmmsim splits and pins the 4 KiB page), and
+ * MADV_FREE of a whole 2 MiB (madvise_free_huge_pmd marks the folio lazy-free in place). The bytes
+ * each side reads are the kernel's in all three; the PMD order and the split counters are not.
+ * Whole-PMD munmap, mprotect, mremap and MADV_DONTNEED keep (or free) the PMD as the kernel does.
  */
 import { assert, assertAbout } from "../base/assert.js";
 import { pmdObject, pteTableObject } from "../sched/objects.js";

@@ -56,6 +56,7 @@ import {
   PROT_WRITE,
 } from "./mman.js";
 import { MMU_NOTIFY_UNMAP } from "./mmu_notifier.js";
+import { HPAGE_PMD_NR } from "./page.js";
 import { anonVmaClone, unlinkAnonVmas } from "./rmap.js";
 
 export * from "./mman.js";
@@ -115,6 +116,20 @@ export function getUnmappedArea(mm: MmStruct, pages: number, hintVpn: number): n
     if (top <= MMAP_FLOOR_VPN) break;
   }
   return -1;
+}
+
+/**
+ * __get_unmapped_area's THP alignment of a private anonymous mapping with no hint whose length is a
+ * multiple of 2 MiB (thp_get_unmapped_area_vmflags, __thp_get_unmapped_area with offset 0): a gap 2 MiB
+ * longer is found and the mapping placed at its 2 MiB-aligned address (at its top when the gap itself
+ * starts aligned, as the top-down search wants), so the mapping can take THPs; without room for the
+ * padding, the plain search.
+ */
+function thpGetUnmappedArea(mm: MmStruct, pages: number): number {
+  const padded = getUnmappedArea(mm, pages + HPAGE_PMD_NR, 0);
+  if (padded < 0) return getUnmappedArea(mm, pages, 0);
+  const offSub = (HPAGE_PMD_NR - (padded % HPAGE_PMD_NR)) % HPAGE_PMD_NR;
+  return offSub === 0 ? padded + HPAGE_PMD_NR : padded + offSub;
 }
 
 /**
@@ -349,7 +364,9 @@ export function* sysMmap(k: Kernel, mm: MmStruct, req: MmapRequest): Kfn<number>
       vpn =
         (args.flags & MAP_32BIT) !== 0
           ? getUnmappedArea32(mm, pages, hint)
-          : getUnmappedArea(mm, pages, hint);
+          : anonymous && (args.flags & MAP_TYPE) === MAP_PRIVATE && hint === 0 && pages % HPAGE_PMD_NR === 0
+            ? thpGetUnmappedArea(mm, pages)
+            : getUnmappedArea(mm, pages, hint);
       if (vpn < 0) return -ENOMEM;
     }
     if ((args.flags & MAP_FIXED_NOREPLACE) !== 0 && mm.vmasIn(vpn, vpn + pages).length > 0) return -EEXIST;

@@ -21,6 +21,7 @@ import {
   MAP_ANONYMOUS,
   MAP_FIXED,
   MAP_PRIVATE,
+  MAP_SHARED,
 } from "../../src/mm/mmap.js";
 import { HPAGE_PMD_NR, PG_head, PG_tail } from "../../src/mm/page.js";
 import { ZERO_PFN } from "../../src/mm/page_alloc.js";
@@ -346,6 +347,26 @@ describe("a THP and the device", () => {
     expect(kernelError(() => fd.migrateToDevice(addr, HPAGE_PMD_NR)).errno).toBe(ENOENT);
     expect(leafAt(proc, addr)).not.toBe(0);
     expectBytes(proc.read(addr, HUGE), pattern(HPAGE_PMD_NR));
+    expectClean(system);
+  });
+});
+
+describe("THP-aligned placement (__get_unmapped_area)", () => {
+  it("mmap without a hint of a multiple of 2 MiB is 2 MiB-aligned and, under enabled=always, takes THPs", () => {
+    const system = smallSystem({ ram: "32MiB", thp: { enabled: "always" } });
+    const proc = system.spawn();
+    const first = proc.mmap(HUGE);
+    const second = proc.mmap(2 * HUGE);
+    expect(first % HUGE).toBe(0);
+    expect(second % HUGE).toBe(0);
+    proc.write(first, Uint8Array.of(1));
+    expect(leafAt(proc, first)).not.toBe(0);
+    // Other lengths, and a shared mapping, are placed by the plain top-down search, right below the
+    // last mapping.
+    const odd = proc.mmap(HUGE + P);
+    expect(odd + HUGE + P).toBe(second);
+    const shared = proc.mmap(HUGE, { flags: MAP_SHARED | MAP_ANONYMOUS });
+    expect(shared + HUGE).toBe(odd);
     expectClean(system);
   });
 });
