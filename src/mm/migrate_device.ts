@@ -113,6 +113,15 @@ export interface MigrateContext extends FaultContext {
   readonly layout: MigratePfnLayout;
 }
 
+/** migrate_vma_collect_skip: entries that are not migrated, src and dst 0. */
+function collectSkip(m: MigrateVma, start: number, end: number): number {
+  for (let vpn = start; vpn < end; vpn++) {
+    m.dst[m.npages] = 0;
+    m.src[m.npages++] = 0;
+  }
+  return 0;
+}
+
 /** migrate_vma_collect_hole (and collect_skip when empty entries are not selected here). */
 function collectHole(
   ctx: MigrateContext,
@@ -406,22 +415,37 @@ export function* migrateVmaCollect(ctx: MigrateContext, m: MigrateVma): Kfn<void
     yield* mmuNotifierInvalidateRangeStart(k, range);
   }
   // A huge PMD: the seed's collect_pmd takes it for a hole (pmd_trans_unstable, "FIXME support THP");
-  // 4.14 and later split it (split_huge_pmd of the huge zero folio, split_huge_page of a THP), which
-  // the walk does for them, and collect its pages. hmmsim has no MIGRATE_VMA_SELECT_COMPOUND yet.
-  const seedHuge =
+  // 4.14 splits it (split_huge_pmd of the huge zero folio, split_huge_page of a THP), which the walk
+  // does for it, and collects its pages. Today's migrate_vma_collect_huge_pmd (6.19) skips it when
+  // system memory is not selected, takes the huge zero PMD for a hole (migrate_vma_insert_page splits
+  // it later), and splits a THP it cannot take whole: hmmsim has no MIGRATE_VMA_SELECT_COMPOUND yet,
+  // so that is every THP.
+  const hugeOps =
     sw.protocol === "seed"
       ? {
           *pmdHuge(_pmdKey: number, _leaf: number, start: number, end: number, walkVma: Vma): Kfn<number> {
             return collectHole(ctx, m, start, end, walkVma);
           },
         }
-      : {};
+      : sw.selectByFlags
+        ? {
+            *pmdHuge(_pmdKey: number, leaf: number, start: number, end: number, walkVma: Vma): Kfn<number> {
+              if ((m.flags & MIGRATE_VMA_SELECT_SYSTEM) === 0) return collectSkip(m, start, end);
+              if (pteFrame(leaf) === k.hugeZeroPfn) return collectHole(ctx, m, start, end, walkVma);
+              // The fallback: split_folio (hmmsim splits the PMD with it), then the PTE-level collect.
+              yield* splitHugePmd(k, walkVma, start);
+              const table = k.pt.lookupTable(walkVma.mm.root, start);
+              if (table < 0) return collectHole(ctx, m, start, end, walkVma);
+              return yield* collectPmd(ctx, m, table, start, end, walkVma);
+            },
+          }
+        : {};
   yield* walkPageRange(k, vma.mm, m.start, m.end, {
     pmdEntry: (table, start, end, walkVma) => collectPmd(ctx, m, table, start, end, walkVma),
     *pteHole(start, end, walkVma) {
       return collectHole(ctx, m, start, end, walkVma);
     },
-    ...seedHuge,
+    ...hugeOps,
   });
   if (range !== null) mmuNotifierInvalidateRangeEnd(k, range);
   m.end = m.start + m.npages;

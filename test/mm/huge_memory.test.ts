@@ -338,6 +338,33 @@ describe("a THP and the device", () => {
     }
   });
 
+  it("today's collect leaves a THP whole when system memory is not selected (MIGRATE_TO_SYS over it)", () => {
+    const { system, proc, addr } = hugeRange(2);
+    proc.fillPages(addr, 2 * HPAGE_PMD_NR, 9);
+    const fd = system.device(0).open(proc);
+    // The second 2 MiB goes to the device (split, 512 pages); then MIGRATE_TO_SYS over both brings it
+    // back and skips the first, still a THP (migrate_vma_collect_huge_pmd without SELECT_SYSTEM).
+    expect(fd.migrateToDevice(addr + HUGE, HPAGE_PMD_NR).cpages).toBe(HPAGE_PMD_NR);
+    expect(system.kernel.stats.thpSplitPmd).toBe(1);
+    fd.migrateToSystem(addr, 2 * HPAGE_PMD_NR);
+    expect(leafAt(proc, addr)).not.toBe(0);
+    expect(system.kernel.stats.thpSplitPmd).toBe(1);
+    expect(proc.checkPages(addr, 2 * HPAGE_PMD_NR, 9)).toEqual([]);
+    expectClean(system);
+  });
+
+  it("today's collect takes the huge zero PMD for a hole; the device gets zeroed pages", () => {
+    const { system, proc, addr } = hugeRange();
+    proc.read(addr, 1);
+    const fd = system.device(0).open(proc);
+    const mirror = new Uint8Array(HUGE).fill(0xff);
+    expect(fd.migrateToDevice(addr, HPAGE_PMD_NR, mirror).cpages).toBe(HPAGE_PMD_NR);
+    expect(mirror.every((b) => b === 0)).toBe(true);
+    expect(leafAt(proc, addr)).toBe(0);
+    expectBytes(proc.read(addr, HUGE), new Uint8Array(HUGE));
+    expectClean(system);
+  });
+
   it("the seed's collect takes a huge PMD for a hole: nothing migrates, the read-back fails, the THP stays", () => {
     const { system, proc, addr } = hugeRange(1, { protocol: "seed" });
     proc.write(addr, pattern(HPAGE_PMD_NR));
