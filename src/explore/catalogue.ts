@@ -19,6 +19,7 @@ import { testHmmExclusiveZapScenario } from "./scenarios/test-hmm-exclusive-zap.
 import { testHmmOwnWriteScenario } from "./scenarios/test-hmm-own-write.js";
 import { testHmmReadRaceScenario } from "./scenarios/test-hmm-read-race.js";
 import { testHmmSecondOpenScenario } from "./scenarios/test-hmm-second-open.js";
+import { THP_SCENARIOS } from "./scenarios/thp.js";
 
 /** The defect catalogue, in KERNEL-NOTES order. */
 export const DEFECT_SCENARIOS: readonly Scenario[] = [
@@ -42,6 +43,7 @@ export const SCENARIOS: readonly Scenario[] = [
   migrateVsCpuScenario,
   ...KERNEL_SCENARIOS,
   ...DEVICE_MEMORY_SCENARIOS,
+  ...THP_SCENARIOS,
 ];
 
 export function scenarioNamed(name: string): Scenario | null {

@@ -78,7 +78,8 @@ export function checkMirrorInvariants(system: System, report: (line: string) => 
         else if (cpuPfn !== pfn) report(`${at} where the CPU maps pfn ${cpuPfn}`);
         else if (entryWritable(entry) && !cpuWritable)
           report(`${at} writable where the CPU mapping is read-only`);
-        if (pages.refcount[pfn] === 0) report(`${at}, a free page`);
+        // A page of a large folio lives while its head does (tail pages hold no references).
+        if (pages.refcount[pages.compoundHead(pfn)] === 0) report(`${at}, a free page`);
         if (system.pagemaps.lookup(pfn)?.removed === true) report(`${at}, a page of a removed pagemap`);
       });
     }

@@ -19,6 +19,7 @@ import { seedLeakScenario } from "../../src/explore/scenarios/seed-leak.js";
 import { testHmmOwnWriteScenario } from "../../src/explore/scenarios/test-hmm-own-write.js";
 import { testHmmReadRaceScenario } from "../../src/explore/scenarios/test-hmm-read-race.js";
 import { testHmmSecondOpenScenario } from "../../src/explore/scenarios/test-hmm-second-open.js";
+import { THP_SCENARIOS } from "../../src/explore/scenarios/thp.js";
 import { serialOutcomes } from "../../src/explore/serial.js";
 
 const SEEDS = 150;
@@ -74,7 +75,7 @@ describe("the defect catalogue under random schedules", () => {
 });
 
 describe("scenarios of the fixed kernel", () => {
-  for (const scenario of [...KERNEL_SCENARIOS, ...DEVICE_MEMORY_SCENARIOS]) {
+  for (const scenario of [...KERNEL_SCENARIOS, ...DEVICE_MEMORY_SCENARIOS, ...THP_SCENARIOS]) {
     it(`${scenario.name} is clean in every random schedule`, () => {
       const { kinds, messages } = randomRuns(scenario, scenario.config, 100);
       expect([...kinds], [...messages.values()].join("\n")).toEqual([["ok", 100]]);
