@@ -12,6 +12,7 @@ import { checkInvariants } from "./explore/invariants.js";
 import { GupTestFile } from "./gup_test.js";
 import { sysPread64, sysPwrite64, TMPFS_MAX_BYTES } from "./mm/filemap.js";
 import { GupLedger } from "./mm/gup.js";
+import { setMaxHugePages } from "./mm/hugetlb.js";
 import { Kernel, type ProtocolVersion, type ThpSettings } from "./mm/kernel.js";
 import type { FaultContext, FaultPathSwitches } from "./mm/memory.js";
 import { MEMORY_DEVICE_COHERENT, MEMORY_DEVICE_PRIVATE, type MemoryType, Pagemaps } from "./mm/memremap.js";
@@ -68,6 +69,12 @@ export interface SystemOptions {
    * read fault in a THP range maps the huge zero page). Changeable later with setTransparentHugepage.
    */
   thp?: Partial<ThpSettings>;
+  /**
+   * nr_hugepages at boot (the hugepages= parameter): 2 MiB folios the hugetlb pool takes from RAM for
+   * MAP_HUGETLB mappings (default 0: MAP_HUGETLB fails with ENOMEM, as on a kernel with none reserved).
+   * Changeable later with setNrHugepages.
+   */
+  hugepages?: number;
   /**
    * false turns off the migration core's shortcuts for the common case (default true). They change
    * speed, never the resulting state: a test or a doubtful user can compare.
@@ -245,6 +252,7 @@ export class System {
       // Each device's first chunk (2 MiB, or all its memory when less) lies above RAM, aligned to 2 MiB.
       pfnCapacityHint: Math.ceil(ramPages / 512) * 512 + (options.devices?.length ?? 2) * 512,
     });
+    if (options.hugepages !== undefined) this.setNrHugepages(options.hugepages);
     this.pagemaps = new Pagemaps(this.kernel);
     this.faultContext = {
       k: this.kernel,
@@ -299,6 +307,22 @@ export class System {
     const checked = checkedThpSettings(settings, this.kernel.thp);
     this.kernel.thp.enabled = checked.enabled;
     this.kernel.thp.useZeroPage = checked.useZeroPage;
+  }
+
+  /**
+   * Writes /proc/sys/vm/nr_hugepages: the hugetlb pool grows with free aligned 2 MiB of RAM while there
+   * is some, or gives free folios back (one in use stays). Returns the new nr_hugepages, which may fall
+   * short of `count`; EINVAL (nothing changes) for a count that is not a non-negative integer.
+   */
+  setNrHugepages(count: number): number {
+    if (typeof count !== "number" || !Number.isSafeInteger(count) || count < 0)
+      throw new KernelError(EINVAL, `nr_hugepages: ${String(count)} is not a page count`);
+    return setMaxHugePages(this.kernel, Math.min(count, this.kernel.ram.ramPages));
+  }
+
+  /** /proc/meminfo's HugePages_Total and HugePages_Free (2 MiB pages). */
+  get hugepages(): { total: number; free: number } {
+    return { total: this.kernel.hugetlb.total, free: this.kernel.hugetlb.freeCount };
   }
 
   /** The current /sys/kernel/mm/transparent_hugepage settings. */

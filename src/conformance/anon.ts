@@ -239,9 +239,9 @@ export const anonTests: HmmTest[] = [
     },
   },
   {
-    // TEST_F(hmm, anon_write_hugetlbfs): WRITE to a MAP_HUGETLB mapping. hmmsim has no hugetlbfs: the
-    // mmap fails, and the test SKIPs with the kernel's reason, as on a kernel with no huge pages
-    // reserved.
+    // TEST_F(hmm, anon_write_hugetlbfs): WRITE to a MAP_HUGETLB mapping of the default huge page size
+    // (2 MiB): the device's write faults the huge page in once and the CPU reads it back. Where the mmap
+    // fails (no huge page free) the test SKIPs with the kernel's reason.
     name: "anon_write_hugetlbfs",
     run(context) {
       const f = setup(context);

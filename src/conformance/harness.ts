@@ -77,6 +77,12 @@ export interface Fixture2 {
   readonly fd1: DeviceFile;
 }
 
+/**
+ * The huge pages reserved for the run (nr_hugepages), as tools/testing/selftests/mm/run_vmtests.sh
+ * reserves them before the mm selftests run: anon_write_hugetlbfs and compound map one each.
+ */
+const HUGEPAGES = 2;
+
 /** The system a variant runs on: two private devices, or test_hmm.c's four when coherent. */
 function systemFor(context: TestContext): System {
   if (isCoherent(context)) {
@@ -86,9 +92,10 @@ function systemFor(context: TestContext): System {
       protocol: context.protocol,
       store: "bytes",
       devices: testHmmDevices(),
+      hugepages: HUGEPAGES,
     });
   }
-  return new System({ ram: "64MiB", protocol: context.protocol, store: "bytes" });
+  return new System({ ram: "64MiB", protocol: context.protocol, store: "bytes", hugepages: HUGEPAGES });
 }
 
 /** The minor of the variant's first device (device_number, device_number0). */

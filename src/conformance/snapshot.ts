@@ -101,8 +101,8 @@ export const snapshotTests: HmmTest[] = [
   },
   {
     // TEST_F(hmm, compound): SNAPSHOT of a hugetlbfs page reports HMM_DMIRROR_PROT_PMD on every 4 KiB
-    // page, writable and then read-only. When the MAP_HUGETLB mmap fails the kernel test returns
-    // (passes) without checking anything; hmmsim has no hugetlbfs yet, so that is what happens here.
+    // page, writable and then read-only. When the MAP_HUGETLB mmap fails (no huge page free) the kernel
+    // test returns (passes) without checking anything, and so does the port.
     name: "compound",
     run(context) {
       const f = setup(context);

@@ -10,6 +10,7 @@ import {
   AddressSpace,
   VM_ACCESS_FLAGS,
   VM_HUGEPAGE,
+  VM_HUGETLB,
   VM_MIXEDMAP,
   VM_NOHUGEPAGE,
   VM_WRITE,
@@ -20,6 +21,7 @@ import {
   PG_anon_exclusive,
   PG_buddy,
   PG_head,
+  PG_hugetlb,
   PG_locked,
   PG_lru,
   PG_tail,
@@ -159,7 +161,8 @@ export function checkInvariants(system: System): string[] {
       }
     });
     // Huge PMDs: each lies wholly in one private anonymous VMA and maps the huge zero folio (read-only)
-    // or the head of a large RAM folio, which counts 512 anonymous pages of RSS.
+    // or the head of a large RAM folio, which counts 512 anonymous pages of RSS; in a hugetlb VMA, and
+    // only there, a hugetlb folio of the pool (not in RSS).
     k.pt.forEachPmdLeaf(mm.root, 0, Number.MAX_SAFE_INTEGER, (_pmdKey, firstVpn, leaf) => {
       const where = `mm ${mm.id}: huge PMD at vpn 0x${firstVpn.toString(16)} (${describePte(leaf)})`;
       const vma = mm.findVma(firstVpn);
@@ -184,7 +187,12 @@ export function checkInvariants(system: System): string[] {
         return;
       }
       pmdMapped.set(head, (pmdMapped.get(head) ?? 0) + 1);
-      anonMapped += HPAGE_PMD_NR;
+      const hugetlbVma = (vma.flags & VM_HUGETLB) !== 0;
+      if (hugetlbVma !== pages.has(head, PG_hugetlb))
+        report(
+          `${where}: a ${hugetlbVma ? "hugetlb VMA" : "THP"} maps a ${hugetlbVma ? "THP" : "hugetlb folio"}`,
+        );
+      if (!hugetlbVma) anonMapped += HPAGE_PMD_NR;
       if (!pages.isAnon(head)) report(`${where} maps a folio that is not anonymous`);
       if (pteWrite(leaf)) checkWritableAnon(mm.id, firstVpn, head);
     });
@@ -210,7 +218,19 @@ export function checkInvariants(system: System): string[] {
   const cached = new Map<number, number>();
   for (const space of k.addressSpaces())
     for (const pfn of space.pages.values()) cached.set(pfn, (cached.get(pfn) ?? 0) + 1);
+  // GUP's references are the folio's: a page of a hugetlb folio counts on its head.
+  const gupGets = new Map<number, number>();
+  const gupPins = new Map<number, number>();
+  for (const [pfn, count] of system.gup.gets) {
+    const head = pages.compoundHead(pfn);
+    gupGets.set(head, (gupGets.get(head) ?? 0) + count);
+  }
+  for (const [pfn, count] of system.gup.pins) {
+    const head = pages.compoundHead(pfn);
+    gupPins.set(head, (gupPins.get(head) ?? 0) + count);
+  }
   const pfnEnd = pages.capacity;
+  let hugetlbHeads = 0;
   for (let pfn = 1; pfn < pfnEnd; pfn++) {
     const refcount = pages.refcount[pfn]!;
     const flags = pages.flags[pfn]!;
@@ -229,6 +249,20 @@ export function checkInvariants(system: System): string[] {
         report(`pfn ${pfn}: large folio head mapped by a PTE (hmmsim splits before mapping pages of a THP)`);
       if (pfn % HPAGE_PMD_NR !== 0) report(`pfn ${pfn}: head of a large folio not 512-aligned`);
     }
+    if ((flags & PG_hugetlb) !== 0) {
+      hugetlbHeads++;
+      if ((flags & (PG_lru | PG_head)) !== PG_head || batched.has(pfn))
+        report(`pfn ${pfn}: hugetlb folio not a large folio, or on an LRU (${pages.describe(pfn)})`);
+    }
+    if (refcount === 0 && (flags & PG_hugetlb) !== 0) {
+      // A free folio of the hugetlb pool: listed there, unmapped, off every list.
+      if (!k.hugetlb.isFree(pfn)) report(`pfn ${pfn}: hugetlb folio with no references not in the pool`);
+      if (mappings !== 0 || (flags & (PG_locked | PG_lru | PG_anon)) !== 0)
+        report(
+          `pfn ${pfn}: free hugetlb folio mapped, locked, on an LRU or anonymous (${pages.describe(pfn)})`,
+        );
+      continue;
+    }
     if (refcount === 0) {
       if (mapcount !== 0 || mappings !== 0)
         report(`pfn ${pfn}: free but mapped (mapcount ${mapcount}, ${mappings} PTEs)`);
@@ -243,8 +277,8 @@ export function checkInvariants(system: System): string[] {
     if (mapcount + entire !== mappings)
       report(`pfn ${pfn}: mapcount ${mapcount + entire} but ${mappings} PTEs and PMDs map it`);
     checkExclusivity(pfn, flags, mappings, exclusiveEntries.get(pfn) ?? 0);
-    const gets = system.gup.gets.get(pfn) ?? 0;
-    const pins = system.gup.pins.get(pfn) ?? 0;
+    const gets = gupGets.get(pfn) ?? 0;
+    const pins = gupPins.get(pfn) ?? 0;
     const expected =
       mappings +
       (cached.get(pfn) ?? 0) +
@@ -263,6 +297,12 @@ export function checkInvariants(system: System): string[] {
       report(`pfn ${pfn}: ZONE_DEVICE page on the LRU`);
     }
   }
+
+  if (hugetlbHeads !== k.hugetlb.total)
+    report(`hugetlb pool: nr_hugepages ${k.hugetlb.total} but ${hugetlbHeads} hugetlb folios exist`);
+  for (const head of k.hugetlb.free)
+    if (pages.refcount[head] !== 0 || !pages.has(head, PG_hugetlb))
+      report(`hugetlb pool: free folio ${head} in use or not a hugetlb folio (${pages.describe(head)})`);
 
   // 3. Locks: a locked page has a live holder, and only a locked page has a holder (unlock_page trusts
   // the holder alone).

@@ -27,7 +27,7 @@ import {
   mmuNotifierInvalidateRangeStart,
   notifierRange,
 } from "./mmu_notifier.js";
-import { assertPage, PG_anon_exclusive, PG_dirty } from "./page.js";
+import { assertPage, PG_anon_exclusive, PG_dirty, PG_hugetlb } from "./page.js";
 import {
   _PAGE_DIRTY,
   _PAGE_PROTNONE,
@@ -47,7 +47,7 @@ import {
  * make_device_exclusive(mm, addr, owner, &folio): returns the pfn of the page now mapped by a
  * device-exclusive entry at vpn, locked by the caller's thread and with one reference the caller holds
  * (it unlocks and puts it once its device maps the page), or -errno: GUP's (EFAULT, ENOMEM) or
- * EOPNOTSUPP for a page that is not anonymous. The caller holds mmap_lock. The MMU_NOTIFY_EXCLUSIVE
+ * EOPNOTSUPP for a page that is not anonymous or is a hugetlb page. The caller holds mmap_lock. The MMU_NOTIFY_EXCLUSIVE
  * invalidation names `owner`, so a driver can tell its own request from another's.
  */
 export function* makeDeviceExclusive(
@@ -66,8 +66,10 @@ export function* makeDeviceExclusive(
     const pfn = got[0]!;
     gupToHeld(k, ctx.gup, pfn);
     const vma = mm.findVma(vpn);
-    if (vma === null || !pages.isAnon(pfn)) {
-      pages.put(pfn);
+    // Only an anonymous folio, and not a hugetlb one (GUP splits a THP first: FOLL_SPLIT_PMD).
+    const head = pages.compoundHead(pfn);
+    if (vma === null || !pages.isAnon(head) || pages.has(head, PG_hugetlb)) {
+      pages.put(head);
       return -EOPNOTSUPP;
     }
     yield* lockPage(k, pfn);

@@ -7,7 +7,11 @@
  * first and the pages are taken again. In hmmsim the only such pages are device-coherent ones
  * (folio_is_longterm_pinnable is false for them), which migrate_device_coherent_folio moves to RAM.
  *
- * Deliberate differences: RAM has no ZONE_MOVABLE or CMA, so no RAM page is unpinnable; no huge pages.
+ * A THP is split before its page is taken (FOLL_SPLIT_PMD's effect, huge_memory.ts's eager split, where
+ * follow_huge_pmd would take the whole folio); a hugetlb folio is taken whole: the reference is its
+ * head's, the page returned the one asked for.
+ *
+ * Deliberate differences: RAM has no ZONE_MOVABLE or CMA, so no RAM page is unpinnable.
  * The caller holds mmap_lock for read, as with get_user_pages_remote.
  */
 import { assert } from "../base/assert.js";
@@ -25,7 +29,7 @@ import {
   VM_FAULT_OOM,
 } from "./memory.js";
 import { type MigrateContext, migrateDeviceCoherentFolio } from "./migrate_device.js";
-import { type MmStruct, VM_IO, VM_PFNMAP, VM_READ, VM_WRITE } from "./mm_types.js";
+import { type MmStruct, VM_HUGETLB, VM_IO, VM_PFNMAP, VM_READ, VM_WRITE } from "./mm_types.js";
 import { PG_anon_exclusive } from "./page.js";
 import { pteFrame, ptePresent, pteProtNone, pteSpecial, pteWrite } from "./pgtable.js";
 
@@ -147,7 +151,9 @@ function* getUserPagesLocked(
     for (let attempt = 0; attempt < 64 && pfn < 0; attempt++) {
       // follow_huge_pmd would take the reference on the whole THP; hmmsim splits it first, as
       // FOLL_SPLIT_PMD does (huge_memory.ts's eager split), and follows the 4 KiB page's PTE.
-      if (k.pt.hugePmds > 0 && k.pt.readPmdLeaf(mm.root, at) !== 0) yield* splitHugePmd(k, vma, at);
+      // A hugetlb folio is never split: follow_hugetlb_page takes the reference on the folio.
+      if (k.pt.hugePmds > 0 && (vma.flags & VM_HUGETLB) === 0 && k.pt.readPmdLeaf(mm.root, at) !== 0)
+        yield* splitHugePmd(k, vma, at);
       const pte = k.pt.read(mm.root, at);
       const usable =
         ptePresent(pte) && !pteProtNone(pte) && (!write || pteWrite(pte)) && !(write && pteSpecial(pte));
@@ -166,11 +172,13 @@ function* getUserPagesLocked(
       }
     }
     if (pfn < 0) return i > 0 ? i : -EFAULT;
+    // The reference is the folio's (its head's); the ledger names the page GUP returned.
+    const head = k.pages.compoundHead(pfn);
     if ((gupFlags & FOLL_PIN) !== 0) {
-      k.pages.refcount[pfn]! += GUP_PIN_COUNTING_BIAS;
+      k.pages.refcount[head]! += GUP_PIN_COUNTING_BIAS;
       ledger.pins.set(pfn, (ledger.pins.get(pfn) ?? 0) + 1);
     } else {
-      k.pages.refcount[pfn]!++;
+      k.pages.refcount[head]!++;
       ledger.gets.set(pfn, (ledger.gets.get(pfn) ?? 0) + 1);
     }
     pfns.push(pfn);
@@ -180,7 +188,8 @@ function* getUserPagesLocked(
 
 /** An anonymous page this process does not own exclusively (it may be shared with a fork). */
 function mustUnsharePage(k: Kernel, pfn: number): boolean {
-  return k.pages.isAnon(pfn) && !k.pages.has(pfn, PG_anon_exclusive);
+  const head = k.pages.compoundHead(pfn);
+  return k.pages.isAnon(head) && !k.pages.has(head, PG_anon_exclusive);
 }
 
 function dropFromLedger(map: Map<number, number>, pfn: number): boolean {
@@ -194,8 +203,9 @@ function dropFromLedger(map: Map<number, number>, pfn: number): boolean {
 /** unpin_user_page. */
 export function unpinUserPage(k: Kernel, ledger: GupLedger, pfn: number): void {
   assert(dropFromLedger(ledger.pins, pfn), "unpin of a page that is not pinned", () => k.pages.describe(pfn));
-  k.pages.refcount[pfn]! -= GUP_PIN_COUNTING_BIAS - 1;
-  k.pages.putStructural(pfn);
+  const head = k.pages.compoundHead(pfn);
+  k.pages.refcount[head]! -= GUP_PIN_COUNTING_BIAS - 1;
+  k.pages.putStructural(head);
 }
 
 /**
@@ -221,11 +231,11 @@ export function unpinUserPages(k: Kernel, ledger: GupLedger, pfns: readonly unkn
  */
 export function gupToHeld(k: Kernel, ledger: GupLedger, pfn: number): void {
   assert(dropFromLedger(ledger.gets, pfn), "a page GUP did not get", () => k.pages.describe(pfn));
-  k.pages.takeOver(pfn);
+  k.pages.takeOver(k.pages.compoundHead(pfn));
 }
 
 /** put_page for a reference taken with FOLL_GET. */
 export function putUserPage(k: Kernel, ledger: GupLedger, pfn: number): void {
   assert(dropFromLedger(ledger.gets, pfn), "put of a page GUP did not get", () => k.pages.describe(pfn));
-  k.pages.putStructural(pfn);
+  k.pages.putStructural(k.pages.compoundHead(pfn));
 }

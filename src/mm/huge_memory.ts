@@ -25,7 +25,7 @@ import { pmdObject, pteTableObject } from "../sched/objects.js";
 import type { Kfn } from "../sched/thread.js";
 import type { Kernel } from "./kernel.js";
 import type { MmStruct, Vma } from "./mm_types.js";
-import { VM_HUGEPAGE, VM_NOHUGEPAGE, VM_WRITE } from "./mm_types.js";
+import { VM_HUGEPAGE, VM_HUGETLB, VM_NOHUGEPAGE, VM_WRITE } from "./mm_types.js";
 import {
   hasNotifiers,
   MMU_NOTIFY_CLEAR,
@@ -82,7 +82,8 @@ export function hugeStart(vpn: number): number {
  */
 export function thpVmaSuitable(k: Kernel, vma: Vma, vpn: number): boolean {
   const enabled = k.thp.enabled;
-  if (enabled === "never" || !vma.isAnonymous || (vma.flags & VM_NOHUGEPAGE) !== 0) return false;
+  if (enabled === "never" || !vma.isAnonymous || (vma.flags & (VM_NOHUGEPAGE | VM_HUGETLB)) !== 0)
+    return false;
   if (enabled === "madvise" && (vma.flags & VM_HUGEPAGE) === 0) return false;
   const start = hugeStart(vpn);
   return start >= vma.start && start + HPAGE_PMD_NR <= vma.end;
@@ -256,6 +257,7 @@ function* doHugePmdWpPage(k: Kernel, vma: Vma, vpn: number, pmdKey: number, leaf
  * splits it (see splitHugePmdLocked).
  */
 export function* splitHugePmd(k: Kernel, vma: Vma, vpn: number): Kfn<void> {
+  assertAbout((vma.flags & VM_HUGETLB) === 0, "splitting a hugetlb PMD", String, vma);
   const mm = vma.mm;
   const pmdKey = k.pt.lookupPmd(mm.root, vpn);
   if (pmdKey < 0 || k.pt.pmdLeaf(pmdKey) === 0) return;

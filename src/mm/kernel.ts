@@ -8,8 +8,9 @@ import { KeyedWaitQueues, LockTable, RwSem } from "../sched/locks.js";
 import { OBJ_PMD, OBJ_PTE_TABLE } from "../sched/objects.js";
 import { Scheduler, type SchedulerOptions } from "../sched/scheduler.js";
 import type { Thread } from "../sched/thread.js";
+import { freeHugeFolio, HugetlbPool } from "./hugetlb.js";
 import { AddressSpace, AnonVma, type Mapping, MmStruct } from "./mm_types.js";
-import { PageArrays, type PageFreer, PG_head, PG_locked, PG_lru } from "./page.js";
+import { PageArrays, type PageFreer, PG_head, PG_hugetlb, PG_locked, PG_lru } from "./page.js";
 import { PageAllocator } from "./page_alloc.js";
 import { createPageStore, type PageStore, type StoreKind } from "./page_store.js";
 import { PageTables } from "./pgtable.js";
@@ -80,6 +81,8 @@ export class Kernel implements PageFreer {
    * unlike the kernel's (freed by a shrinker when unused), kept for the life of the system; -1 before.
    */
   hugeZeroPfn = -1;
+  /** The 2 MiB hstate's pool of hugetlb folios (nr_hugepages). */
+  readonly hugetlb = new HugetlbPool();
   /** Sleepers on page locks, keyed by pfn (folio_waitqueue). */
   readonly pageWaiters = new KeyedWaitQueues();
   readonly lru: LruState;
@@ -181,7 +184,8 @@ export class Kernel implements PageFreer {
       this.devicePageFreer.freeDevicePage(pfn);
       return;
     }
-    if (this.pages.has(pfn, PG_head)) this.ram.freeFolio(pfn);
+    if (this.pages.has(pfn, PG_hugetlb)) freeHugeFolio(this, pfn);
+    else if (this.pages.has(pfn, PG_head)) this.ram.freeFolio(pfn);
     else this.ram.freePage(pfn);
   }
 

@@ -30,6 +30,7 @@ import { EINVAL, ENOMEM, EPERM } from "../base/errno.js";
 import type { Kfn } from "../sched/thread.js";
 import { trylockPage, unlockPage } from "./filemap.js";
 import { splitHugePmdsAround, splitHugePmdsIn } from "./huge_memory.js";
+import { hugetlbMaySplit } from "./hugetlb.js";
 import type { Kernel } from "./kernel.js";
 import { zapPageRange } from "./memory.js";
 import {
@@ -175,14 +176,13 @@ function* madviseVmaBehavior(
     case MADV_FREE:
       return yield* madviseDontneedFree(k, vma, from, to, behavior);
     default:
-      yield* splitHugePmdsAround(k, vma.mm, from, to);
-      return hugepageMadvise(vma, from, to, behavior);
+      return yield* hugepageMadvise(k, vma, from, to, behavior);
   }
 }
 
 /**
  * madvise_dontneed_free: EINVAL for a VM_PFNMAP VMA, a VM_LOCKED one (unless MADV_DONTNEED_LOCKED) and
- * a hugetlb one (hmmsim has none); MADV_FREE also needs a private anonymous VMA (EINVAL otherwise).
+ * a hugetlb one (as before 5.18, which let MADV_DONTNEED zap whole huge pages; see hugetlb.ts); MADV_FREE also needs a private anonymous VMA (EINVAL otherwise).
  */
 function* madviseDontneedFree(
   k: Kernel,
@@ -273,12 +273,17 @@ function* madviseFreeSingleVma(k: Kernel, vma: Vma, from: number, to: number): K
  * hugepage_madvise and madvise_update_vma: MADV_HUGEPAGE sets VM_HUGEPAGE and clears VM_NOHUGEPAGE,
  * MADV_NOHUGEPAGE the other way round. A VMA whose flags change is split to the range first.
  */
-function hugepageMadvise(vma: Vma, from: number, to: number, behavior: number): VmaResult {
+function* hugepageMadvise(k: Kernel, vma: Vma, from: number, to: number, behavior: number): Kfn<VmaResult> {
   const newFlags =
     behavior === MADV_HUGEPAGE
       ? (vma.flags & ~VM_NOHUGEPAGE) | VM_HUGEPAGE
       : (vma.flags & ~VM_HUGEPAGE) | VM_NOHUGEPAGE;
   if (newFlags === vma.flags) return vma;
+  // madvise_update_vma's split: EINVAL inside a huge page of a hugetlb VMA (hugetlb_vm_op_split), and
+  // vma_adjust_trans_huge's split of a huge PMD the new boundary cuts.
+  const split = hugetlbMaySplit(vma.mm, from, to);
+  if (split !== 0) return split;
+  yield* splitHugePmdsAround(k, vma.mm, from, to);
   const piece = isolateVma(vma, from, to);
   piece.flags = newFlags;
   return piece;

@@ -23,10 +23,11 @@ import {
   VM_FAULT_FALLBACK,
   zapHugePmd,
 } from "./huge_memory.js";
+import { copyHugetlbPageRange, hugetlbFault, unmapHugepageRange } from "./hugetlb.js";
 import type { Kernel } from "./kernel.js";
 import type { Pagemaps } from "./memremap.js";
 import type { Vma } from "./mm_types.js";
-import { VM_ACCESS_FLAGS, VM_SHARED, VM_WRITE } from "./mm_types.js";
+import { VM_ACCESS_FLAGS, VM_HUGETLB, VM_SHARED, VM_WRITE } from "./mm_types.js";
 import {
   hasNotifiers,
   MMU_NOTIFY_CLEAR,
@@ -148,6 +149,15 @@ export function* handleMmFault(ctx: FaultContext, vma: Vma, vpn: number, flags: 
   assertAbout(vma.contains(vpn), "fault outside its VMA", describeVma, vma);
   assertAbout(vma.mm.mmapLock.heldBy(k.sched.current()), "fault without mmap_lock", describeVma, vma);
   k.stats.faults++;
+  // handle_mm_fault: a hugetlb VMA has its own fault path.
+  if ((vma.flags & VM_HUGETLB) !== 0)
+    return yield* hugetlbFault(
+      k,
+      vma,
+      vpn,
+      (flags & FAULT_FLAG_WRITE) !== 0,
+      (flags & FAULT_FLAG_UNSHARE) !== 0,
+    );
   // __handle_mm_fault's PMD level: a none PMD in a VMA that allows THPs, or a huge PMD.
   if (k.pt.hugePmds > 0 || thpVmaSuitable(k, vma, vpn)) {
     const huge = yield* hugePmdFault(k, vma, vpn, (flags & FAULT_FLAG_WRITE) !== 0);
@@ -528,6 +538,12 @@ export function* zapPageRange(
   const mm = vma.mm;
   const range = hasNotifiers(mm, start, end) ? notifierRange(mm, vma, start, end, event) : null;
   if (range !== null) yield* mmuNotifierInvalidateRangeStart(k, range);
+  if ((vma.flags & VM_HUGETLB) !== 0) {
+    // unmap_single_vma: __unmap_hugepage_range for a hugetlb VMA.
+    yield* unmapHugepageRange(k, vma, start, end);
+    if (range !== null) mmuNotifierInvalidateRangeEnd(k, range);
+    return;
+  }
   let vpn = start;
   while (vpn < end) {
     const tableEnd = Math.min(end, (Math.floor(vpn / 512) + 1) * 512);
@@ -599,6 +615,7 @@ function isCowMapping(vma: Vma): boolean {
  */
 export function* copyPageRange(k: Kernel, dst: Vma, src: Vma): Kfn<number> {
   assert(dst.start === src.start && dst.end === src.end, "fork copies a VMA to the same range");
+  if ((src.flags & VM_HUGETLB) !== 0) return yield* copyHugetlbPageRange(k, dst, src);
   const cow = isCowMapping(src);
   // copy_huge_pmd would share the THP with the child; hmmsim splits it first (huge_memory.ts's eager
   // split), so the PTE loop below copies its pages.

@@ -7,8 +7,8 @@
  *
  * Deliberate differences: adjacent VMAs are never merged; no rlimits, map-count limit, overcommit
  * accounting (MAP_NORESERVE is accepted and changes nothing) or mlock (a process has RLIMIT_MEMLOCK 0
- * and no CAP_IPC_LOCK, so MAP_LOCKED gives EPERM); no hugetlbfs (MAP_HUGETLB gives EINVAL, as a kernel
- * built without CONFIG_HUGETLBFS answers); no stacks that grow (MAP_GROWSDOWN on private anonymous
+ * and no CAP_IPC_LOCK, so MAP_LOCKED gives EPERM); MAP_HUGETLB only for private anonymous memory of
+ * the 2 MiB hstate (hugetlb.ts says what else it leaves out); no stacks that grow (MAP_GROWSDOWN on private anonymous
  * memory gives EINVAL); no droppable memory (MAP_DROPPABLE gives EOPNOTSUPP, as a kernel without
  * VM_DROPPABLE answers); MAP_POPULATE does not prefault (pages fault in on first touch). mmap places
  * mappings at 4 GiB or above unless asked otherwise (MAP_FIXED, MAP_32BIT).
@@ -19,13 +19,16 @@ import { EBADF, EEXIST, EINVAL, ENODEV, ENOMEM, EOPNOTSUPP, EOVERFLOW, EPERM } f
 import { PAGE_SIZE, PTRS_PER_TABLE, TASK_SIZE, type Vpn } from "../base/units.js";
 import type { Kfn } from "../sched/thread.js";
 import { splitHugePmdsAround } from "./huge_memory.js";
+import { hugetlbMaySplit, hugetlbMmapCheck } from "./hugetlb.js";
 import type { Kernel } from "./kernel.js";
 import { zapPageRange } from "./memory.js";
 import {
   AddressSpace,
   type MmStruct,
+  VM_DONTEXPAND,
   VM_EXEC,
   VM_GROWSDOWN,
+  VM_HUGETLB,
   VM_MAYEXEC,
   VM_MAYREAD,
   VM_MAYSHARE,
@@ -44,6 +47,7 @@ import {
   MAP_FIXED,
   MAP_FIXED_NOREPLACE,
   MAP_GROWSDOWN,
+  MAP_HUGE_SHIFT,
   MAP_HUGETLB,
   MAP_LOCKED,
   MAP_PRIVATE,
@@ -130,6 +134,21 @@ function thpGetUnmappedArea(mm: MmStruct, pages: number): number {
   if (padded < 0) return getUnmappedArea(mm, pages, 0);
   const offSub = (HPAGE_PMD_NR - (padded % HPAGE_PMD_NR)) % HPAGE_PMD_NR;
   return offSub === 0 ? padded + HPAGE_PMD_NR : padded + offSub;
+}
+
+/**
+ * hugetlb_get_unmapped_area for the 2 MiB hstate: the hint rounded up to 2 MiB when that is free, else
+ * the highest 2 MiB-aligned place in the top-down search's gap (align_mask); -1 when none.
+ */
+function hugetlbGetUnmappedArea(mm: MmStruct, pages: number, hintVpn: number): number {
+  if (hintVpn !== 0) {
+    const aligned = Math.ceil(hintVpn / HPAGE_PMD_NR) * HPAGE_PMD_NR;
+    if (aligned + pages <= TASK_VPNS && mm.vmasIn(aligned, aligned + pages).length === 0) return aligned;
+  }
+  const padded = getUnmappedArea(mm, pages + HPAGE_PMD_NR - 1, 0);
+  if (padded < 0) return -1;
+  const gapEnd = padded + pages + HPAGE_PMD_NR - 1;
+  return Math.floor((gapEnd - pages) / HPAGE_PMD_NR) * HPAGE_PMD_NR;
 }
 
 /**
@@ -246,7 +265,13 @@ interface MmapArgs {
   highFlags: boolean;
   pgoff: bigint;
   fixed: boolean;
+  /** MAP_HUGETLB: a private mapping of the 2 MiB hstate (len is already aligned to 2 MiB). */
+  hugetlb: boolean;
 }
+
+/** MAP_HUGE_MASK: the 6 bits above MAP_HUGE_SHIFT that hold log2 of the huge page size. */
+const MAP_HUGE_MASK = 0x3f;
+const HUGE_BYTES = BigInt(HPAGE_PMD_NR * PAGE_SIZE);
 
 const MMAP_MIN_BYTES = BigInt(MMAP_MIN_ADDR);
 const LOW_32 = 0xffff_ffffn;
@@ -266,14 +291,25 @@ function mmapArgs(req: MmapRequest): MmapArgs | number {
   if (offset % PAGE_BYTES !== 0n) return -EINVAL;
   const pgoff = offset / PAGE_BYTES;
   let flags = Number(flagBits & LOW_32);
-  // ksys_mmap_pgoff: a file mapping needs a file (fget); MAP_HUGETLB needs hugetlbfs.
+  // ksys_mmap_pgoff: a file mapping needs a file (fget); MAP_HUGETLB of a file needs a hugetlbfs one
+  // (hmmsim has none); anonymous MAP_HUGETLB needs an hstate of the size asked for, and its length is
+  // rounded up to that size (hugetlb_file_setup). See hugetlb.ts for what hmmsim leaves out.
   if ((flags & MAP_ANONYMOUS) === 0 && req.file === null) return -EBADF;
-  if ((flags & MAP_HUGETLB) !== 0) return -EINVAL;
+  const hugetlb = (flags & MAP_HUGETLB) !== 0;
+  let length = len;
+  if (hugetlb) {
+    if ((flags & MAP_ANONYMOUS) === 0) return -EINVAL;
+    const sizeLog = (flags >>> MAP_HUGE_SHIFT) & MAP_HUGE_MASK;
+    if (sizeLog !== 0 && sizeLog !== 21) return -EINVAL;
+    // Deliberate difference: shared hugetlb mappings are not modelled.
+    if ((flags & MAP_TYPE) !== MAP_PRIVATE) return -EINVAL;
+    length = ((len + HUGE_BYTES - 1n) % U64_LIMIT) & ~(HUGE_BYTES - 1n);
+  }
   // do_mmap.
-  if (len === 0n) return -EINVAL;
+  if (length === 0n) return -EINVAL;
   if ((flags & MAP_FIXED_NOREPLACE) !== 0) flags |= MAP_FIXED;
   const fixed = (flags & MAP_FIXED) !== 0;
-  const aligned = pageAlignUlong(len);
+  const aligned = pageAlignUlong(length);
   if (aligned === 0n) return -ENOMEM;
   if (pgoff + aligned / PAGE_BYTES >= U64_LIMIT) return -EOVERFLOW;
   // __get_unmapped_area and generic_get_unmapped_area: lengths no address space can hold.
@@ -283,6 +319,8 @@ function mmapArgs(req: MmapRequest): MmapArgs | number {
     if (addr % PAGE_BYTES !== 0n) return -EINVAL;
     // security_mmap_addr (cap_mmap_addr): below mmap_min_addr needs CAP_SYS_RAWIO.
     if (addr < MMAP_MIN_BYTES) return -EPERM;
+    // hugetlb_get_unmapped_area (prepare_hugepage_range): a fixed huge mapping must be aligned.
+    if (hugetlb && addr % HUGE_BYTES !== 0n) return -EINVAL;
   }
   // Only PROT_READ, PROT_WRITE and PROT_EXEC mean anything to mmap (calc_vm_prot_bits); it checks no
   // other bit.
@@ -294,6 +332,7 @@ function mmapArgs(req: MmapRequest): MmapArgs | number {
     highFlags: flagBits > LOW_32,
     pgoff,
     fixed,
+    hugetlb,
   };
 }
 
@@ -361,8 +400,9 @@ export function* sysMmap(k: Kernel, mm: MmStruct, req: MmapRequest): Kfn<number>
       // round_hint_to_min: the hint is rounded down to a page, and raised to mmap_min_addr.
       let hint = Number(args.addr < TASK_BYTES ? args.addr / PAGE_BYTES : 0n);
       if (hint !== 0 && hint * PAGE_SIZE < MMAP_MIN_ADDR) hint = MMAP_MIN_ADDR / PAGE_SIZE;
-      vpn =
-        (args.flags & MAP_32BIT) !== 0
+      vpn = args.hugetlb
+        ? hugetlbGetUnmappedArea(mm, pages, hint)
+        : (args.flags & MAP_32BIT) !== 0
           ? getUnmappedArea32(mm, pages, hint)
           : anonymous && (args.flags & MAP_TYPE) === MAP_PRIVATE && hint === 0 && pages % HPAGE_PMD_NR === 0
             ? thpGetUnmappedArea(mm, pages)
@@ -373,16 +413,29 @@ export function* sysMmap(k: Kernel, mm: MmStruct, req: MmapRequest): Kfn<number>
     const mapping = mappingFlags(args, anonymous, vpn);
     if (typeof mapping === "number") return mapping;
     const { vmFlags } = mapping;
+    // A fixed mapping that would cut a huge page of a hugetlb VMA fails (hugetlb_vm_op_split).
+    if (args.fixed) {
+      const split = hugetlbMaySplit(mm, vpn, vpn + pages);
+      if (split !== 0) return split;
+    }
     if (!anonymous && req.file !== null && !(req.file instanceof AddressSpace))
       return yield* mmapDriverFile(k, mm, req.file, args, vpn, pages, vmFlags, mapping.pgoff);
     let file = anonymous ? null : (req.file as AddressSpace | null);
+    // hugetlbfs_file_mmap: the pool must hold the mapping's pages (hugetlb_reserve_pages), checked before
+    // the old mappings go, as __mmap_region restores them when ->mmap fails.
+    if (args.hugetlb) {
+      const ret = hugetlbMmapCheck(k, vpn, pages);
+      if (ret !== 0) return ret;
+    }
+
     // mmap_region: a fixed mapping replaces what it overlaps.
     if (args.fixed && mm.vmasIn(vpn, vpn + pages).length > 0) yield* doMunmap(k, mm, vpn, vpn + pages);
     if (anonymous && (vmFlags & VM_SHARED) !== 0) {
       // shmem_zero_setup: shared anonymous memory is an unnamed shmem file.
       file = k.newAddressSpace(`anon-shmem-${mm.id}-${vpn.toString(16)}`, pages * PAGE_SIZE, true);
     }
-    const vma = new Vma(mm, vpn as Vpn, (vpn + pages) as Vpn, vmFlags, mapping.pgoff, file, null);
+    const flagsOfVma = args.hugetlb ? vmFlags | VM_HUGETLB | VM_DONTEXPAND : vmFlags;
+    const vma = new Vma(mm, vpn as Vpn, (vpn + pages) as Vpn, flagsOfVma, mapping.pgoff, file, null);
     mm.insertVma(vma);
     if (file !== null) file.mmaps.add(vma);
     return vpn * PAGE_SIZE;
@@ -427,6 +480,9 @@ export function* doVmiMunmap(k: Kernel, mm: MmStruct, start: bigint, len: bigint
   if (start % PAGE_BYTES !== 0n || start > TASK_BYTES || len > TASK_BYTES - start) return -EINVAL;
   const end = start + pageAlignUlong(len);
   if (end === start) return -EINVAL;
+  // vms_gather_munmap_vmas: a split inside a huge page of a hugetlb VMA fails (hugetlb_vm_op_split).
+  const split = hugetlbMaySplit(mm, Number(start / PAGE_BYTES), Number(end / PAGE_BYTES));
+  if (split !== 0) return split;
   yield* doMunmap(k, mm, Number(start / PAGE_BYTES), Number(end / PAGE_BYTES));
   return 0;
 }

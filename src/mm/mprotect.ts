@@ -14,6 +14,7 @@ import { minU64, ulongArg } from "../base/abi.js";
 import { EACCES, EINVAL, ENOMEM } from "../base/errno.js";
 import type { Kfn } from "../sched/thread.js";
 import { pmdLock, splitHugePmdsAround } from "./huge_memory.js";
+import { hugetlbChangeProtection, hugetlbMaySplit, isVmHugetlbPage } from "./hugetlb.js";
 import type { Kernel } from "./kernel.js";
 import {
   type MmStruct,
@@ -102,7 +103,8 @@ export function* sysMprotect(
       // "newflags >> 4 shift VM_MAY% in place of VM_%": an access the VMA may never have.
       if ((newFlags & ~(newFlags >> 4) & VM_ACCESS_FLAGS) !== 0) return -EACCES;
       const pieceEnd = Math.min(vma.end, endVpn);
-      yield* mprotectFixup(k, vma, nstart, pieceEnd, newFlags);
+      const ret = yield* mprotectFixup(k, vma, nstart, pieceEnd, newFlags);
+      if (ret !== 0) return ret;
       done = pieceEnd;
       nstart = pieceEnd;
     }
@@ -114,14 +116,25 @@ export function* sysMprotect(
 
 /**
  * mprotect_fixup: gives [start, end) of `vma` the new flags, splitting it so that one VMA covers exactly
- * that part, and changes its PTEs. A VMA whose flags do not change is left alone, unsplit.
+ * that part, and changes its PTEs. A VMA whose flags do not change is left alone, unsplit. A split
+ * inside a huge page of a hugetlb VMA fails with EINVAL (hugetlb_vm_op_split), leaving the VMAs before
+ * it changed, as the kernel's loop does. Returns 0 or -EINVAL.
  */
-function* mprotectFixup(k: Kernel, vma: Vma, start: number, end: number, newFlags: number): Kfn<void> {
-  if (newFlags === vma.flags) return;
+function* mprotectFixup(k: Kernel, vma: Vma, start: number, end: number, newFlags: number): Kfn<number> {
+  if (newFlags === vma.flags) return 0;
+  if (isVmHugetlbPage(vma)) {
+    const split = hugetlbMaySplit(vma.mm, start, end);
+    if (split !== 0) return split;
+    const piece = isolateVma(vma, start, end);
+    piece.flags = newFlags;
+    yield* hugetlbChangeProtection(k, piece, piece.start, piece.end);
+    return 0;
+  }
   yield* splitHugePmdsAround(k, vma.mm, start, end);
   const piece = isolateVma(vma, start, end);
   piece.flags = newFlags;
   yield* changeProtection(k, piece, (newFlags & (VM_READ | VM_WRITE | VM_EXEC)) === 0);
+  return 0;
 }
 
 /**

@@ -31,6 +31,7 @@ import type { Kernel } from "./kernel.js";
 import {
   type MmStruct,
   VM_DONTEXPAND,
+  VM_HUGETLB,
   VM_LOCKED,
   VM_MAYSHARE,
   VM_PFNMAP,
@@ -162,6 +163,9 @@ function vmaEndBytes(vma: Vma): bigint {
 function checkPrepVma(remap: Remap): number {
   const vma = remap.vma;
   if (vma === null) return -EFAULT;
+  // Deliberate difference (hugetlb.ts): a hugetlb VMA is never remapped; the kernel moves or shrinks
+  // one whose addresses and lengths are 2 MiB-aligned.
+  if ((vma.flags & VM_HUGETLB) !== 0) return -EINVAL;
   if (!impliesNewAddr(remap)) remap.newAddr = remap.addr;
   const expand = remap.newLen > remap.oldLen;
   if (!expand && !impliesNewAddr(remap)) return 0;

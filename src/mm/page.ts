@@ -59,6 +59,11 @@ export const PG_device_coherent = 1 << 13;
 export const PG_head = 1 << 14;
 /** PageTail: a page of a compound page other than its first. */
 export const PG_tail = 1 << 15;
+/**
+ * folio_test_hugetlb (the page type PGTY_hugetlb), on the head: a folio of the hugetlb pool, free in
+ * it or mapped by a hugetlbfs mapping; it never reaches the buddy allocator while in the pool.
+ */
+export const PG_hugetlb = 1 << 16;
 
 /** HPAGE_PMD_ORDER: the order of a PMD-sized transparent huge page (2 MiB of 4 KiB pages). */
 export const HPAGE_PMD_ORDER = 9;
@@ -82,6 +87,7 @@ const flagNames: readonly [number, string][] = [
   [PG_device_coherent, "device_coherent"],
   [PG_head, "head"],
   [PG_tail, "tail"],
+  [PG_hugetlb, "hugetlb"],
 ];
 
 /** The names of the PG_* flags set in `flags`, joined with `|` ("none" when none is set). */

@@ -598,10 +598,10 @@ describe("mmap and munmap argument checks, as the kernel makes them", () => {
     expectFailsUnchanged(system, "EINVAL", () => proc.mmap(P, null as never), "null options");
   });
 
-  it("features hmmsim does not model answer as a kernel without them: MAP_HUGETLB, MAP_LOCKED, MAP_GROWSDOWN, MAP_DROPPABLE", () => {
+  it("features hmmsim does not model answer as a kernel without them: MAP_LOCKED, MAP_GROWSDOWN, MAP_DROPPABLE; MAP_HUGETLB with no huge page reserved is ENOMEM", () => {
     const system = smallSystem();
     const proc = system.spawn();
-    expectFailsUnchanged(system, "EINVAL", () => proc.mmap(P, { flags: ANON | MAP_HUGETLB }), "MAP_HUGETLB");
+    expectFailsUnchanged(system, "ENOMEM", () => proc.mmap(P, { flags: ANON | MAP_HUGETLB }), "MAP_HUGETLB");
     expectFailsUnchanged(system, "EPERM", () => proc.mmap(P, { flags: ANON | MAP_LOCKED }), "MAP_LOCKED");
     expectFailsUnchanged(
       system,

@@ -186,6 +186,11 @@ const MAP_GROWSDOWN = 0x100n;
 const MAP_LOCKED = 0x2000n;
 const MAP_STACK = 0x20000n;
 const MAP_HUGETLB = 0x40000n;
+/** MAP_HUGE_SHIFT and MAP_HUGE_MASK: log2 of the huge page size MAP_HUGETLB asks for. */
+const MAP_HUGE_SHIFT = 26n;
+const MAP_HUGE_MASK = 0x3fn;
+/** The one hstate hmmsim has: 2 MiB. */
+const HUGE_SIZE = 2n * 1024n * 1024n;
 /** LEGACY_MAP_MASK (include/linux/mman.h): the flags MAP_SHARED_VALIDATE accepts, with the huge sizes. */
 const LEGACY_MAP_MASK =
   0x01n |
@@ -232,9 +237,11 @@ export interface MmapChecked {
  * sys_mmap (x86-64), ksys_mmap_pgoff, do_mmap and __get_unmapped_area, in the order they run, with
  * the `flags` register's low 32 bits as the int do_mmap receives (a bit above them is unknown to
  * every kernel: only MAP_SHARED_VALIDATE refuses it).
- * - sys_mmap: an unaligned offset EINVAL; ksys_mmap_pgoff: no file without MAP_ANONYMOUS EBADF,
- *   MAP_HUGETLB EINVAL (hmmsim has no hugetlbfs and answers as a kernel built without it, whose
- *   hstate_sizelog finds no hstate: src/mm/mmap.ts, documented);
+ * - sys_mmap: an unaligned offset EINVAL; ksys_mmap_pgoff: no file without MAP_ANONYMOUS EBADF;
+ *   MAP_HUGETLB of a file EINVAL (no hugetlbfs files), of a size other than the default or 2 MiB
+ *   EINVAL (no such hstate), not MAP_PRIVATE EINVAL (src/mm/hugetlb.ts, documented), and its length
+ *   rounded up to 2 MiB; a fixed one must be 2 MiB-aligned (EINVAL, after EPERM), and it finds no free
+ *   huge page (ENOMEM, after the `late` checks: the runner reserves none);
  * - do_mmap: len 0 EINVAL; a length page alignment wraps ENOMEM; pgoff + pages overflowing EOVERFLOW;
  *   __get_unmapped_area: a length no address space holds ENOMEM (hmmsim: more than TASK_SIZE -
  *   mmap_min_addr, the bound generic_get_unmapped_area applies; the kernel's MAP_FIXED path checks
@@ -262,9 +269,17 @@ export function mmapCheck(
   const highFlags = flagsReg > 0xffff_ffffn;
   const anonymous = (flags & MAP_ANONYMOUS) !== 0n;
   if (!anonymous && !hasFile) return { errno: "EBADF" };
-  if ((flags & MAP_HUGETLB) !== 0n) return { errno: "EINVAL" };
-  if (len === 0n) return { errno: "EINVAL" };
-  const aligned = pageAlign(len);
+  const hugetlb = (flags & MAP_HUGETLB) !== 0n;
+  let length = len;
+  if (hugetlb) {
+    if (!anonymous) return { errno: "EINVAL" };
+    const sizeLog = (flags >> MAP_HUGE_SHIFT) & MAP_HUGE_MASK;
+    if (sizeLog !== 0n && sizeLog !== 21n) return { errno: "EINVAL" };
+    if ((flags & MAP_TYPE) !== MAP_PRIVATE) return { errno: "EINVAL" };
+    length = ((len + HUGE_SIZE - 1n) % U64) & ~(HUGE_SIZE - 1n);
+  }
+  if (length === 0n) return { errno: "EINVAL" };
+  const aligned = pageAlign(length);
   if (aligned === 0n) return { errno: "ENOMEM" };
   const pgoff = offset / PAGE;
   if (pgoff + aligned / PAGE >= U64) return { errno: "EOVERFLOW" };
@@ -274,6 +289,7 @@ export function mmapCheck(
     if (addr > TASK_SIZE - aligned) return { errno: "ENOMEM" };
     if (offsetInPage(addr)) return { errno: "EINVAL" };
     if (addr < MMAP_MIN_ADDR) return { errno: "EPERM" };
+    if (hugetlb && addr % HUGE_SIZE !== 0n) return { errno: "EINVAL" };
   }
   const type = flags & MAP_TYPE;
   const growsDown = (flags & MAP_GROWSDOWN) !== 0n;
@@ -293,6 +309,8 @@ export function mmapCheck(
   } else if (type !== MAP_PRIVATE || growsDown) {
     late = "EINVAL";
   }
+  // hugetlbfs_file_mmap: the runner reserves no huge pages, so a MAP_HUGETLB mapping finds none free.
+  if (late === null && hugetlb) late = "ENOMEM";
   return {
     errno: null,
     late,
