@@ -28,6 +28,7 @@ const baseline = String(memcpy.memcpyPagesPerSecond);
 results.push(...memcpy.results);
 results.push(...runSection("faults", baseline).results);
 results.push(...runSection("migrate", baseline).results);
+results.push(...runSection("thp").results);
 results.push(...benchPopulate());
 results.push(...benchExplore());
 process.stdout.write(`${JSON.stringify({ results }, null, 2)}\n`);

@@ -6,11 +6,13 @@
  *   node --import tsx bench/section.ts memcpy
  *   node --import tsx bench/section.ts faults <memcpy pages/s>
  *   node --import tsx bench/section.ts migrate <memcpy pages/s>
+ *   node --import tsx bench/section.ts thp
  */
 import { benchFaults } from "./fault.js";
 import { benchMemcpy } from "./memcpy.js";
 import { benchMigrate } from "./migrate.js";
 import type { BenchResult } from "./result.js";
+import { benchThpMigration } from "./thp.js";
 
 export interface SectionOutput {
   results: BenchResult[];
@@ -33,7 +35,9 @@ if (section === "memcpy") {
   output = { results: benchFaults(baselineArgument()) };
 } else if (section === "migrate") {
   output = { results: benchMigrate(baselineArgument() * 4096) };
+} else if (section === "thp") {
+  output = { results: benchThpMigration() };
 } else {
-  throw new Error(`unknown benchmark section "${section}": memcpy, faults or migrate`);
+  throw new Error(`unknown benchmark section "${section}": memcpy, faults, migrate or thp`);
 }
 process.stdout.write(`${JSON.stringify(output)}\n`);
