@@ -12,17 +12,18 @@
  * order-0 page; the unmapped part of a partially unmapped THP is freed at once rather than when the
  * deferred split runs.
  *
- * Three more places split where the kernel keeps the PMD, because a folio may only ever have one PMD
+ * Two more places split where the kernel keeps the PMD, because a folio may only ever have one PMD
  * mapping here: fork (copy_huge_pmd shares the PMD write-protected with the child; hmmsim splits it
  * and copies the PTEs, so both sides keep COW at 4 KiB and hmm_range_fault reports order 0 after a
- * fork), GUP (follow_huge_pmd takes a reference on the THP; hmmsim splits and pins the 4 KiB page), and
- * MADV_FREE of a whole 2 MiB (madvise_free_huge_pmd marks the folio lazy-free in place). The bytes
- * each side reads are the kernel's in all three; the PMD order and the split counters are not.
- * Whole-PMD munmap, mprotect, mremap and MADV_DONTNEED keep (or free) the PMD as the kernel does.
+ * fork) and GUP (follow_huge_pmd takes a reference on the THP; hmmsim splits and pins the 4 KiB page).
+ * The bytes each side reads are the kernel's in both; the PMD order and the split counters are not.
+ * Whole-PMD munmap, mprotect, mremap, MADV_DONTNEED and MADV_FREE keep (or free) the PMD as the kernel
+ * does.
  */
 import { assert, assertAbout } from "../base/assert.js";
 import { pmdObject, pteTableObject } from "../sched/objects.js";
 import type { Kfn } from "../sched/thread.js";
+import { trylockPage, unlockPage } from "./filemap.js";
 import type { Kernel } from "./kernel.js";
 import type { MmStruct, Vma } from "./mm_types.js";
 import { VM_HUGEPAGE, VM_HUGETLB, VM_NOHUGEPAGE, VM_WRITE } from "./mm_types.js";
@@ -280,6 +281,42 @@ export function* splitHugePmd(k: Kernel, vma: Vma, vpn: number): Kfn<void> {
 export function* splitHugePmdsIn(k: Kernel, vma: Vma, start: number, end: number): Kfn<void> {
   if (k.pt.hugePmds === 0) return;
   for (const first of hugePmdsMeeting(k, vma, start, end)) yield* splitHugePmd(k, vma, first);
+}
+
+/**
+ * madvise_free_huge_pmd for every huge PMD of vma that meets [start, end), under its lock: the huge
+ * zero PMD is left alone; a THP only partly in the range, or shared with another mapping, is split
+ * (its pages then go through the PTE walk) or skipped; a THP wholly in it stays PMD-mapped, its folio
+ * clean (a locked folio is skipped) and its PMD old and clean, with the TLB flushed. Returns the heads
+ * to make lazily free (folio_mark_lazyfree).
+ */
+export function* madviseFreeHugePmds(k: Kernel, vma: Vma, start: number, end: number): Kfn<number[]> {
+  const lazyfree: number[] = [];
+  if (k.pt.hugePmds === 0) return lazyfree;
+  const pages = k.pages;
+  for (const first of hugePmdsMeeting(k, vma, start, end)) {
+    if (first < start || first + HPAGE_PMD_NR > end) {
+      yield* splitHugePmd(k, vma, first);
+      continue;
+    }
+    const pmdKey = k.pt.lookupPmd(vma.mm.root, first);
+    yield* pmdLock(k, pmdKey, "madvise_free_huge_pmd: pmd_trans_huge_lock");
+    const leaf = k.pt.pmdLeaf(pmdKey);
+    const head = pteFrame(leaf);
+    // folio_maybe_mapped_shared: another mapping may still want the data; folio_trylock.
+    if (leaf !== 0 && head !== k.hugeZeroPfn && pages.folioMapcount(head) === 1 && trylockPage(k, head)) {
+      pages.clear(head, PG_dirty);
+      unlockPage(k, head);
+      if ((leaf & (_PAGE_ACCESSED | _PAGE_DIRTY)) !== 0) {
+        k.pt.setPmdLeaf(pmdKey, pteWithBits(leaf, 0, _PAGE_ACCESSED | _PAGE_DIRTY));
+        k.tlb.flushRange(vma.mm.id, first, first + HPAGE_PMD_NR);
+      }
+      if (pages.isAnon(head) && pages.has(head, PG_swapbacked) && pages.has(head, PG_lru))
+        lazyfree.push(head);
+    }
+    k.pmdLock.unlock(pmdKey);
+  }
+  return lazyfree;
 }
 
 /**

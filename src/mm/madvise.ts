@@ -29,7 +29,7 @@ import { intArg, ulongArg } from "../base/abi.js";
 import { EINVAL, ENOMEM, EPERM } from "../base/errno.js";
 import type { Kfn } from "../sched/thread.js";
 import { trylockPage, unlockPage } from "./filemap.js";
-import { splitHugePmdsAround, splitHugePmdsIn } from "./huge_memory.js";
+import { madviseFreeHugePmds, splitHugePmdsAround } from "./huge_memory.js";
 import { hugetlbMaySplit } from "./hugetlb.js";
 import type { Kernel } from "./kernel.js";
 import { zapPageRange } from "./memory.js";
@@ -212,13 +212,11 @@ function* madviseFreeSingleVma(k: Kernel, vma: Vma, from: number, to: number): K
   const cpu = k.sched.current().cpu;
   const pages = k.pages;
   lruAddDrain(k, cpu);
-  // madvise_free_huge_pmd would make a huge PMD wholly in the range lazily free as one folio;
-  // hmmsim splits every huge PMD in the range first (huge_memory.ts's eager split), so the walk
-  // below sees its pages.
-  yield* splitHugePmdsIn(k, vma, from, to);
   const range = hasNotifiers(mm, from, to) ? notifierRange(mm, vma, from, to, MMU_NOTIFY_CLEAR) : null;
   if (range !== null) yield* mmuNotifierInvalidateRangeStart(k, range);
-  const lazyfree: number[] = [];
+  // madvise_free_huge_pmd: a THP wholly in the range is made lazily free whole; one only partly in it
+  // is split, and its pages go through the walk below.
+  const lazyfree: number[] = yield* madviseFreeHugePmds(k, vma, from, to);
   let vpn = from;
   let cleaned = false;
   while (vpn < to) {

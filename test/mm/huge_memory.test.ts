@@ -16,6 +16,7 @@ import {
 import { MREMAP_FIXED, MREMAP_MAYMOVE, PROT_READ, PROT_WRITE } from "../../src/mm/mman.js";
 import {
   MADV_DONTNEED,
+  MADV_FREE,
   MADV_HUGEPAGE,
   MADV_NOHUGEPAGE,
   MAP_ANONYMOUS,
@@ -23,7 +24,7 @@ import {
   MAP_PRIVATE,
   MAP_SHARED,
 } from "../../src/mm/mmap.js";
-import { HPAGE_PMD_NR, PG_head, PG_tail } from "../../src/mm/page.js";
+import { HPAGE_PMD_NR, PG_dirty, PG_head, PG_swapbacked, PG_tail } from "../../src/mm/page.js";
 import { ZERO_PFN } from "../../src/mm/page_alloc.js";
 import { pteFrame, pteWrite } from "../../src/mm/pgtable.js";
 import type { Process } from "../../src/process.js";
@@ -251,6 +252,22 @@ describe("splitting a huge PMD keeps every byte", () => {
     expected.fill(0, 10 * P, 13 * P);
     expectBytes(proc.read(addr, HUGE), expected);
     expect(system.kernel.ram.usedPages).toBe(HPAGE_PMD_NR - 3);
+    expectClean(system);
+  });
+
+  it("MADV_FREE of the whole 2 MiB keeps the PMD and makes the folio lazily free; of part of it, splits", () => {
+    const { system, proc, addr, head } = writtenThp();
+    const k = system.kernel;
+    proc.madvise(addr, HUGE, MADV_FREE);
+    expect(pteFrame(leafAt(proc, addr))).toBe(head);
+    expect(k.pages.has(head, PG_dirty)).toBe(false);
+    // folio_mark_lazyfree: off the swap-backed lists (hmmsim never reclaims, so the data stays).
+    expect(k.pages.has(head, PG_swapbacked)).toBe(false);
+    expect(k.stats.thpSplitPmd).toBe(0);
+    expectBytes(proc.read(addr, HUGE), pattern(HPAGE_PMD_NR));
+    proc.madvise(addr, 4 * P, MADV_FREE);
+    expect(leafAt(proc, addr)).toBe(0);
+    expectBytes(proc.read(addr, HUGE), pattern(HPAGE_PMD_NR));
     expectClean(system);
   });
 
