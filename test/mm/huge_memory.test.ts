@@ -26,7 +26,7 @@ import {
 } from "../../src/mm/mmap.js";
 import { HPAGE_PMD_NR, PG_dirty, PG_head, PG_swapbacked, PG_tail } from "../../src/mm/page.js";
 import { ZERO_PFN } from "../../src/mm/page_alloc.js";
-import { pteFrame, pteWrite } from "../../src/mm/pgtable.js";
+import { pteDirty, pteFrame, pteWrite } from "../../src/mm/pgtable.js";
 import type { Process } from "../../src/process.js";
 import type { System } from "../../src/system.js";
 import { expectBytes, kernelError, pfnAt, smallSystem } from "./helpers.js";
@@ -258,8 +258,11 @@ describe("splitting a huge PMD keeps every byte", () => {
   it("MADV_FREE of the whole 2 MiB keeps the PMD and makes the folio lazily free; of part of it, splits", () => {
     const { system, proc, addr, head } = writtenThp();
     const k = system.kernel;
+    expect(pteDirty(leafAt(proc, addr))).toBe(true);
     proc.madvise(addr, HUGE, MADV_FREE);
+    // The PMD is kept, clean (pmd_mkclean), and so is the folio.
     expect(pteFrame(leafAt(proc, addr))).toBe(head);
+    expect(pteDirty(leafAt(proc, addr))).toBe(false);
     expect(k.pages.has(head, PG_dirty)).toBe(false);
     // folio_mark_lazyfree: off the swap-backed lists (hmmsim never reclaims, so the data stays).
     expect(k.pages.has(head, PG_swapbacked)).toBe(false);
