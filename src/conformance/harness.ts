@@ -14,6 +14,7 @@ import { KernelError } from "../base/errno.js";
 import { PAGE_SIZE } from "../base/units.js";
 import type { DeviceFile } from "../device.js";
 import type { ProtocolVersion } from "../mm/kernel.js";
+import type { StoreKind } from "../mm/page_store.js";
 import type { Process } from "../process.js";
 import { System, testHmmDevices } from "../system.js";
 
@@ -83,19 +84,22 @@ export interface Fixture2 {
  */
 const HUGEPAGES = 2;
 
+/** The RAM of a test's system unless it asks for more (setup's `ram`). */
+const RAM = "64MiB";
+
 /** The system a variant runs on: two private devices, or test_hmm.c's four when coherent. */
-function systemFor(context: TestContext): System {
+function systemFor(context: TestContext, ram: string, store: StoreKind): System {
   if (isCoherent(context)) {
     if (context.protocol !== "modern") throw new TestSkipped(COHERENT_UNAVAILABLE);
     return new System({
-      ram: "64MiB",
+      ram,
       protocol: context.protocol,
-      store: "bytes",
+      store,
       devices: testHmmDevices(),
       hugepages: HUGEPAGES,
     });
   }
-  return new System({ ram: "64MiB", protocol: context.protocol, store: "bytes", hugepages: HUGEPAGES });
+  return new System({ ram, protocol: context.protocol, store, hugepages: HUGEPAGES });
 }
 
 /** The minor of the variant's first device (device_number, device_number0). */
@@ -103,9 +107,12 @@ export function firstMinor(context: TestContext): number {
   return isCoherent(context) ? 2 : 0;
 }
 
-/** FIXTURE_SETUP(hmm). */
-export function setup(context: TestContext): Fixture {
-  const system = systemFor(context);
+/**
+ * FIXTURE_SETUP(hmm), on a system of `ram` in the bytes store, or the tokens store for a port that
+ * checks no bytes (benchmark_thp_migration, whose 256 MiB would cost seconds to copy for nothing).
+ */
+export function setup(context: TestContext, ram = RAM, store: StoreKind = "bytes"): Fixture {
+  const system = systemFor(context, ram, store);
   const proc = system.spawn();
   const fd = system.device(firstMinor(context)).open(proc);
   return { system, proc, fd };
@@ -113,7 +120,7 @@ export function setup(context: TestContext): Fixture {
 
 /** FIXTURE_SETUP(hmm2). */
 export function setup2(context: TestContext): Fixture2 {
-  const system = systemFor(context);
+  const system = systemFor(context, RAM, "bytes");
   const proc = system.spawn();
   const minor = firstMinor(context);
   const fd0 = system.device(minor).open(proc);

@@ -14,6 +14,7 @@
  * falls back to 4 KiB pages; with 4 KiB migration it fails a 4 KiB page instead, that page is not
  * migrated and the READ-back fails with -ENOENT, on the kernel as here.
  */
+import { KernelError } from "../base/errno.js";
 import { PAGE_SIZE } from "../base/units.js";
 import {
   MADV_FREE,
@@ -223,4 +224,74 @@ export const thpTests: HmmTest[] = [
       teardown(f);
     },
   },
+  {
+    // TEST_F_TIMEOUT(hmm, benchmark_thp_migration): for buffers of 512 KiB to 256 MiB, with
+    // MADV_HUGEPAGE and with MADV_NOHUGEPAGE: map, write, one warm-up migration to the device and back,
+    // then 5 timed round trips, each migration returning 0. The kernel test prints its timings and
+    // asserts only the return codes; so does the port, which times nothing (bench/thp.ts does) and runs
+    // in the tokens store, since nothing reads the bytes.
+    name: "benchmark_thp_migration",
+    run(context) {
+      const f = setup(context, BENCHMARK_RAM, "tokens");
+      for (const size of BENCHMARK_SIZES) {
+        for (const useThp of [true, false]) {
+          expectEqual(
+            runMigrationBenchmark(f, useThp, size, 5),
+            0,
+            `run_migration_benchmark(${size}, ${useThp})`,
+          );
+        }
+        expectConsistent(f.system);
+      }
+      teardown(f);
+    },
+  },
 ];
+
+/** test_sizes[]: from a quarter of a THP to 128 THPs. */
+const BENCHMARK_SIZES = [
+  PMD_PAGE_SIZE / 4,
+  PMD_PAGE_SIZE / 2,
+  PMD_PAGE_SIZE,
+  PMD_PAGE_SIZE * 2,
+  PMD_PAGE_SIZE * 4,
+  PMD_PAGE_SIZE * 8,
+  PMD_PAGE_SIZE * 128,
+] as const;
+
+/** RAM for benchmark_thp_migration: its 256 MiB buffer and the rest of the fixture. */
+const BENCHMARK_RAM = "320MiB";
+
+/**
+ * run_migration_benchmark: the buffer mapped (plain mmap, aligned by __get_unmapped_area when its size
+ * is a multiple of 2 MiB), advised, written (ptr[i] = i & 0xFF), then a warm-up and `iterations` round
+ * trips of hmm_migrate_sys_to_dev and hmm_migrate_dev_to_sys. Returns 0, or the first failure's -errno.
+ */
+function runMigrationBenchmark(f: Fixture, useThp: boolean, bufferSize: number, iterations: number): number {
+  const npages = bufferSize / PAGE_SIZE;
+  const ptr = f.proc.mmap(bufferSize);
+  f.proc.madvise(ptr, bufferSize, useThp ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+  // ptr[i] = i & 0xFF, in the tokens store: every page written once.
+  f.proc.fillPages(ptr, npages, 0xff);
+  for (let i = 0; i <= iterations; i++) {
+    // The mirror the C test reads back into holds nothing anyone checks: no read-back buffer.
+    const toDevice = migrateReturn(() => f.fd.migrateToDevice(ptr, npages));
+    if (toDevice !== 0) return toDevice;
+    const toSystem = migrateReturn(() => f.fd.migrateToSystem(ptr, npages));
+    if (toSystem !== 0) return toSystem;
+  }
+  // hmm_buffer_free.
+  f.proc.munmap(ptr, bufferSize);
+  return 0;
+}
+
+/** The ioctl's return value: 0, or the -errno of the KernelError the command threw. */
+function migrateReturn(command: () => unknown): number {
+  try {
+    command();
+    return 0;
+  } catch (error) {
+    if (error instanceof KernelError) return -error.errno;
+    throw error;
+  }
+}
