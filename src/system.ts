@@ -252,6 +252,7 @@ export class System {
       // Each device's first chunk (2 MiB, or all its memory when less) lies above RAM, aligned to 2 MiB.
       pfnCapacityHint: Math.ceil(ramPages / 512) * 512 + (options.devices?.length ?? 2) * 512,
     });
+    this.kernel.gupLedger = this.gup;
     if (options.hugepages !== undefined) this.setNrHugepages(options.hugepages);
     this.pagemaps = new Pagemaps(this.kernel);
     this.faultContext = {

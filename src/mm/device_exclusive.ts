@@ -16,7 +16,7 @@ import { EOPNOTSUPP } from "../base/errno.js";
 import { pageObject } from "../sched/objects.js";
 import type { Kfn } from "../sched/thread.js";
 import { lockPage, unlockPage } from "./filemap.js";
-import { FOLL_GET, FOLL_WRITE, getUserPages, gupToHeld } from "./gup.js";
+import { FOLL_GET, FOLL_SPLIT_PMD, FOLL_WRITE, getUserPages, gupToHeld } from "./gup.js";
 import type { Kernel } from "./kernel.js";
 import { type FaultContext, ptlLock } from "./memory.js";
 import { type MmStruct, VM_ACCESS_FLAGS, VM_SHARED, VM_WRITE, type Vma } from "./mm_types.js";
@@ -61,7 +61,7 @@ export function* makeDeviceExclusive(
   // Bounded by the page changing under us: each retry follows a fault that remapped it.
   for (;;) {
     const got: number[] = [];
-    const ret = yield* getUserPages(ctx, ctx.gup, mm, vpn, 1, FOLL_GET | FOLL_WRITE, got);
+    const ret = yield* getUserPages(ctx, ctx.gup, mm, vpn, 1, FOLL_GET | FOLL_WRITE | FOLL_SPLIT_PMD, got);
     if (ret < 0) return ret;
     const pfn = got[0]!;
     gupToHeld(k, ctx.gup, pfn);

@@ -7,9 +7,10 @@
  * first and the pages are taken again. In hmmsim the only such pages are device-coherent ones
  * (folio_is_longterm_pinnable is false for them), which migrate_device_coherent_folio moves to RAM.
  *
- * A THP is split before its page is taken (FOLL_SPLIT_PMD's effect, huge_memory.ts's eager split, where
- * follow_huge_pmd would take the whole folio); a hugetlb folio is taken whole: the reference is its
- * head's, the page returned the one asked for.
+ * A THP or a hugetlb folio is taken whole (follow_huge_pmd, follow_hugetlb_page): the reference is its
+ * head's, the page returned the one asked for; FOLL_SPLIT_PMD splits a THP first. A THP split later
+ * (hmmsim splits eagerly, where the kernel cannot split a pinned folio and leaves it PTE-mapped) moves
+ * each page's GUP references from the head to that page.
  *
  * Deliberate differences: RAM has no ZONE_MOVABLE or CMA, so no RAM page is unpinnable.
  * The caller holds mmap_lock for read, as with get_user_pages_remote.
@@ -39,6 +40,8 @@ export const FOLL_WRITE = 0x01;
 export const FOLL_GET = 0x02;
 /** The pin is long-term (RDMA, VFIO): migrate what may not stay pinned first. */
 export const FOLL_LONGTERM = 0x100;
+/** FOLL_SPLIT_PMD: split a PMD-mapped THP and take the 4 KiB page (make_device_exclusive asks for it). */
+export const FOLL_SPLIT_PMD = 0x200;
 /**
  * FOLL_PIN: take a pin, counted apart from plain references (pin_user_pages). One of mm/internal.h's
  * INTERNAL_GUP_FLAGS: only the pin_user_pages*() calls set it, and a caller's is refused.
@@ -151,8 +154,11 @@ function* getUserPagesLocked(
     for (let attempt = 0; attempt < 64 && pfn < 0; attempt++) {
       // follow_huge_pmd would take the reference on the whole THP; hmmsim splits it first, as
       // FOLL_SPLIT_PMD does (huge_memory.ts's eager split), and follows the 4 KiB page's PTE.
-      // A hugetlb folio is never split: follow_hugetlb_page takes the reference on the folio.
-      if (k.pt.hugePmds > 0 && (vma.flags & VM_HUGETLB) === 0 && k.pt.readPmdLeaf(mm.root, at) !== 0)
+      // follow_huge_pmd takes the reference on the whole THP (as follow_hugetlb_page does on a hugetlb
+      // folio) and returns the page asked for; FOLL_SPLIT_PMD splits the THP first, and so does hmmsim
+      // for the huge zero folio (deliberate: GUP then returns the 4 KiB zero page).
+      const leaf = k.pt.hugePmds > 0 && (vma.flags & VM_HUGETLB) === 0 ? k.pt.readPmdLeaf(mm.root, at) : 0;
+      if (leaf !== 0 && ((gupFlags & FOLL_SPLIT_PMD) !== 0 || pteFrame(leaf) === k.hugeZeroPfn))
         yield* splitHugePmd(k, vma, at);
       const pte = k.pt.read(mm.root, at);
       const usable =

@@ -12,13 +12,14 @@
  * order-0 page; the unmapped part of a partially unmapped THP is freed at once rather than when the
  * deferred split runs.
  *
- * Two more places split where the kernel keeps the PMD, because a folio may only ever have one PMD
+ * One more place splits where the kernel keeps the PMD, because a folio may only ever have one PMD
  * mapping here: fork (copy_huge_pmd shares the PMD write-protected with the child; hmmsim splits it
  * and copies the PTEs, so both sides keep COW at 4 KiB and hmm_range_fault reports order 0 after a
- * fork) and GUP (follow_huge_pmd takes a reference on the THP; hmmsim splits and pins the 4 KiB page).
- * The bytes each side reads are the kernel's in both; the PMD order and the split counters are not.
- * Whole-PMD munmap, mprotect, mremap, MADV_DONTNEED and MADV_FREE keep (or free) the PMD as the kernel
- * does.
+ * fork). The bytes each side reads are the kernel's; the PMD order and the split counters are not. And
+ * a THP with pinned pages is split like any other, where the kernel's split fails on the extra
+ * references and leaves it PTE-mapped; the pins move to their pages. Whole-PMD munmap, mprotect,
+ * mremap, MADV_DONTNEED and MADV_FREE keep (or free) the PMD as the kernel does, and so does GUP
+ * (follow_huge_pmd: the reference is the THP's) unless FOLL_SPLIT_PMD asks for the split.
  */
 import { assert, assertAbout } from "../base/assert.js";
 import { pmdObject, pteTableObject } from "../sched/objects.js";
@@ -36,6 +37,7 @@ import {
 } from "./mmu_notifier.js";
 import {
   assertPage,
+  GUP_PIN_COUNTING_BIAS,
   HPAGE_PMD_NR,
   PG_active,
   PG_anon,
@@ -420,6 +422,16 @@ function splitMappedFolio(k: Kernel, head: number): void {
     pages.mapping[pfn] = mapping;
     pages.index[pfn] = index + i;
     pages.refcount[pfn] = 1;
+  }
+  // GUP's references were the folio's (its head's): each goes to the page it was taken for.
+  const ledger = k.gupLedger;
+  if (ledger !== null && (ledger.gets.size > 0 || ledger.pins.size > 0)) {
+    for (let i = 1; i < HPAGE_PMD_NR; i++) {
+      const refs =
+        (ledger.gets.get(head + i) ?? 0) + (ledger.pins.get(head + i) ?? 0) * GUP_PIN_COUNTING_BIAS;
+      pages.refcount[head]! -= refs;
+      pages.refcount[head + i]! += refs;
+    }
   }
   if (pages.has(head, PG_lru)) for (let i = 1; i < HPAGE_PMD_NR; i++) lruAddAfter(k, head + i - 1, head + i);
   k.stats.thpSplitPage++;

@@ -8,6 +8,7 @@ import { KeyedWaitQueues, LockTable, RwSem } from "../sched/locks.js";
 import { OBJ_PMD, OBJ_PTE_TABLE } from "../sched/objects.js";
 import { Scheduler, type SchedulerOptions } from "../sched/scheduler.js";
 import type { Thread } from "../sched/thread.js";
+import type { GupLedger } from "./gup.js";
 import { freeHugeFolio, HugetlbPool } from "./hugetlb.js";
 import { AddressSpace, AnonVma, type Mapping, MmStruct } from "./mm_types.js";
 import { PageArrays, type PageFreer, PG_head, PG_hugetlb, PG_locked, PG_lru } from "./page.js";
@@ -81,6 +82,11 @@ export class Kernel implements PageFreer {
    * unlike the kernel's (freed by a shrinker when unused), kept for the life of the system; -1 before.
    */
   hugeZeroPfn = -1;
+  /**
+   * The references user space holds through GUP (System.gup), which a THP split moves from the head to
+   * the pages they were taken for; null in a kernel no System owns.
+   */
+  gupLedger: GupLedger | null = null;
   /** The 2 MiB hstate's pool of hugetlb folios (nr_hugepages). */
   readonly hugetlb = new HugetlbPool();
   /** Sleepers on page locks, keyed by pfn (folio_waitqueue). */

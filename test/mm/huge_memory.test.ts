@@ -274,6 +274,25 @@ describe("splitting a huge PMD keeps every byte", () => {
     expectClean(system);
   });
 
+  it("a pin takes the whole THP without splitting it; a split later moves each pin to its page", () => {
+    const { system, proc, addr, head } = writtenThp();
+    const k = system.kernel;
+    const pfns = proc.pinPages(addr + 300 * P, 2, true);
+    expect(pfns).toEqual([head + 300, head + 301]);
+    expect(pteFrame(leafAt(proc, addr))).toBe(head);
+    expect(k.stats.thpSplitPmd).toBe(0);
+    expect(k.pages.refcount[head + 300]).toBe(0);
+    expectClean(system);
+    // A partial munmap splits the THP: the pinned pages hold their pins themselves.
+    proc.munmap(addr + 256 * P, 256 * P);
+    expect(k.pages.refcount[head + 300]! > 0).toBe(true);
+    expect(k.ram.usedPages).toBe(HPAGE_PMD_NR / 2 + 2);
+    expectClean(system);
+    proc.unpinPages(pfns);
+    expect(k.ram.usedPages).toBe(HPAGE_PMD_NR / 2);
+    expectClean(system);
+  });
+
   it("mprotect of the whole 2 MiB keeps the huge PMD (change_huge_pmd); of part of it, splits", () => {
     const { system, proc, addr } = writtenThp();
     proc.mprotect(addr, HUGE, PROT_READ);
