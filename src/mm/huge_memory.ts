@@ -16,8 +16,9 @@
  * mapping here: fork (copy_huge_pmd shares the PMD write-protected with the child; hmmsim splits it
  * and copies the PTEs, so both sides keep COW at 4 KiB and hmm_range_fault reports order 0 after a
  * fork). The bytes each side reads are the kernel's; the PMD order and the split counters are not. And
- * a THP with pinned pages is split like any other, where the kernel's split fails on the extra
- * references and leaves it PTE-mapped; the pins move to their pages. Whole-PMD munmap, mprotect,
+ * a THP with pinned pages is split like any other by a partial munmap, mprotect or MADV_DONTNEED,
+ * where the kernel's folio split fails on the extra references and leaves it PTE-mapped; the pins move
+ * to their pages (migrate_vma_collect skips such a THP, as the kernel's failed split_folio does). Whole-PMD munmap, mprotect,
  * mremap, MADV_DONTNEED and MADV_FREE keep (or free) the PMD as the kernel does, and so does GUP
  * (follow_huge_pmd: the reference is the THP's) unless FOLL_SPLIT_PMD asks for the split.
  */

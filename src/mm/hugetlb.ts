@@ -7,8 +7,11 @@
  * Deliberate differences, each where the hmm-tests need nothing more:
  * - one hstate, 2 MiB (MAP_HUGE_1GB is EINVAL, as on a kernel with no 1 GiB pool);
  * - no reservation map: mmap succeeds when enough huge pages are free at that moment, and a fault takes
- *   any free one (SIGBUS when none is, which reservations exist to prevent); no surplus pages, no
- *   overcommit (nr_overcommit_hugepages is 0);
+ *   any free one (SIGBUS when none is, which reservations exist to prevent); MAP_NORESERVE does not
+ *   skip that check (the kernel then maps without reserving and may SIGBUS later); no surplus pages
+ *   (shrinking nr_hugepages below the folios in use leaves them in the pool) and no overcommit;
+ * - no hugetlb fault mutex: two faults of one huge page may both take a folio, and the one that finds
+ *   the entry changed gives its folio back;
  * - private mappings only: MAP_SHARED | MAP_HUGETLB is EINVAL (the kernel backs it with a hugetlbfs
  *   inode's page cache); no hugetlbfs files or SysV SHM_HUGETLB;
  * - mremap of a hugetlb VMA is EINVAL (the kernel moves one whose addresses and lengths are aligned);
@@ -23,6 +26,14 @@ import type { Kfn } from "../sched/thread.js";
 import { pmdLock } from "./huge_memory.js";
 import type { Kernel } from "./kernel.js";
 import { type MmStruct, VM_ACCESS_FLAGS, VM_HUGETLB, VM_SHARED, VM_WRITE, type Vma } from "./mm_types.js";
+import {
+  hasNotifiers,
+  MMU_NOTIFY_CLEAR,
+  MMU_NOTIFY_PROTECTION_VMA,
+  mmuNotifierInvalidateRangeEnd,
+  mmuNotifierInvalidateRangeStart,
+  notifierRange,
+} from "./mmu_notifier.js";
 import {
   assertPage,
   HPAGE_PMD_NR,
@@ -198,7 +209,8 @@ export function* hugetlbFault(
 function* hugetlbNoPage(k: Kernel, vma: Vma, first: number, pmdKey: number, write: boolean): Kfn<number> {
   anonVmaPrepare(k, vma);
   const head = allocHugetlbFolio(k);
-  if (head < 0) return VM_FAULT_SIGBUS;
+  // hugetlb_pte_stable: SIGBUS only when the entry is still none; else another thread mapped it.
+  if (head < 0) return k.pt.pmdNone(pmdKey) ? VM_FAULT_SIGBUS : 0;
   k.store.zeroFolio(head, HPAGE_PMD_NR);
   yield* pmdLock(k, pmdKey, "hugetlb_no_page: huge_pte_lock, huge_pte_none recheck");
   if (!k.pt.pmdNone(pmdKey)) {
@@ -250,11 +262,21 @@ function* hugetlbWp(
   }
   anonVmaPrepare(k, vma);
   const head = allocHugetlbFolio(k);
-  if (head < 0) return VM_FAULT_SIGBUS;
+  // The pool is empty: SIGBUS, unless another thread changed the entry meanwhile (hugetlb_pte_stable),
+  // when the access retries through it.
+  if (head < 0) return k.pt.pmdLeaf(pmdKey) === leaf ? VM_FAULT_SIGBUS : 0;
   k.store.copyFolio(head, old, HPAGE_PMD_NR);
+  // hugetlb_wp brackets the replacement with an MMU_NOTIFY_CLEAR invalidation of the huge page, so a
+  // device mirroring the old folio drops it.
+  const mm = vma.mm;
+  const range = hasNotifiers(mm, first, first + HPAGE_PMD_NR)
+    ? notifierRange(mm, vma, first, first + HPAGE_PMD_NR, MMU_NOTIFY_CLEAR)
+    : null;
+  if (range !== null) yield* mmuNotifierInvalidateRangeStart(k, range);
   yield* pmdLock(k, pmdKey, "hugetlb_wp: huge_pte_lock, pte_same recheck");
   if (k.pt.pmdLeaf(pmdKey) !== leaf) {
     k.pmdLock.unlock(pmdKey);
+    if (range !== null) mmuNotifierInvalidateRangeEnd(k, range);
     k.pages.put(head);
     return 0;
   }
@@ -263,13 +285,14 @@ function* hugetlbWp(
   pages.set(head, PG_anon | PG_anon_exclusive | PG_uptodate);
   pages.mapping[head] = vma.anonVma.id;
   pages.index[head] = vma.linearIndex(first);
-  k.pt.setPmdLeaf(pmdKey, hugePte(vma, head, write, true));
+  k.pt.setPmdLeaf(pmdKey, hugePte(vma, head, write, write));
   k.tlb.flushRange(vma.mm.id, first, first + HPAGE_PMD_NR);
   pages.handOver(head);
   // hugetlb_remove_rmap and the PTE's reference on the old folio.
   pages.entireMapcount[old / HPAGE_PMD_NR]!--;
   pages.putStructural(old);
   k.pmdLock.unlock(pmdKey);
+  if (range !== null) mmuNotifierInvalidateRangeEnd(k, range);
   return 0;
 }
 
@@ -340,6 +363,12 @@ export function* copyHugetlbPageRange(k: Kernel, dst: Vma, src: Vma): Kfn<number
  * hugetlb_wp, which reuses an exclusive folio), inaccessible under PROT_NONE.
  */
 export function* hugetlbChangeProtection(k: Kernel, vma: Vma, start: number, end: number): Kfn<void> {
+  // An MMU_NOTIFY_PROTECTION_VMA invalidation around the walk, as for 4 KiB pages.
+  const mm = vma.mm;
+  const range = hasNotifiers(mm, start, end)
+    ? notifierRange(mm, vma, start, end, MMU_NOTIFY_PROTECTION_VMA)
+    : null;
+  if (range !== null) yield* mmuNotifierInvalidateRangeStart(k, range);
   for (let first = start; first < end; first += HPAGE_PMD_NR) {
     const pmdKey = k.pt.lookupPmd(vma.mm.root, first);
     if (pmdKey < 0 || k.pt.pmdLeaf(pmdKey) === 0) continue;
@@ -351,4 +380,5 @@ export function* hugetlbChangeProtection(k: Kernel, vma: Vma, start: number, end
     }
     k.pmdLock.unlock(pmdKey);
   }
+  if (range !== null) mmuNotifierInvalidateRangeEnd(k, range);
 }

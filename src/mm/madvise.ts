@@ -19,11 +19,13 @@
  * the range (the zero page, device pages, entries that are not present) are left as they are.
  *
  * MADV_HUGEPAGE and MADV_NOHUGEPAGE set VM_HUGEPAGE or VM_NOHUGEPAGE (clearing the other), splitting
- * the VMA to the range, and have no other effect: hmmsim has no transparent huge pages yet.
+ * the VMA to the range (and a huge PMD the new boundary cuts); whether a later fault takes a THP
+ * follows from the flag (huge_memory.ts). MADV_FREE keeps a THP wholly in the range PMD-mapped.
  *
- * Deliberate differences: other advice, valid in Linux, gives EINVAL (not modelled); no userfaultfd,
- * sealing, hugetlb or VMA read locks (the walk takes mmap_lock); the lazy-free LRU move is done at once
- * rather than through a per-CPU batch.
+ * Deliberate differences: other advice, valid in Linux, gives EINVAL (not modelled); MADV_DONTNEED of
+ * a hugetlb VMA gives EINVAL (hugetlb.ts); no userfaultfd, sealing or VMA read locks (the walk takes
+ * mmap_lock); no page-table reclaim after MADV_DONTNEED (CONFIG_PT_RECLAIM); the lazy-free LRU move is
+ * done at once rather than through a per-CPU batch.
  */
 import { intArg, ulongArg } from "../base/abi.js";
 import { EINVAL, ENOMEM, EPERM } from "../base/errno.js";

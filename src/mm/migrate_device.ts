@@ -427,19 +427,29 @@ export function* migrateVmaCollect(ctx: MigrateContext, m: MigrateVma): Kfn<void
             return collectHole(ctx, m, start, end, walkVma);
           },
         }
-      : sw.selectByFlags
-        ? {
-            *pmdHuge(_pmdKey: number, leaf: number, start: number, end: number, walkVma: Vma): Kfn<number> {
-              if ((m.flags & MIGRATE_VMA_SELECT_SYSTEM) === 0) return collectSkip(m, start, end);
-              if (pteFrame(leaf) === k.hugeZeroPfn) return collectHole(ctx, m, start, end, walkVma);
-              // The fallback: split_folio (hmmsim splits the PMD with it), then the PTE-level collect.
-              yield* splitHugePmd(k, walkVma, start);
-              const table = k.pt.lookupTable(walkVma.mm.root, start);
-              if (table < 0) return collectHole(ctx, m, start, end, walkVma);
-              return yield* collectPmd(ctx, m, table, start, end, walkVma);
-            },
-          }
-        : {};
+      : {
+          *pmdHuge(_pmdKey: number, leaf: number, start: number, end: number, walkVma: Vma): Kfn<number> {
+            if (sw.selectByFlags && (m.flags & MIGRATE_VMA_SELECT_SYSTEM) === 0)
+              return collectSkip(m, start, end);
+            const head = pteFrame(leaf);
+            if (head === k.hugeZeroPfn) {
+              if (sw.selectByFlags) return collectHole(ctx, m, start, end, walkVma);
+            } else if (
+              k.pages.has(head, PG_locked) ||
+              k.pages.refcount[head] !== k.pages.folioMapcount(head)
+            ) {
+              // folio_trylock failed, or split_folio would (a reference beyond the mapping's: a pin, a
+              // get, another thread's): the whole range is skipped.
+              return collectSkip(m, start, end);
+            }
+            // split_huge_pmd of the huge zero folio (4.14), or split_folio (hmmsim splits the PMD with
+            // it), then the PTE-level collect.
+            yield* splitHugePmd(k, walkVma, start);
+            const table = k.pt.lookupTable(walkVma.mm.root, start);
+            if (table < 0) return collectHole(ctx, m, start, end, walkVma);
+            return yield* collectPmd(ctx, m, table, start, end, walkVma);
+          },
+        };
   yield* walkPageRange(k, vma.mm, m.start, m.end, {
     pmdEntry: (table, start, end, walkVma) => collectPmd(ctx, m, table, start, end, walkVma),
     *pteHole(start, end, walkVma) {

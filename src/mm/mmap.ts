@@ -315,12 +315,13 @@ function mmapArgs(req: MmapRequest): MmapArgs | number {
   // __get_unmapped_area and generic_get_unmapped_area: lengths no address space can hold.
   if (aligned > TASK_BYTES - MMAP_MIN_BYTES) return -ENOMEM;
   if (fixed) {
+    // hugetlb_get_unmapped_area, which __get_unmapped_area calls before its own checks: a fixed huge
+    // mapping must be 2 MiB-aligned.
+    if (hugetlb && addr % HUGE_BYTES !== 0n) return -EINVAL;
     if (addr > TASK_BYTES - aligned) return -ENOMEM;
     if (addr % PAGE_BYTES !== 0n) return -EINVAL;
     // security_mmap_addr (cap_mmap_addr): below mmap_min_addr needs CAP_SYS_RAWIO.
     if (addr < MMAP_MIN_BYTES) return -EPERM;
-    // hugetlb_get_unmapped_area (prepare_hugepage_range): a fixed huge mapping must be aligned.
-    if (hugetlb && addr % HUGE_BYTES !== 0n) return -EINVAL;
   }
   // Only PROT_READ, PROT_WRITE and PROT_EXEC mean anything to mmap (calc_vm_prot_bits); it checks no
   // other bit.

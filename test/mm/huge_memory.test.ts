@@ -404,6 +404,22 @@ describe("a THP and the device", () => {
     expectClean(system);
   });
 
+  it("a THP with a pinned page is skipped by the collect (its split would fail): nothing moves", () => {
+    const { system, proc, addr } = hugeRange(1, { store: "tokens" });
+    proc.fillPages(addr, HPAGE_PMD_NR, 4);
+    const pfns = proc.pinPages(addr + 7 * P, 1, false);
+    const fd = system.device(0).open(proc);
+    // No page migrates, so dmirror's read-back finds none mirrored.
+    expect(kernelError(() => fd.migrateToDevice(addr, HPAGE_PMD_NR)).errno).toBe(ENOENT);
+    expect(leafAt(proc, addr)).not.toBe(0);
+    expect(system.kernel.stats.thpSplitPmd).toBe(0);
+    expectClean(system);
+    proc.unpinPages(pfns);
+    expect(fd.migrateToDevice(addr, HPAGE_PMD_NR).cpages).toBe(HPAGE_PMD_NR);
+    expect(proc.checkPages(addr, HPAGE_PMD_NR, 4)).toEqual([]);
+    expectClean(system);
+  });
+
   it("the seed's collect takes a huge PMD for a hole: nothing migrates, the read-back fails, the THP stays", () => {
     const { system, proc, addr } = hugeRange(1, { protocol: "seed" });
     proc.write(addr, pattern(HPAGE_PMD_NR));

@@ -4,7 +4,7 @@
  * on the folio, and the calls that refuse a hugetlb VMA.
  */
 import { describe, expect, it } from "vitest";
-import { EINVAL, ENOMEM, EOPNOTSUPP } from "../../src/base/errno.js";
+import { EINVAL, ENOMEM, EOPNOTSUPP, EPERM } from "../../src/base/errno.js";
 import { PAGE_SIZE } from "../../src/base/units.js";
 import {
   HMM_DMIRROR_PROT_PMD,
@@ -107,6 +107,8 @@ describe("mmap(MAP_HUGETLB)", () => {
       [EINVAL, { flags: MAP_SHARED | MAP_ANONYMOUS | MAP_HUGETLB }],
       [EINVAL, { flags: MAP_PRIVATE | MAP_HUGETLB, file }],
       [EINVAL, { flags: HUGETLB | MAP_FIXED, addr: 0x10_0000_0000 + P }],
+      // hugetlb_get_unmapped_area's alignment check comes before mmap_min_addr's EPERM.
+      [EINVAL, { flags: HUGETLB | MAP_FIXED, addr: P }],
     ];
     for (const [errno, options] of cases)
       expect(kernelError(() => proc.mmap(HUGE, options)).errno).toBe(errno);
@@ -195,6 +197,30 @@ describe("hugetlb faults and VMA boundaries", () => {
     expect(pteFrame(leafAt(proc, addr))).toBe(head);
     child.exit();
     expect(system.hugepages.free).toBe(2);
+    expectClean(system);
+  });
+
+  it("a device mirroring the folio follows a COW copy and loses write access on mprotect (notifiers)", () => {
+    const { system, proc, addr } = mapped(3);
+    proc.write(addr, Uint8Array.of(1));
+    const child = proc.fork();
+    const fd = system.device(0).open(proc);
+    const into = new Uint8Array(P);
+    fd.read(addr, 1, into);
+    expect(into[0]).toBe(1);
+    // hugetlb_wp's MMU_NOTIFY_CLEAR: the mirror drops the shared folio the parent copies away from.
+    proc.write(addr, Uint8Array.of(2));
+    fd.read(addr, 1, into);
+    expect(into[0]).toBe(2);
+    expectClean(system);
+    child.exit();
+    // hugetlb_change_protection's MMU_NOTIFY_PROTECTION_VMA: after PROT_READ the device cannot write.
+    fd.write(addr, 1, new Uint8Array(P).fill(3));
+    proc.mprotect(addr, HUGE, PROT_READ);
+    expectClean(system);
+    // hmm_vma_fault: a write fault in a VMA without VM_WRITE is EPERM.
+    expect(kernelError(() => fd.write(addr, 1, new Uint8Array(P).fill(4))).errno).toBe(EPERM);
+    expect(proc.read(addr, 1)).toEqual(Uint8Array.of(3));
     expectClean(system);
   });
 

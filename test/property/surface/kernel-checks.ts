@@ -240,7 +240,8 @@ export interface MmapChecked {
  * - sys_mmap: an unaligned offset EINVAL; ksys_mmap_pgoff: no file without MAP_ANONYMOUS EBADF;
  *   MAP_HUGETLB of a file EINVAL (no hugetlbfs files), of a size other than the default or 2 MiB
  *   EINVAL (no such hstate), not MAP_PRIVATE EINVAL (src/mm/hugetlb.ts, documented), and its length
- *   rounded up to 2 MiB; a fixed one must be 2 MiB-aligned (EINVAL, after EPERM), and it finds no free
+ *   rounded up to 2 MiB; a fixed one must be 2 MiB-aligned (EINVAL, before the other address checks:
+ *   hugetlb_get_unmapped_area runs first), and it finds no free
  *   huge page (ENOMEM, after the `late` checks: the runner reserves none);
  * - do_mmap: len 0 EINVAL; a length page alignment wraps ENOMEM; pgoff + pages overflowing EOVERFLOW;
  *   __get_unmapped_area: a length no address space holds ENOMEM (hmmsim: more than TASK_SIZE -
@@ -286,10 +287,10 @@ export function mmapCheck(
   if (aligned > TASK_SIZE - MMAP_MIN_ADDR) return { errno: "ENOMEM" };
   const fixed = (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) !== 0n;
   if (fixed) {
+    if (hugetlb && addr % HUGE_SIZE !== 0n) return { errno: "EINVAL" };
     if (addr > TASK_SIZE - aligned) return { errno: "ENOMEM" };
     if (offsetInPage(addr)) return { errno: "EINVAL" };
     if (addr < MMAP_MIN_ADDR) return { errno: "EPERM" };
-    if (hugetlb && addr % HUGE_SIZE !== 0n) return { errno: "EINVAL" };
   }
   const type = flags & MAP_TYPE;
   const growsDown = (flags & MAP_GROWSDOWN) !== 0n;
