@@ -129,7 +129,7 @@ export function getUnmappedArea(mm: MmStruct, pages: number, hintVpn: number): n
  * starts aligned, as the top-down search wants), so the mapping can take THPs; without room for the
  * padding, the plain search.
  */
-function thpGetUnmappedArea(mm: MmStruct, pages: number): number {
+export function thpGetUnmappedArea(mm: MmStruct, pages: number): number {
   const padded = getUnmappedArea(mm, pages + HPAGE_PMD_NR, 0);
   if (padded < 0) return getUnmappedArea(mm, pages, 0);
   const offSub = (HPAGE_PMD_NR - (padded % HPAGE_PMD_NR)) % HPAGE_PMD_NR;

@@ -48,6 +48,7 @@ import {
   PAGE_BYTES,
   pageAlignUlong,
   TASK_BYTES,
+  thpGetUnmappedArea,
 } from "./mmap.js";
 import {
   hasNotifiers,
@@ -226,7 +227,8 @@ function* mremapTo(k: Kernel, mm: MmStruct, remap: Remap): Kfn<number> {
 /**
  * vrm_set_new_addr: get_unmapped_area for the new range. MREMAP_FIXED takes the address given (as
  * MAP_FIXED, so mmap_min_addr applies: EPERM below it); MREMAP_DONTUNMAP alone takes it as a hint;
- * otherwise any free area. ENOMEM when there is none.
+ * otherwise any free area, 2 MiB-aligned for private anonymous memory moved whole in 2 MiB multiples
+ * (__get_unmapped_area's THP alignment: no file, no hint). ENOMEM when there is none.
  */
 function setNewAddr(mm: MmStruct, remap: Remap): number {
   const pages = Number(remap.newLen / PAGE_BYTES);
@@ -235,7 +237,10 @@ function setNewAddr(mm: MmStruct, remap: Remap): number {
     return 0;
   }
   const hint = remap.dontUnmap ? Number(remap.newAddr / PAGE_BYTES) : 0;
-  const vpn = getUnmappedArea(mm, pages, hint);
+  const vma = remap.vma;
+  const thpAligned =
+    vma !== null && vma.isAnonymous && (vma.flags & VM_MAYSHARE) === 0 && hint === 0 && pages % 512 === 0;
+  const vpn = thpAligned ? thpGetUnmappedArea(mm, pages) : getUnmappedArea(mm, pages, hint);
   if (vpn < 0) return -ENOMEM;
   remap.newAddr = BigInt(vpn) * PAGE_BYTES;
   return 0;

@@ -449,6 +449,12 @@ describe("THP-aligned placement (__get_unmapped_area)", () => {
     expect(odd + HUGE + P).toBe(second);
     const shared = proc.mmap(HUGE, { flags: MAP_SHARED | MAP_ANONYMOUS });
     expect(shared + HUGE).toBe(odd);
+    // mremap that moves private anonymous memory to a new 2 MiB multiple finds a 2 MiB-aligned place.
+    proc.mmap(P, { addr: first + HUGE, flags: ANON | MAP_FIXED });
+    const moved = proc.mremap(first, HUGE, 2 * HUGE, MREMAP_MAYMOVE);
+    expect(moved).not.toBe(first);
+    expect(moved % HUGE).toBe(0);
+    expect(proc.read(moved, 1)).toEqual(Uint8Array.of(1));
     expectClean(system);
   });
 });
