@@ -1,14 +1,22 @@
 /**
  * Scenarios of the fixed kernel with transparent huge pages (mm/huge_memory.c): two CPUs faulting the
  * same empty 2 MiB, a PMD split by MADV_DONTNEED racing CPU accesses and a migration to a device that
- * splits the same PMD, and a CPU write replacing the huge zero PMD while a device reads it. Each must
+ * splits the same PMD, and a CPU write replacing the huge zero PMD while a device reads it; and with
+ * hugetlbfs, a copy-on-write of a huge page while a device reads it. Each must
  * come out clean whatever the schedule: no deadlock, no assertion, the invariants hold (head and tail
  * pages, entire_mapcount, no orphan tail, no leaked folio) and what the threads saw matches some serial
  * order of their operations.
  */
 import { PAGE_SIZE } from "../../base/units.js";
 import { sysMadvise } from "../../mm/madvise.js";
-import { MADV_DONTNEED, MADV_HUGEPAGE, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE } from "../../mm/mmap.js";
+import {
+  MADV_DONTNEED,
+  MADV_HUGEPAGE,
+  MAP_ANONYMOUS,
+  MAP_FIXED,
+  MAP_HUGETLB,
+  MAP_PRIVATE,
+} from "../../mm/mmap.js";
 import { HPAGE_PMD_NR } from "../../mm/page.js";
 import type { Process } from "../../process.js";
 import type { System } from "../../system.js";
@@ -170,9 +178,44 @@ export const hugeZeroWpVsDeviceReadScenario: Scenario = {
   },
 };
 
+/**
+ * A hugetlb page shared with a forked child: the parent's store copies it (hugetlb_wp) while device 0
+ * READs it through its mirror. The device reads the old value or the new one, never the old folio
+ * after the store.
+ */
+export const hugetlbCowVsDeviceReadScenario: Scenario = {
+  name: "hugetlb-cow-vs-device-read",
+  description:
+    "modern: the parent stores to a hugetlb page it shares with a child (hugetlb_wp copies it) while device 0 READs it",
+  config: MODERN,
+  operations: [{ name: "CPU store page 1" }, { name: "device 0 READ pages 0-1" }],
+  build(config, keep) {
+    const system = smallSystem(config, 1, { ram: "6MiB", hugepages: 2 });
+    const proc = system.spawn();
+    proc.mmap(HPAGE_PMD_NR * PAGE_SIZE, {
+      addr: HUGE_ADDR,
+      flags: MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_HUGETLB,
+    });
+    proc.fillPages(HUGE_ADDR, 2, 1);
+    proc.fork();
+    const vpn = vpnOf(HUGE_ADDR);
+    const fd = system.device(0).open(proc);
+    const threads: ScenarioThread[] = [];
+    if (keep[0]) threads.push({ op: 0, cpu: 0, body: cpuStore(proc, vpn + 1, STORED) });
+    if (keep[1]) threads.push({ op: 1, cpu: 1, body: deviceRead(fd, vpn, 2), observe: String });
+    return {
+      system,
+      threads,
+      observeFinal: () => peekWords(proc, vpn, 2),
+      watch: [{ process: proc.pid, vpn: vpn + 1 }],
+    };
+  },
+};
+
 export const THP_SCENARIOS: readonly Scenario[] = [
   thpFaultRaceScenario,
   thpSplitVsCpuScenario,
   thpSplitVsMigrateScenario,
   hugeZeroWpVsDeviceReadScenario,
+  hugetlbCowVsDeviceReadScenario,
 ];
