@@ -145,12 +145,15 @@ export function freeHugeFolio(k: Kernel, head: number): void {
 }
 
 /**
- * hugetlbfs_file_mmap's checks for a private MAP_HUGETLB mapping of `pages` 4 KiB pages at vpn
- * (hugetlb_get_unmapped_area and hugetlb_reserve_pages): EINVAL for an unaligned address or length,
- * ENOMEM when the pool has too few free folios. Returns 0 or -errno.
+ * hugetlb_reserve_pages' check for a private MAP_HUGETLB mapping of `pages` 4 KiB pages at vpn, which
+ * mmap has already aligned to 2 MiB: ENOMEM when the pool has too few free folios. Returns 0 or -ENOMEM.
  */
 export function hugetlbMmapCheck(k: Kernel, vpn: number, pages: number): number {
-  if (vpn % HPAGE_PMD_NR !== 0 || pages % HPAGE_PMD_NR !== 0) return -EINVAL;
+  assert(
+    vpn % HPAGE_PMD_NR === 0 && pages % HPAGE_PMD_NR === 0,
+    "hugetlb mapping not 2 MiB-aligned",
+    () => `${vpn} ${pages}`,
+  );
   return pages / HPAGE_PMD_NR > k.hugetlb.freeCount ? -ENOMEM : 0;
 }
 

@@ -18,7 +18,7 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { KernelError } from "../../src/base/errno.js";
+import { EINVAL, KernelError } from "../../src/base/errno.js";
 import { HMM_DMIRROR_PROT_PMD } from "../../src/drivers/dmirror_uapi.js";
 import { MAP_HUGETLB } from "../../src/mm/mman.js";
 import {
@@ -207,7 +207,7 @@ function refused(call: () => unknown): true {
     if (!(error instanceof KernelError)) throw error;
     errno = error.errno;
   }
-  expect(errno, "EINVAL from a hugetlb VMA").toBe(22);
+  expect(errno, "EINVAL from a hugetlb VMA").toBe(EINVAL);
   return true;
 }
 
